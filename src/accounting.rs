@@ -1,0 +1,673 @@
+//! The response tap: wraps an upstream response body on its way to the client, passes
+//! every chunk on as soon as it arrives, and learns from what passes by: the `usage` the
+//! upstream reports, the completion text (for token estimates and the audit log), and
+//! how the body ended (complete, client abort, upstream error, idle timeout).
+//!
+//! What this sees is never the entire body at once: an SSE event may be split across
+//! chunks, so a partial event is carried over to the next chunk. When warden asked the
+//! upstream for the usage chunk on the client's behalf (see [`crate::llm`]), the tap
+//! removes it again, so it forwards complete events only; otherwise every chunk is
+//! forwarded untouched, byte for byte.
+//!
+//! The outcome is handed over exactly once, through `on_finish`: at the end of the body,
+//! on an error, or when the body is dropped early because the client hung up (dropping it
+//! also drops the upstream body, which cancels the upstream request).
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use serde::Deserialize;
+use tokio::time::{Instant, Sleep};
+
+use crate::body::BoxError;
+use crate::llm::LlmRoute;
+
+/// Tokens a response used, as the upstream reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// How a response body ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    Complete,
+    ClientAborted,
+    UpstreamError(String),
+    IdleTimeout,
+}
+
+/// What the tap learned, handed to `on_finish` once.
+#[derive(Debug)]
+pub struct TapOutcome {
+    pub ending: Ending,
+    /// `usage` as the upstream reported it, if it did.
+    pub usage: Option<Usage>,
+    /// Completion text seen (joined deltas for streams), up to the capture limit.
+    pub completion_text: String,
+    /// Bytes of completion text seen in all, including what the limit cut off.
+    pub completion_text_bytes: u64,
+    /// Bytes of body passed to the client.
+    pub body_bytes: u64,
+}
+
+pub type OnFinish = Box<dyn FnOnce(TapOutcome) + Send>;
+
+/// How to read the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// A JSON response of an LLM route: usage and text are read at the end.
+    Json(LlmRoute),
+    /// An SSE stream of an LLM route; `strip_usage` removes the usage chunk warden
+    /// requested on the client's behalf.
+    Sse { route: LlmRoute, strip_usage: bool },
+    /// Anything else: passed through, only counted.
+    Opaque,
+}
+
+/// Largest JSON response kept to read its `usage` (bigger ones are forwarded but their
+/// usage is estimated instead).
+const MAX_JSON_KEPT: usize = 8 * 1024 * 1024;
+
+pin_project! {
+    /// The tapped response body. See the module docs.
+    pub struct TapBody {
+        #[pin]
+        inner: Incoming,
+        #[pin]
+        idle: Sleep,
+        idle_timeout: Duration,
+        reader: Reader,
+        out: VecDeque<Bytes>,
+        body_bytes: u64,
+        done: bool,
+        on_finish: Option<OnFinish>,
+    }
+
+    impl PinnedDrop for TapBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(f) = this.on_finish.take() {
+                // A body whose inner stream already knows it is complete (content-length
+                // reached) was not aborted even if nobody polled it to the end.
+                let ending = if this.inner.is_end_stream() { Ending::Complete } else { Ending::ClientAborted };
+                let reader = std::mem::replace(this.reader, Reader::Opaque);
+                f(reader.finish(ending, *this.body_bytes));
+            }
+        }
+    }
+}
+
+impl TapBody {
+    pub fn new(
+        inner: Incoming,
+        format: BodyFormat,
+        idle_timeout: Duration,
+        capture_limit: usize,
+        on_finish: OnFinish,
+    ) -> TapBody {
+        let reader = match format {
+            BodyFormat::Json(route) => Reader::Json { route, frames: Vec::new(), kept: 0, overflow: false, capture_limit },
+            BodyFormat::Sse { route, strip_usage } => Reader::Sse(SseReader::new(route, strip_usage, capture_limit)),
+            BodyFormat::Opaque => Reader::Opaque,
+        };
+        TapBody {
+            inner,
+            idle: tokio::time::sleep(idle_timeout),
+            idle_timeout,
+            reader,
+            out: VecDeque::new(),
+            body_bytes: 0,
+            done: false,
+            on_finish: Some(on_finish),
+        }
+    }
+}
+
+fn finish(on_finish: &mut Option<OnFinish>, reader: &mut Reader, ending: Ending, body_bytes: u64) {
+    if let Some(f) = on_finish.take() {
+        let reader = std::mem::replace(reader, Reader::Opaque);
+        f(reader.finish(ending, body_bytes));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("upstream sent nothing for {0:?}")]
+pub struct IdleTimeout(Duration);
+
+impl HttpBody for TapBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        loop {
+            if let Some(chunk) = this.out.pop_front() {
+                *this.body_bytes += chunk.len() as u64;
+                return Poll::Ready(Some(Ok(Frame::data(chunk))));
+            }
+            if *this.done {
+                return Poll::Ready(None);
+            }
+            match this.inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    let deadline = Instant::now() + *this.idle_timeout;
+                    this.idle.as_mut().reset(deadline);
+                    match frame.into_data() {
+                        Ok(data) => {
+                            if let Some(forward) = this.reader.feed(data, this.out) {
+                                *this.body_bytes += forward.len() as u64;
+                                return Poll::Ready(Some(Ok(Frame::data(forward))));
+                            }
+                        }
+                        Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                    }
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    *this.done = true;
+                    finish(this.on_finish, this.reader, Ending::UpstreamError(e.to_string()), *this.body_bytes);
+                    return Poll::Ready(Some(Err(Box::new(e))));
+                }
+                Poll::Ready(None) => {
+                    *this.done = true;
+                    if let Some(rest) = this.reader.flush() {
+                        this.out.push_back(rest);
+                    }
+                    let pending: u64 = this.out.iter().map(|b| b.len() as u64).sum();
+                    finish(this.on_finish, this.reader, Ending::Complete, *this.body_bytes + pending);
+                }
+                Poll::Pending => {
+                    ready!(this.idle.as_mut().poll(cx));
+                    *this.done = true;
+                    finish(this.on_finish, this.reader, Ending::IdleTimeout, *this.body_bytes);
+                    return Poll::Ready(Some(Err(Box::new(IdleTimeout(*this.idle_timeout)))));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.out.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.reader {
+            Reader::Sse(_) => SizeHint::default(),
+            _ if self.done => SizeHint::with_exact(0),
+            _ => self.inner.size_hint(),
+        }
+    }
+}
+
+enum Reader {
+    Json { route: LlmRoute, frames: Vec<Bytes>, kept: usize, overflow: bool, capture_limit: usize },
+    Sse(SseReader),
+    Opaque,
+}
+
+impl Reader {
+    /// Takes one upstream chunk; returns it (or its rewrite) to forward now, or pushes
+    /// complete rewritten events to `out` and returns `None`.
+    fn feed(&mut self, data: Bytes, out: &mut VecDeque<Bytes>) -> Option<Bytes> {
+        match self {
+            Reader::Opaque => Some(data),
+            Reader::Json { frames, kept, overflow, .. } => {
+                if !*overflow {
+                    if *kept + data.len() <= MAX_JSON_KEPT {
+                        *kept += data.len();
+                        frames.push(data.clone()); // a refcount, not a copy
+                    } else {
+                        *overflow = true;
+                        frames.clear();
+                    }
+                }
+                Some(data)
+            }
+            Reader::Sse(sse) => {
+                if sse.strip_usage {
+                    let rewritten = sse.rewrite(&data);
+                    if !rewritten.is_empty() {
+                        out.push_back(rewritten);
+                    }
+                    None
+                } else {
+                    sse.observe(&data);
+                    Some(data)
+                }
+            }
+        }
+    }
+
+    /// At the end of the body: whatever a rewriting reader still holds.
+    fn flush(&mut self) -> Option<Bytes> {
+        match self {
+            Reader::Sse(sse) if sse.strip_usage && !sse.partial.is_empty() => Some(sse.partial.split().freeze()),
+            _ => None,
+        }
+    }
+
+    fn finish(self, ending: Ending, body_bytes: u64) -> TapOutcome {
+        let mut outcome =
+            TapOutcome { ending, usage: None, completion_text: String::new(), completion_text_bytes: 0, body_bytes };
+        match self {
+            Reader::Opaque => {}
+            Reader::Json { route, frames, overflow, capture_limit, .. } => {
+                if !overflow {
+                    let whole: Cow<[u8]> = match frames.len() {
+                        1 => Cow::Borrowed(&frames[0][..]),
+                        _ => Cow::Owned(frames.iter().flat_map(|f| f.iter().copied()).collect()),
+                    };
+                    read_json_response(route, &whole, capture_limit, &mut outcome);
+                }
+            }
+            Reader::Sse(sse) => {
+                outcome.usage = sse.usage;
+                outcome.completion_text = sse.text.text;
+                outcome.completion_text_bytes = sse.text.total_bytes;
+            }
+        }
+        outcome
+    }
+}
+
+/// Completion text kept up to a limit, counting what the limit cut off.
+struct TextCapture {
+    text: String,
+    limit: usize,
+    total_bytes: u64,
+}
+
+impl TextCapture {
+    fn push(&mut self, s: &str) {
+        self.total_bytes += s.len() as u64;
+        let room = self.limit.saturating_sub(self.text.len());
+        if room >= s.len() {
+            self.text.push_str(s);
+        } else if room > 0 {
+            let mut cut = room;
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            self.text.push_str(&s[..cut]);
+        }
+    }
+}
+
+/// Reads SSE events as they pass.
+struct SseReader {
+    route: LlmRoute,
+    strip_usage: bool,
+    /// The start of an event whose end has not arrived yet.
+    partial: BytesMut,
+    usage: Option<Usage>,
+    text: TextCapture,
+}
+
+/// Finds the end of the first SSE event in `buf` (just past its blank line).
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(off) = buf[i..].iter().position(|b| *b == b'\n') {
+        let nl = i + off;
+        match (buf.get(nl + 1), buf.get(nl + 2)) {
+            (Some(b'\n'), _) => return Some(nl + 2),
+            (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
+            _ => i = nl + 1,
+        }
+    }
+    None
+}
+
+/// The `data:` payload of one event (lines joined with `\n` as the SSE spec says).
+fn event_data(event: &[u8]) -> Cow<'_, [u8]> {
+    let mut lines = event
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter_map(|l| l.strip_prefix(b"data:"))
+        .map(|l| l.strip_prefix(b" ").unwrap_or(l));
+    let Some(first) = lines.next() else { return Cow::Borrowed(&[]) };
+    match lines.next() {
+        None => Cow::Borrowed(first),
+        Some(second) => {
+            let mut joined = first.to_vec();
+            for l in std::iter::once(second).chain(lines) {
+                joined.push(b'\n');
+                joined.extend_from_slice(l);
+            }
+            Cow::Owned(joined)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl RawUsage {
+    fn normalize(&self) -> Usage {
+        Usage {
+            prompt_tokens: self.prompt_tokens.or(self.input_tokens).unwrap_or(0),
+            completion_tokens: self.completion_tokens.or(self.output_tokens).unwrap_or(0),
+        }
+    }
+}
+
+/// A chat or completions stream chunk, as far as accounting cares.
+#[derive(Deserialize)]
+struct StreamChunk<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<ChunkChoice<'a>>>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(borrow, default)]
+    delta: Option<ChunkDelta<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ChunkDelta<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
+}
+
+/// A Responses API stream event, as far as accounting cares.
+#[derive(Deserialize)]
+struct ResponseEvent<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    delta: Option<serde_json::Value>,
+    #[serde(default)]
+    response: Option<ResponseObject>,
+}
+
+#[derive(Deserialize)]
+struct ResponseObject {
+    #[serde(default)]
+    usage: Option<RawUsage>,
+}
+
+/// What one event means for the stream.
+enum EventKind {
+    /// The usage-only chunk (no choices) that warden requested on the client's behalf.
+    InjectedUsage,
+    Other,
+}
+
+impl SseReader {
+    fn new(route: LlmRoute, strip_usage: bool, capture_limit: usize) -> SseReader {
+        SseReader {
+            route,
+            strip_usage,
+            partial: BytesMut::new(),
+            usage: None,
+            text: TextCapture { text: String::new(), limit: capture_limit, total_bytes: 0 },
+        }
+    }
+
+    /// Reads one complete event.
+    fn read_event(&mut self, event: &[u8]) -> EventKind {
+        let data = event_data(event);
+        if data.is_empty() || &data[..] == b"[DONE]" {
+            return EventKind::Other;
+        }
+        match self.route {
+            LlmRoute::Responses => {
+                if let Ok(ev) = serde_json::from_slice::<ResponseEvent>(&data) {
+                    if ev.kind.as_deref() == Some("response.output_text.delta") {
+                        if let Some(serde_json::Value::String(d)) = &ev.delta {
+                            self.text.push(d);
+                        }
+                    }
+                    if let Some(u) = ev.response.and_then(|r| r.usage) {
+                        self.usage = Some(u.normalize());
+                    }
+                }
+                EventKind::Other
+            }
+            _ => {
+                let Ok(chunk) = serde_json::from_slice::<StreamChunk>(&data) else { return EventKind::Other };
+                let choices = chunk.choices.unwrap_or_default();
+                for c in &choices {
+                    if let Some(t) = c.delta.as_ref().and_then(|d| d.content.as_deref()).or(c.text.as_deref()) {
+                        self.text.push(t);
+                    }
+                }
+                match chunk.usage {
+                    Some(u) => {
+                        self.usage = Some(u.normalize());
+                        if choices.is_empty() {
+                            EventKind::InjectedUsage
+                        } else {
+                            EventKind::Other
+                        }
+                    }
+                    None => EventKind::Other,
+                }
+            }
+        }
+    }
+
+    /// Pass-through mode: read complete events; keep a copy only of a trailing partial one.
+    fn observe(&mut self, data: &[u8]) {
+        if self.partial.is_empty() {
+            let consumed = self.read_events(data, |_, _| {});
+            self.partial.extend_from_slice(&data[consumed..]);
+        } else {
+            self.partial.extend_from_slice(data);
+            let buf = self.partial.split();
+            let consumed = self.read_events(&buf, |_, _| {});
+            self.partial.extend_from_slice(&buf[consumed..]);
+        }
+    }
+
+    /// Rewrite mode: returns the complete events of `data` (plus what was carried over)
+    /// without the injected usage chunk and without the `"usage":null` fields that
+    /// requesting it added to every chunk.
+    fn rewrite(&mut self, data: &[u8]) -> Bytes {
+        self.partial.extend_from_slice(data);
+        let buf = self.partial.split();
+        let mut out = BytesMut::with_capacity(buf.len());
+        let consumed = self.read_events(&buf, |kind, event| {
+            if matches!(kind, EventKind::Other) {
+                remove_usage_null(event, &mut out);
+            }
+        });
+        self.partial.extend_from_slice(&buf[consumed..]);
+        out.freeze()
+    }
+
+    /// Reads every complete event in `buf`; returns how many bytes they took.
+    fn read_events(&mut self, buf: &[u8], mut each: impl FnMut(EventKind, &[u8])) -> usize {
+        let mut pos = 0;
+        while let Some(len) = event_end(&buf[pos..]) {
+            let event = &buf[pos..pos + len];
+            let kind = self.read_event(event);
+            each(kind, event);
+            pos += len;
+        }
+        pos
+    }
+}
+
+/// Copies `event` to `out` without `"usage":null` entries.
+fn remove_usage_null(event: &[u8], out: &mut BytesMut) {
+    const WITH_COMMA_BEFORE: &[u8] = b",\"usage\":null";
+    const WITH_COMMA_AFTER: &[u8] = b"\"usage\":null,";
+    let mut rest = event;
+    loop {
+        let found = find(rest, WITH_COMMA_BEFORE)
+            .map(|i| (i, WITH_COMMA_BEFORE.len()))
+            .or_else(|| find(rest, WITH_COMMA_AFTER).map(|i| (i, WITH_COMMA_AFTER.len())));
+        match found {
+            Some((i, len)) => {
+                out.extend_from_slice(&rest[..i]);
+                rest = &rest[i + len..];
+            }
+            None => {
+                out.extend_from_slice(rest);
+                return;
+            }
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[derive(Deserialize)]
+struct JsonResponse {
+    #[serde(default)]
+    usage: Option<RawUsage>,
+    #[serde(default)]
+    choices: Vec<JsonChoice>,
+    #[serde(default)]
+    output: Vec<OutputItem>,
+}
+
+#[derive(Deserialize)]
+struct JsonChoice {
+    #[serde(default)]
+    message: Option<JsonMessage>,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct JsonMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct OutputItem {
+    #[serde(default)]
+    content: Vec<OutputContent>,
+}
+
+#[derive(Deserialize)]
+struct OutputContent {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+fn read_json_response(route: LlmRoute, body: &[u8], capture_limit: usize, outcome: &mut TapOutcome) {
+    let Ok(resp) = serde_json::from_slice::<JsonResponse>(body) else { return };
+    outcome.usage = resp.usage.map(|u| u.normalize());
+    let mut text = TextCapture { text: String::new(), limit: capture_limit, total_bytes: 0 };
+    match route {
+        LlmRoute::Responses => {
+            for t in resp.output.iter().flat_map(|o| &o.content).filter_map(|c| c.text.as_deref()) {
+                text.push(t);
+            }
+        }
+        _ => {
+            for c in &resp.choices {
+                if let Some(t) = c.message.as_ref().and_then(|m| m.content.as_deref()).or(c.text.as_deref()) {
+                    text.push(t);
+                }
+            }
+        }
+    }
+    outcome.completion_text = text.text;
+    outcome.completion_text_bytes = text.total_bytes;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(content: &str) -> String {
+        format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"{content}\"}}}}],\"usage\":null}}\n\n"
+        )
+    }
+    const USAGE: &str =
+        "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":2,\"total_tokens\":7}}\n\n";
+    const DONE: &str = "data: [DONE]\n\n";
+
+    #[test]
+    fn event_boundaries_handle_lf_and_crlf() {
+        assert_eq!(event_end(b"data: x\n\nrest"), Some(9));
+        assert_eq!(event_end(b"data: x\r\n\r\nrest"), Some(11));
+        assert_eq!(event_end(b"data: x\n"), None);
+        assert_eq!(&event_data(b"event: e\ndata: a\ndata: b\n\n")[..], b"a\nb");
+    }
+
+    #[test]
+    fn rewrite_removes_the_injected_usage_chunk_even_when_split() {
+        let stream = format!("{}{}{USAGE}{DONE}", chunk("Hel"), chunk("lo"));
+        let mut sse = SseReader::new(LlmRoute::ChatCompletions, true, 1024);
+        let mut out = Vec::new();
+        // Feed in awkward 7-byte pieces to cross every boundary.
+        for piece in stream.as_bytes().chunks(7) {
+            out.extend_from_slice(&sse.rewrite(piece));
+        }
+        let out = String::from_utf8(out).unwrap();
+        assert!(!out.contains("prompt_tokens"), "{out}");
+        assert!(!out.contains("\"usage\""), "{out}");
+        assert!(out.ends_with(DONE));
+        assert_eq!(out.matches("data: ").count(), 3);
+        assert_eq!(sse.usage, Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
+        assert_eq!(sse.text.text, "Hello");
+    }
+
+    #[test]
+    fn observe_reads_usage_without_changing_anything() {
+        let stream = format!("{}{USAGE}{DONE}", chunk("Hi"));
+        let mut sse = SseReader::new(LlmRoute::ChatCompletions, false, 1024);
+        for piece in stream.as_bytes().chunks(5) {
+            sse.observe(piece);
+        }
+        assert_eq!(sse.usage, Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
+        assert_eq!(sse.text.text, "Hi");
+        assert!(sse.partial.is_empty());
+    }
+
+    #[test]
+    fn responses_stream_usage_and_text() {
+        let stream = concat!(
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"ab\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
+        );
+        let mut sse = SseReader::new(LlmRoute::Responses, false, 1024);
+        sse.observe(stream.as_bytes());
+        assert_eq!(sse.usage, Some(Usage { prompt_tokens: 3, completion_tokens: 1 }));
+        assert_eq!(sse.text.text, "ab");
+    }
+
+    #[test]
+    fn text_capture_is_bounded_and_counts_everything() {
+        let mut t = TextCapture { text: String::new(), limit: 5, total_bytes: 0 };
+        t.push("héllo world");
+        assert!(t.text.len() <= 5);
+        assert_eq!(t.total_bytes, "héllo world".len() as u64);
+    }
+
+    #[test]
+    fn json_responses_yield_usage_and_text() {
+        let body = br#"{"choices":[{"message":{"content":"yes"}}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
+        let mut o = Reader::Opaque.finish(Ending::Complete, 0);
+        read_json_response(LlmRoute::ChatCompletions, body, 100, &mut o);
+        assert_eq!(o.usage, Some(Usage { prompt_tokens: 4, completion_tokens: 1 }));
+        assert_eq!(o.completion_text, "yes");
+    }
+}

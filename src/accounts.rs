@@ -1,0 +1,198 @@
+//! Accounts and keys as one service: durable in the [`Store`], mirrored in the in-memory
+//! [`Directory`] the request path reads. Every change goes through here so the two never
+//! disagree, and every reviewer-visible change is recorded with who did it and why.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::auth::{generate_key, AccountStatus, Directory, KeyHash, UsageTotals};
+use crate::store::{AccountRecord, ActionRecord, KeyRecord, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An account as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountView {
+    pub id: String,
+    pub tier: String,
+    pub status: AccountStatus,
+    pub status_reason: Option<String>,
+    pub risk_score: f64,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Traffic since this warden process started.
+    pub usage: UsageTotals,
+}
+
+/// A freshly created key; `key` is shown this once and never again.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedKey {
+    pub key_id: String,
+    pub account_id: String,
+    pub key: String,
+    pub hint: String,
+    pub created_at: String,
+}
+
+#[derive(Clone)]
+pub struct Accounts {
+    store: Store,
+    directory: Arc<Directory>,
+    /// Tier names from the config; accounts may only reference these.
+    tiers: Arc<[String]>,
+}
+
+pub fn rfc3339_millis(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+impl Accounts {
+    /// Loads every account and live key from the store into a fresh directory.
+    pub async fn load(store: Store, tiers: Vec<String>) -> Result<Accounts, AccountError> {
+        let directory = Arc::new(Directory::default());
+        for a in store.accounts().await? {
+            directory.upsert_account(&a.id, &a.tier, a.status);
+        }
+        for k in store.live_keys().await? {
+            match KeyHash::from_hex(&k.key_hash) {
+                Some(hash) => {
+                    directory.add_key(&k.key_id, hash, &k.account_id);
+                }
+                None => tracing::warn!(key_id = %k.key_id, "ignoring key with a corrupt hash"),
+            }
+        }
+        Ok(Accounts { store, directory, tiers: tiers.into() })
+    }
+
+    pub fn directory(&self) -> &Arc<Directory> {
+        &self.directory
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn view(&self, rec: AccountRecord) -> AccountView {
+        let live = self.directory.account(&rec.id);
+        AccountView {
+            usage: live.as_ref().map(|a| a.usage.totals()).unwrap_or_default(),
+            risk_score: 0.0,
+            created_at: rfc3339_millis(rec.created_at),
+            updated_at: rfc3339_millis(rec.updated_at),
+            id: rec.id,
+            tier: rec.tier,
+            status: rec.status,
+            status_reason: rec.status_reason,
+        }
+    }
+
+    pub async fn create(&self, id: &str, tier: &str, actor: &str) -> Result<AccountView, AccountError> {
+        validate_account_id(id)?;
+        if !self.tiers.iter().any(|t| t == tier) {
+            return Err(AccountError::Invalid(format!(
+                "unknown tier `{tier}` (configured: {})",
+                self.tiers.join(", ")
+            )));
+        }
+        let rec = self.store.create_account(id, tier).await?;
+        self.directory.upsert_account(&rec.id, &rec.tier, rec.status);
+        self.store.record_action(actor, "create_account", "account", id, None).await?;
+        Ok(self.view(rec))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<AccountView, AccountError> {
+        let rec = self.store.account(id).await?.ok_or_else(|| AccountError::NotFound(format!("account `{id}`")))?;
+        Ok(self.view(rec))
+    }
+
+    pub async fn list(&self) -> Result<Vec<AccountView>, AccountError> {
+        Ok(self.store.accounts().await?.into_iter().map(|r| self.view(r)).collect())
+    }
+
+    /// Changes an account's status in the store and, at once, for the request path.
+    pub async fn set_status(
+        &self,
+        id: &str,
+        status: AccountStatus,
+        reason: Option<&str>,
+        actor: &str,
+    ) -> Result<AccountView, AccountError> {
+        let rec = self
+            .store
+            .set_account_status(id, status, reason)
+            .await?
+            .ok_or_else(|| AccountError::NotFound(format!("account `{id}`")))?;
+        self.directory.upsert_account(&rec.id, &rec.tier, rec.status);
+        let action = match status {
+            AccountStatus::Active => "unblock",
+            AccountStatus::Throttled => "throttle",
+            AccountStatus::Blocked => "block",
+        };
+        self.store.record_action(actor, action, "account", id, reason).await?;
+        Ok(self.view(rec))
+    }
+
+    pub async fn create_key(&self, account_id: &str, actor: &str) -> Result<CreatedKey, AccountError> {
+        if self.store.account(account_id).await?.is_none() {
+            return Err(AccountError::NotFound(format!("account `{account_id}`")));
+        }
+        let key = generate_key();
+        let rec = self.store.create_key(&key.key_id, account_id, &key.hash.to_hex(), &key.hint).await?;
+        self.directory.add_key(&key.key_id, key.hash, account_id);
+        self.store.record_action(actor, "create_key", "key", &key.key_id, None).await?;
+        Ok(CreatedKey {
+            key_id: rec.key_id,
+            account_id: rec.account_id,
+            key: key.raw,
+            hint: rec.hint,
+            created_at: rfc3339_millis(rec.created_at),
+        })
+    }
+
+    pub async fn keys(&self, account_id: &str) -> Result<Vec<KeyRecord>, AccountError> {
+        if self.store.account(account_id).await?.is_none() {
+            return Err(AccountError::NotFound(format!("account `{account_id}`")));
+        }
+        Ok(self.store.keys_of(account_id).await?)
+    }
+
+    pub async fn revoke_key(&self, key_id: &str, actor: &str) -> Result<KeyRecord, AccountError> {
+        let rec = self
+            .store
+            .revoke_key(key_id)
+            .await?
+            .ok_or_else(|| AccountError::NotFound(format!("key `{key_id}`")))?;
+        self.directory.revoke_key(key_id);
+        self.store.record_action(actor, "revoke_key", "key", key_id, None).await?;
+        Ok(rec)
+    }
+
+    pub async fn history(&self, account_id: &str, limit: i64) -> Result<Vec<ActionRecord>, AccountError> {
+        Ok(self.store.actions_on("account", account_id, limit).await?)
+    }
+}
+
+/// Account ids appear in URLs, logs and audit records: keep them to a safe alphabet.
+fn validate_account_id(id: &str) -> Result<(), AccountError> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid(
+            "account id must be 1-128 characters of letters, digits, `-`, `_`, `.`, `@`".into(),
+        ))
+    }
+}

@@ -1,0 +1,106 @@
+//! Prometheus metrics. Labels come from closed sets (route, status, failure kind): no
+//! label ever carries a key, an account id, a model name a client chose, or prompt text,
+//! so the number of series stays bounded whatever clients send.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteStatus {
+    pub route: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~65 s, doubling: LLM calls span milliseconds (embeddings) to a minute (long
+    // streams).
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17))
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RouteStatus, Counter>,
+    pub request_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    pub upstream_first_byte: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    pub upstream_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
+    pub in_flight: Gauge,
+    pub upstream_errors: Family<KindLabel, Counter>,
+    pub tokens: Family<KindLabel, Counter>,
+    pub client_aborts: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("warden");
+        let requests = Family::<RouteStatus, Counter>::default();
+        registry.register("requests", "Requests answered, by route and status", requests.clone());
+        let request_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "request_duration_seconds",
+            "Time from request received to the last byte of the response",
+            request_duration.clone(),
+        );
+        let upstream_first_byte = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "upstream_first_byte_seconds",
+            "Time from sending a request upstream to its response headers",
+            upstream_first_byte.clone(),
+        );
+        let upstream_duration = Family::new_with_constructor(latency_histogram as fn() -> Histogram);
+        registry.register(
+            "upstream_duration_seconds",
+            "Time from sending a request upstream to the last byte of its response",
+            upstream_duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("in_flight_requests", "Requests being handled now", in_flight.clone());
+        let upstream_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by kind (connect, timeout, protocol, idle_timeout)",
+            upstream_errors.clone(),
+        );
+        let tokens = Family::<KindLabel, Counter>::default();
+        registry.register("tokens", "Tokens served, by kind (prompt, completion)", tokens.clone());
+        let client_aborts = Counter::default();
+        registry.register("client_aborts", "Responses the client hung up on before the end", client_aborts.clone());
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_first_byte,
+            upstream_duration,
+            in_flight,
+            upstream_errors,
+            tokens,
+            client_aborts,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,201 @@
+//! The admin listener: the admin API (accounts, keys, block/unblock), `/healthz`,
+//! `/readyz` and `/metrics`.
+//!
+//! Every `/admin/` route needs `Authorization: Bearer <admin token>`; the three probe
+//! routes do not. Every change is recorded with its actor, taken from the
+//! `x-warden-actor` header (the CLI sends the operator's user name), or `admin`.
+
+pub mod metrics;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::accounts::AccountError;
+use crate::app::App;
+use crate::auth::AccountStatus;
+use crate::body::{self, json_response, Body};
+use crate::store::StoreError;
+
+/// Errors of the admin API, in the same JSON shape as proxy errors.
+#[derive(Debug, thiserror::Error)]
+enum AdminError {
+    #[error("missing or wrong admin token")]
+    Unauthorized,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<AccountError> for AdminError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::NotFound(what) => AdminError::NotFound(what),
+            AccountError::Invalid(msg) => AdminError::BadRequest(msg),
+            AccountError::Store(StoreError::Conflict(what)) => AdminError::Conflict(format!("{what} already exists")),
+            AccountError::Store(other) => AdminError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl AdminError {
+    fn into_response(self) -> Response<Body> {
+        let (status, code) = match &self {
+            AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            AdminError::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            AdminError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error"),
+        };
+        if let AdminError::Internal(msg) = &self {
+            tracing::error!(error = %msg, "admin request failed");
+        }
+        let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
+        json_response(
+            status,
+            &json!({"error": {"message": self.to_string(), "type": kind, "param": null, "code": code}}),
+        )
+    }
+}
+
+type AdminResult = Result<Response<Body>, AdminError>;
+
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+    let result = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
+        (&Method::GET, "/readyz") => Ok(readyz(&app).await),
+        (&Method::GET, "/metrics") => Ok(Response::builder()
+            .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+            .body(body::full(app.metrics.render()))
+            .expect("static response parts are valid")),
+        (_, path) if path.starts_with("/admin/") => match authorize(&app, &req) {
+            Ok(actor) => api(&app, req, &actor).await,
+            Err(e) => Err(e),
+        },
+        _ => Err(AdminError::NotFound("route".into())),
+    };
+    result.unwrap_or_else(AdminError::into_response)
+}
+
+async fn readyz(app: &App) -> Response<Body> {
+    let shutting_down = app.shutting_down.load(Ordering::Acquire);
+    let store = app.accounts.store().ping().await;
+    let ready = !shutting_down && store.is_ok();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    json_response(
+        status,
+        &json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "shutting_down": shutting_down,
+            "store": if store.is_ok() { "ok" } else { "unavailable" },
+        }),
+    )
+}
+
+/// Checks the admin token (in constant time) and returns the actor name.
+fn authorize(app: &App, req: &Request<Incoming>) -> Result<String, AdminError> {
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(AdminError::Unauthorized)?;
+    if !constant_time_eq(presented.trim().as_bytes(), app.config.admin.token.as_bytes()) {
+        return Err(AdminError::Unauthorized);
+    }
+    let actor = req
+        .headers()
+        .get("x-warden-actor")
+        .and_then(|v| v.to_str().ok())
+        .filter(|a| !a.is_empty() && a.len() <= 64 && a.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("admin");
+    Ok(actor.to_string())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Reads a small JSON body; an empty body reads as `{}`.
+async fn json_body<T: for<'de> Deserialize<'de>>(req: Request<Incoming>) -> Result<T, AdminError> {
+    let bytes: Bytes = Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|e| AdminError::BadRequest(format!("cannot read body: {e}")))?
+        .to_bytes();
+    let bytes = if bytes.iter().all(u8::is_ascii_whitespace) { Bytes::from_static(b"{}") } else { bytes };
+    serde_json::from_slice(&bytes).map_err(|e| AdminError::BadRequest(format!("invalid JSON body: {e}")))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    id: String,
+    tier: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Reason {
+    reason: Option<String>,
+}
+
+async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.split('/').skip(3).collect(); // after /admin/v1
+    if !path.starts_with("/admin/v1/") {
+        return Err(AdminError::NotFound("route".into()));
+    }
+    let accounts = &app.accounts;
+    let method = req.method().clone();
+    match (method, segments.as_slice()) {
+        (Method::POST, ["accounts"]) => {
+            let body: NewAccount = json_body(req).await?;
+            let tier = body.tier.unwrap_or_else(|| app.config.tiers[0].name.clone());
+            let account = accounts.create(&body.id, &tier, actor).await?;
+            Ok(json_response(StatusCode::CREATED, &account))
+        }
+        (Method::GET, ["accounts"]) => Ok(json_response(StatusCode::OK, &json!({"accounts": accounts.list().await?}))),
+        (Method::GET, ["accounts", id]) => {
+            let account = accounts.get(id).await?;
+            let history = accounts.history(id, 50).await?;
+            let mut v = serde_json::to_value(account).expect("account serializes");
+            v["actions"] = serde_json::to_value(history).expect("actions serialize");
+            Ok(json_response(StatusCode::OK, &v))
+        }
+        (Method::POST, ["accounts", id, "keys"]) => {
+            Ok(json_response(StatusCode::CREATED, &accounts.create_key(id, actor).await?))
+        }
+        (Method::GET, ["accounts", id, "keys"]) => Ok(json_response(StatusCode::OK, &json!({"keys": accounts.keys(id).await?}))),
+        (Method::POST, ["accounts", id, action @ ("block" | "unblock")]) => {
+            let status = if *action == "block" { AccountStatus::Blocked } else { AccountStatus::Active };
+            let body: Reason = json_body(req).await?;
+            Ok(json_response(StatusCode::OK, &accounts.set_status(id, status, body.reason.as_deref(), actor).await?))
+        }
+        (Method::DELETE, ["keys", key_id]) => {
+            accounts.revoke_key(key_id, actor).await?;
+            Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).expect("valid response"))
+        }
+        (_, ["accounts"] | ["accounts", _] | ["accounts", _, "keys" | "block" | "unblock"] | ["keys", _]) => {
+            Err(AdminError::MethodNotAllowed)
+        }
+        _ => Err(AdminError::NotFound("route".into())),
+    }
+}

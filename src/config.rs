@@ -1,0 +1,625 @@
+//! Configuration: the TOML file an operator writes (`Raw*` structs) and the validated
+//! model the rest of warden uses (`Config`).
+//!
+//! Loading never stops at the first problem: unknown keys, type errors per section and
+//! semantic errors (bad addresses, duplicate tiers, missing environment variables) are
+//! all collected so `warden check-config` can list every problem at once. Field doc
+//! comments here are the reference for `config/warden.toml`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+/// Every problem found in a configuration file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "- {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+// ---------------------------------------------------------------------------------------
+// Raw configuration, as written in TOML. Unknown keys are errors (collected with
+// serde_ignored so that all of them are reported, not only the first).
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawServer {
+    /// Address of the proxy listener (clients talk to this).
+    pub listen: Option<String>,
+    /// Address of the admin listener: admin API, /metrics, /healthz, /readyz.
+    pub admin_listen: Option<String>,
+    /// Largest request body accepted, in bytes; larger bodies get 413.
+    pub max_body_bytes: Option<u64>,
+    /// How long a client may take to send its request headers (slowloris guard).
+    pub header_read_timeout_ms: Option<u64>,
+    /// On SIGTERM/SIGINT, how long in-flight requests (streams too) may run on.
+    pub shutdown_grace_ms: Option<u64>,
+    /// Requests handled at once; beyond it warden sheds load with 503.
+    pub max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawUpstream {
+    /// The LLM API; request paths are appended to it as-is.
+    pub base_url: Option<String>,
+    /// Environment variable holding the upstream API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// TCP (and TLS) connect timeout.
+    pub connect_timeout_ms: Option<u64>,
+    /// Time allowed from sending the request to receiving the response headers.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Longest silence allowed between two chunks of a response body.
+    pub idle_timeout_ms: Option<u64>,
+    /// Idle pooled connections kept per upstream host.
+    pub pool_max_idle_per_host: Option<usize>,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAdmin {
+    /// Environment variable holding the admin bearer token.
+    pub token_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawStorage {
+    /// SQLite database file (created if missing). Ignored when `url` is set.
+    pub path: Option<String>,
+    /// Database URL, e.g. `postgres://user@host/db` for several replicas.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawLogging {
+    /// `json` (one object per line, for log shippers) or `pretty`.
+    pub format: Option<String>,
+    /// tracing filter, e.g. `info` or `warden=debug,info`. RUST_LOG overrides it.
+    pub level: Option<String>,
+    /// One log line per finished request.
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawRedis {
+    /// Redis URL; when set, limits are shared by every replica using the same Redis.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAudit {
+    /// Directory of the audit JSONL files.
+    pub dir: Option<String>,
+    /// `full` (prompt and completion text), `hash` (stable hashes) or `none`.
+    pub capture: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawTier {
+    /// Name accounts refer to.
+    pub name: Option<String>,
+    /// Requests admitted per minute per account.
+    pub requests_per_minute: Option<u64>,
+    /// Tokens (prompt + completion) per minute per account.
+    pub tokens_per_minute: Option<u64>,
+    /// Requests of one account in flight at once.
+    pub max_concurrent: Option<u64>,
+    /// Token quota per UTC day.
+    pub tokens_per_day: Option<u64>,
+    /// Token quota per UTC calendar month.
+    pub tokens_per_month: Option<u64>,
+}
+
+/// Sections are deserialized one by one so that a type error in one section does not hide
+/// the problems of the others.
+#[derive(Debug, Default)]
+pub struct RawConfig {
+    pub server: RawServer,
+    pub upstream: RawUpstream,
+    pub admin: RawAdmin,
+    pub storage: RawStorage,
+    pub logging: RawLogging,
+    pub redis: Option<RawRedis>,
+    pub audit: Option<RawAudit>,
+    pub tiers: Vec<RawTier>,
+}
+
+impl RawConfig {
+    /// Parses TOML text, collecting unknown keys and type errors of every section.
+    pub fn parse(text: &str, problems: &mut Vec<String>) -> RawConfig {
+        let table: toml::Table = match text.parse() {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(format!("not valid TOML: {}", e.message()));
+                return RawConfig::default();
+            }
+        };
+        let mut raw = RawConfig::default();
+        for (key, value) in table {
+            match key.as_str() {
+                "server" => raw.server = section(&key, value, problems),
+                "upstream" => raw.upstream = section(&key, value, problems),
+                "admin" => raw.admin = section(&key, value, problems),
+                "storage" => raw.storage = section(&key, value, problems),
+                "logging" => raw.logging = section(&key, value, problems),
+                "redis" => raw.redis = Some(section(&key, value, problems)),
+                "audit" => raw.audit = Some(section(&key, value, problems)),
+                "tiers" => match value {
+                    toml::Value::Array(items) => {
+                        for (i, item) in items.into_iter().enumerate() {
+                            raw.tiers.push(section(&format!("tiers[{i}]"), item, problems));
+                        }
+                    }
+                    _ => problems.push("tiers: must be an array of tables ([[tiers]])".into()),
+                },
+                other => problems.push(format!("unknown section `{other}`")),
+            }
+        }
+        raw
+    }
+}
+
+/// Deserializes one section, reporting every unknown key and the first type error.
+fn section<T: DeserializeOwned + Default>(
+    name: &str,
+    value: toml::Value,
+    problems: &mut Vec<String>,
+) -> T {
+    let mut unknown = Vec::new();
+    let result = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
+    for key in unknown {
+        problems.push(format!("{name}: unknown key `{key}`"));
+    }
+    match result {
+        Ok(v) => v,
+        Err(e) => {
+            problems.push(format!("{name}: {}", e.message().trim()));
+            T::default()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Validated configuration.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    pub admin: AdminConfig,
+    pub storage: StorageConfig,
+    pub logging: LoggingConfig,
+    pub redis: Option<RedisConfig>,
+    pub audit: AuditConfig,
+    pub tiers: Vec<Tier>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub max_body_bytes: u64,
+    pub header_read_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub max_in_flight: usize,
+}
+
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    pub base_url: http::Uri,
+    /// The upstream credential, read from the environment. Never logged (see Debug).
+    pub api_key: Option<String>,
+    pub api_key_env: Option<String>,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub pool_idle_timeout: Duration,
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("api_key_env", &self.api_key_env)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("first_byte_timeout", &self.first_byte_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct AdminConfig {
+    pub token: String,
+    pub token_env: String,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("token", &"<redacted>")
+            .field("token_env", &self.token_env)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum StorageConfig {
+    Sqlite(PathBuf),
+    Url(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    pub level: String,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    Full,
+    Hash,
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub dir: PathBuf,
+    pub capture: CaptureMode,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tier {
+    pub name: String,
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub max_concurrent: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub tokens_per_month: Option<u64>,
+}
+
+/// Where environment variables come from; tests pass a closure instead of mutating the
+/// process environment.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    /// Reads and validates a config file from disk, with the process environment.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        Config::from_toml(&text, &|name| std::env::var(name).ok())
+    }
+
+    /// Parses and validates TOML text; returns every problem found.
+    pub fn from_toml(text: &str, env: EnvLookup<'_>) -> Result<Config, ConfigErrors> {
+        let mut problems = Vec::new();
+        let raw = RawConfig::parse(text, &mut problems);
+        let config = validate(raw, env, &mut problems);
+        if problems.is_empty() {
+            Ok(config.expect("validated config exists when there are no problems"))
+        } else {
+            Err(ConfigErrors(problems))
+        }
+    }
+
+    pub fn tier(&self, name: &str) -> Option<&Tier> {
+        self.tiers.iter().find(|t| t.name == name)
+    }
+}
+
+fn addr(field: &str, value: Option<String>, default: &str, problems: &mut Vec<String>) -> SocketAddr {
+    let value = value.unwrap_or_else(|| default.to_string());
+    value.parse().unwrap_or_else(|_| {
+        problems.push(format!("{field}: `{value}` is not a socket address (e.g. 127.0.0.1:8080)"));
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    })
+}
+
+fn millis(field: &str, value: Option<u64>, default: u64, problems: &mut Vec<String>) -> Duration {
+    let v = value.unwrap_or(default);
+    if v == 0 {
+        problems.push(format!("{field}: must be greater than 0"));
+    }
+    Duration::from_millis(v)
+}
+
+fn env_secret(field: &str, var: &str, env: EnvLookup<'_>, problems: &mut Vec<String>) -> Option<String> {
+    if var.is_empty() {
+        problems.push(format!("{field}: must name an environment variable"));
+        return None;
+    }
+    match env(var) {
+        Some(v) if !v.is_empty() => Some(v),
+        _ => {
+            problems.push(format!("{field}: environment variable `{var}` is not set"));
+            None
+        }
+    }
+}
+
+fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> Option<Config> {
+    let s = raw.server;
+    let server = ServerConfig {
+        listen: addr("server.listen", s.listen, "127.0.0.1:8080", problems),
+        admin_listen: addr("server.admin_listen", s.admin_listen, "127.0.0.1:8081", problems),
+        max_body_bytes: match s.max_body_bytes.unwrap_or(4 * 1024 * 1024) {
+            0 => {
+                problems.push("server.max_body_bytes: must be greater than 0".into());
+                0
+            }
+            v => v,
+        },
+        header_read_timeout: millis("server.header_read_timeout_ms", s.header_read_timeout_ms, 10_000, problems),
+        shutdown_grace: millis("server.shutdown_grace_ms", s.shutdown_grace_ms, 30_000, problems),
+        max_in_flight: match s.max_in_flight.unwrap_or(10_000) {
+            0 => {
+                problems.push("server.max_in_flight: must be greater than 0".into());
+                0
+            }
+            v => v,
+        },
+    };
+    if server.listen == server.admin_listen && server.listen.port() != 0 {
+        problems.push("server.admin_listen: must differ from server.listen".into());
+    }
+
+    let u = raw.upstream;
+    let base_url = match u.base_url {
+        None => {
+            problems.push("upstream.base_url: missing (e.g. \"https://api.openai.com\")".into());
+            http::Uri::from_static("http://invalid")
+        }
+        Some(text) => match text.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http") | Some("https"))
+                    && uri.authority().is_some()
+                    && uri.query().is_none() =>
+            {
+                uri
+            }
+            _ => {
+                problems.push(format!(
+                    "upstream.base_url: `{text}` must be an http:// or https:// URL without a query"
+                ));
+                http::Uri::from_static("http://invalid")
+            }
+        },
+    };
+    let api_key = u
+        .api_key_env
+        .as_deref()
+        .and_then(|var| env_secret("upstream.api_key_env", var, env, problems));
+    let upstream = UpstreamConfig {
+        base_url,
+        api_key,
+        api_key_env: u.api_key_env,
+        connect_timeout: millis("upstream.connect_timeout_ms", u.connect_timeout_ms, 5_000, problems),
+        first_byte_timeout: millis("upstream.first_byte_timeout_ms", u.first_byte_timeout_ms, 120_000, problems),
+        idle_timeout: millis("upstream.idle_timeout_ms", u.idle_timeout_ms, 60_000, problems),
+        pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(512),
+        pool_idle_timeout: millis("upstream.pool_idle_timeout_ms", u.pool_idle_timeout_ms, 90_000, problems),
+    };
+
+    let token_env = raw.admin.token_env.unwrap_or_else(|| "WARDEN_ADMIN_TOKEN".into());
+    let token = env_secret("admin.token_env", &token_env, env, problems).unwrap_or_default();
+    let admin = AdminConfig { token, token_env };
+
+    let storage = match (raw.storage.url, raw.storage.path) {
+        (Some(url), _) => {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+                problems.push(format!("storage.url: `{url}` must start with postgres://, postgresql:// or sqlite:"));
+            }
+            StorageConfig::Url(url)
+        }
+        (None, path) => StorageConfig::Sqlite(PathBuf::from(path.unwrap_or_else(|| "data/warden.db".into()))),
+    };
+
+    let format = match raw.logging.format.as_deref().unwrap_or("json") {
+        "json" => LogFormat::Json,
+        "pretty" => LogFormat::Pretty,
+        other => {
+            problems.push(format!("logging.format: `{other}` must be `json` or `pretty`"));
+            LogFormat::Json
+        }
+    };
+    let level = raw.logging.level.unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        problems.push(format!("logging.level: `{level}` is not a valid filter"));
+    }
+    let logging = LoggingConfig { format, level, access_log: raw.logging.access_log.unwrap_or(true) };
+
+    let redis = raw.redis.map(|r| match r.url {
+        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => RedisConfig { url },
+        other => {
+            problems.push(format!(
+                "redis.url: {} must be a redis:// or rediss:// URL",
+                other.map(|u| format!("`{u}`")).unwrap_or_else(|| "missing:".into())
+            ));
+            RedisConfig { url: String::new() }
+        }
+    });
+
+    let raw_audit = raw.audit.unwrap_or_default();
+    let capture = match raw_audit.capture.as_deref().unwrap_or("hash") {
+        "full" => CaptureMode::Full,
+        "hash" => CaptureMode::Hash,
+        "none" => CaptureMode::None,
+        other => {
+            problems.push(format!("audit.capture: `{other}` must be `full`, `hash` or `none`"));
+            CaptureMode::None
+        }
+    };
+    let audit = AuditConfig { dir: PathBuf::from(raw_audit.dir.unwrap_or_else(|| "data/audit".into())), capture };
+
+    let mut tiers = Vec::new();
+    let mut names = BTreeSet::new();
+    if raw.tiers.is_empty() {
+        problems.push("tiers: at least one [[tiers]] entry is required".into());
+    }
+    for (i, t) in raw.tiers.into_iter().enumerate() {
+        let name = match t.name {
+            Some(n) if !n.trim().is_empty() => n,
+            _ => {
+                problems.push(format!("tiers[{i}].name: missing"));
+                continue;
+            }
+        };
+        if !names.insert(name.clone()) {
+            problems.push(format!("tiers[{i}].name: duplicate tier `{name}`"));
+        }
+        for (field, v) in [
+            ("requests_per_minute", t.requests_per_minute),
+            ("tokens_per_minute", t.tokens_per_minute),
+            ("max_concurrent", t.max_concurrent),
+            ("tokens_per_day", t.tokens_per_day),
+            ("tokens_per_month", t.tokens_per_month),
+        ] {
+            if v == Some(0) {
+                problems.push(format!("tiers[{i}].{field}: must be greater than 0 (omit it for no limit)"));
+            }
+        }
+        tiers.push(Tier {
+            name,
+            requests_per_minute: t.requests_per_minute,
+            tokens_per_minute: t.tokens_per_minute,
+            max_concurrent: t.max_concurrent,
+            tokens_per_day: t.tokens_per_day,
+            tokens_per_month: t.tokens_per_month,
+        });
+    }
+
+    Some(Config { server, upstream, admin, storage, logging, redis, audit, tiers })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "UPSTREAM_API_KEY" => Some("sk-upstream".into()),
+            "WARDEN_ADMIN_TOKEN" => Some("admin-token".into()),
+            _ => None,
+        }
+    }
+
+    const MINIMAL: &str = r#"
+        [upstream]
+        base_url = "http://127.0.0.1:9000"
+        api_key_env = "UPSTREAM_API_KEY"
+        [[tiers]]
+        name = "default"
+        requests_per_minute = 60
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::from_toml(MINIMAL, &env).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.server.admin_listen, "127.0.0.1:8081".parse().unwrap());
+        assert_eq!(c.upstream.api_key.as_deref(), Some("sk-upstream"));
+        assert_eq!(c.admin.token, "admin-token");
+        assert_eq!(c.tiers[0].requests_per_minute, Some(60));
+        assert!(matches!(c.storage, StorageConfig::Sqlite(ref p) if p == Path::new("data/warden.db")));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+            [server]
+            listen = "nope"
+            colour = "blue"
+            shape = "round"
+            [upstream]
+            base_url = "ftp://x"
+            api_key_env = "MISSING_VAR"
+            [logging]
+            format = "xml"
+            [bogus]
+            a = 1
+            [[tiers]]
+            name = "a"
+            [[tiers]]
+            name = "a"
+            tokens_per_day = 0
+        "#;
+        let errs = Config::from_toml(text, &env).unwrap_err().0;
+        let expect = [
+            "server: unknown key `colour`",
+            "server: unknown key `shape`",
+            "server.listen: `nope`",
+            "upstream.base_url: `ftp://x`",
+            "upstream.api_key_env: environment variable `MISSING_VAR` is not set",
+            "logging.format: `xml`",
+            "unknown section `bogus`",
+            "tiers[1].name: duplicate tier `a`",
+            "tiers[1].tokens_per_day: must be greater than 0",
+        ];
+        for e in expect {
+            assert!(errs.iter().any(|p| p.contains(e)), "missing problem {e:?} in {errs:#?}");
+        }
+        assert_eq!(errs.len(), expect.len(), "{errs:#?}");
+    }
+
+    #[test]
+    fn type_error_in_one_section_does_not_hide_others() {
+        let text = r#"
+            [server]
+            max_body_bytes = "big"
+            [upstream]
+            [[tiers]]
+            name = "t"
+        "#;
+        let errs = Config::from_toml(text, &env).unwrap_err().0;
+        assert!(errs.iter().any(|p| p.starts_with("server:") && p.contains("invalid type")), "{errs:#?}");
+        assert!(errs.iter().any(|p| p.starts_with("upstream.base_url: missing")), "{errs:#?}");
+    }
+
+    #[test]
+    fn upstream_key_is_redacted_in_debug() {
+        let c = Config::from_toml(MINIMAL, &env).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("sk-upstream"));
+        assert!(!dbg.contains("admin-token"));
+    }
+}

@@ -1,0 +1,159 @@
+//! The closed set of errors warden itself answers with, and the one place that turns them
+//! into HTTP responses in the OpenAI error shape
+//! `{"error":{"message","type","code","param"}}`.
+//!
+//! Messages never contain a client's key, the upstream key or prompt text.
+
+use http::{HeaderValue, StatusCode};
+use serde_json::json;
+
+use crate::body::{json_response, Body};
+
+/// Why warden refused or failed a request. Each variant maps to one status and code.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProxyError {
+    #[error("no API key was provided")]
+    MissingApiKey,
+    #[error("the API key is not valid")]
+    InvalidApiKey,
+    #[error("the account is blocked")]
+    AccountBlocked,
+    #[error("request body larger than {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("malformed JSON body: {0}")]
+    MalformedJson(String),
+    #[error("{message}")]
+    InvalidRequest { message: String, param: Option<String> },
+    #[error("could not read the request body: {0}")]
+    ClientBody(String),
+    #[error("warden is overloaded")]
+    Overloaded,
+    #[error("upstream unavailable: {0}")]
+    UpstreamUnavailable(String),
+    #[error("upstream did not answer within {0} ms")]
+    UpstreamTimeout(u128),
+}
+
+impl ProxyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ProxyError::MissingApiKey | ProxyError::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            ProxyError::AccountBlocked => StatusCode::FORBIDDEN,
+            ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::MalformedJson(_) | ProxyError::InvalidRequest { .. } | ProxyError::ClientBody(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The OpenAI `error.code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProxyError::MissingApiKey | ProxyError::InvalidApiKey => "invalid_api_key",
+            ProxyError::AccountBlocked => "account_blocked",
+            ProxyError::BodyTooLarge { .. } => "request_too_large",
+            ProxyError::MalformedJson(_) => "invalid_json",
+            ProxyError::InvalidRequest { .. } => "invalid_request",
+            ProxyError::ClientBody(_) => "invalid_body",
+            ProxyError::Overloaded => "overloaded",
+            ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
+            ProxyError::UpstreamTimeout(_) => "upstream_timeout",
+        }
+    }
+
+    /// The OpenAI `error.type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ProxyError::MissingApiKey | ProxyError::InvalidApiKey => "invalid_request_error",
+            ProxyError::AccountBlocked => "permission_error",
+            ProxyError::BodyTooLarge { .. }
+            | ProxyError::MalformedJson(_)
+            | ProxyError::InvalidRequest { .. }
+            | ProxyError::ClientBody(_) => "invalid_request_error",
+            ProxyError::Overloaded | ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout(_) => {
+                "server_error"
+            }
+        }
+    }
+
+    /// The decision recorded for this outcome in events and the audit log.
+    pub fn decision(&self) -> &'static str {
+        match self {
+            ProxyError::MissingApiKey | ProxyError::InvalidApiKey => "unauthenticated",
+            ProxyError::AccountBlocked => "blocked",
+            ProxyError::BodyTooLarge { .. }
+            | ProxyError::MalformedJson(_)
+            | ProxyError::InvalidRequest { .. }
+            | ProxyError::ClientBody(_) => "invalid_request",
+            ProxyError::Overloaded => "overloaded",
+            ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout(_) => "upstream_error",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ProxyError::MissingApiKey => {
+                "You didn't provide an API key. Pass it as `Authorization: Bearer KEY` or `x-api-key: KEY`.".into()
+            }
+            ProxyError::InvalidApiKey => "Incorrect API key provided.".into(),
+            ProxyError::AccountBlocked => {
+                "This account has been blocked. Contact your administrator if you believe this is a mistake.".into()
+            }
+            other => {
+                let mut m = other.to_string();
+                if let Some(first) = m.get_mut(0..1) {
+                    first.make_ascii_uppercase();
+                }
+                m.push('.');
+                m
+            }
+        }
+    }
+
+    /// The response a client sees.
+    pub fn into_response(&self) -> http::Response<Body> {
+        let param = match self {
+            ProxyError::InvalidRequest { param, .. } => param.clone(),
+            _ => None,
+        };
+        let body = json!({
+            "error": {"message": self.message(), "type": self.kind(), "param": param, "code": self.code()}
+        });
+        let mut resp = json_response(self.status(), &body);
+        if matches!(self, ProxyError::Overloaded) {
+            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[tokio::test]
+    async fn errors_use_the_openai_shape() {
+        let cases = [
+            (ProxyError::InvalidApiKey, 401, "invalid_api_key"),
+            (ProxyError::AccountBlocked, 403, "account_blocked"),
+            (ProxyError::BodyTooLarge { limit: 10 }, 413, "request_too_large"),
+            (ProxyError::MalformedJson("x".into()), 400, "invalid_json"),
+            (ProxyError::UpstreamUnavailable("refused".into()), 502, "upstream_unavailable"),
+            (ProxyError::UpstreamTimeout(5), 504, "upstream_timeout"),
+        ];
+        for (err, status, code) in cases {
+            let resp = err.into_response();
+            assert_eq!(resp.status().as_u16(), status);
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["error"]["code"], code);
+            assert!(v["error"]["message"].as_str().unwrap().len() > 5);
+            assert!(v["error"]["type"].is_string());
+            assert!(v["error"].as_object().unwrap().contains_key("param"));
+        }
+    }
+}

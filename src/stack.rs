@@ -1,0 +1,330 @@
+//! The request path, in order. Reading [`proxy`] top to bottom tells what happens to a
+//! request; each step either moves on or refuses with a [`ProxyError`].
+//!
+//! Everything about one request lives in an [`Exchange`]: it is created when the request
+//! arrives and ends exactly once, either refused (an error response) or when the response
+//! body has been streamed to the end / the client hung up. Either way one
+//! [`RequestEvent`] is recorded.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use rand::RngCore;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::accounting::{BodyFormat, Ending, TapBody, TapOutcome, Usage};
+use crate::admin::metrics::{KindLabel, RouteLabel};
+use crate::app::App;
+use crate::auth::{presented_key, AccountStatus, Principal};
+use crate::body::{self, Body};
+use crate::error::ProxyError;
+use crate::events::RequestEvent;
+use crate::llm::{LlmRequest, LlmRoute};
+use crate::upstream::{rewrite_response_headers, UpstreamFailure};
+
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Handles one client request. Never fails: every outcome is a response.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    let mut exchange = Exchange::begin(&req, peer);
+    let request_id = HeaderValue::from_str(&exchange.request_id).expect("request ids are visible ASCII");
+    let mut response = match proxy(&app, req, &mut exchange).await {
+        Ok(forwarded) => exchange.stream(app.clone(), forwarded),
+        Err(err) => exchange.refuse(&app, err),
+    };
+    response.headers_mut().insert(REQUEST_ID, request_id);
+    response
+}
+
+/// The request path.
+async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<Forwarded, ProxyError> {
+    // 1. Load shedding: a bounded number of requests in flight, 503 beyond it.
+    ex.permit = Some(app.in_flight.clone().try_acquire_owned().map_err(|_| ProxyError::Overloaded)?);
+    app.metrics.in_flight.inc();
+    // 2. Authentication: the key must resolve in the in-memory directory.
+    let principal = authenticate(app, req.headers())?;
+    ex.principal = Some(principal.clone());
+    // 3. Account state: blocked accounts stop here.
+    if principal.account.status() == AccountStatus::Blocked {
+        return Err(ProxyError::AccountBlocked);
+    }
+    // 4. Body: LLM routes are read (bounded) and parsed once; other paths stream through.
+    let (mut parts, incoming) = req.into_parts();
+    let route = LlmRoute::of(&parts.method, parts.uri.path());
+    ex.route = route;
+    let body = match route {
+        Some(route) => {
+            let bytes = read_bounded(&parts.headers, incoming, app.config.server.max_body_bytes).await?;
+            let llm = LlmRequest::parse(route, &bytes)?;
+            ex.model = llm.model.clone();
+            ex.stream = llm.stream;
+            let upstream_body = llm.upstream_body(bytes);
+            parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(upstream_body.len()));
+            ex.llm = Some(llm);
+            body::full(upstream_body)
+        }
+        None => stream_bounded(&parts.headers, incoming, app.config.server.max_body_bytes)?,
+    };
+    // 5. Forward: upstream key swapped in, hop-by-hop headers dropped, first-byte timeout.
+    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut upstream_req = Request::builder()
+        .method(parts.method.clone())
+        .uri(app.upstream.uri_for(path_and_query))
+        .body(body)
+        .map_err(|e| ProxyError::InvalidRequest { message: e.to_string(), param: None })?;
+    *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
+    app.upstream.rewrite_request_headers(upstream_req.headers_mut(), route.is_some());
+    upstream_req.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&ex.request_id).expect("ids are ASCII"));
+    ex.upstream_sent = Some(Instant::now());
+    let response = app.upstream.send(upstream_req).await.map_err(|(err, failure)| {
+        ex.upstream_failure = Some(failure);
+        err
+    })?;
+    // 6. Response: streamed back through the accounting tap (see `Exchange::stream`).
+    let format = body_format(ex, &response);
+    Ok(Forwarded { response, format })
+}
+
+fn authenticate(app: &App, headers: &http::HeaderMap) -> Result<Principal, ProxyError> {
+    let key = presented_key(headers).ok_or(ProxyError::MissingApiKey)?;
+    app.accounts.directory().authenticate(key).ok_or(ProxyError::InvalidApiKey)
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Reads a whole body, refusing more than `limit` bytes (413) without reading them.
+async fn read_bounded(headers: &http::HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+    if declared_length(headers).is_some_and(|n| n > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge { limit }),
+        Err(e) => Err(ProxyError::ClientBody(e.to_string())),
+    }
+}
+
+/// Streams a body through, refusing at once if it declares more than `limit` bytes and
+/// cutting it off if it sends more than it declared.
+fn stream_bounded(headers: &http::HeaderMap, body: Incoming, limit: u64) -> Result<Body, ProxyError> {
+    if declared_length(headers).is_some_and(|n| n > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    Ok(Limited::new(body, limit as usize).boxed_unsync())
+}
+
+fn body_format(ex: &Exchange, response: &Response<Incoming>) -> BodyFormat {
+    let Some(llm) = &ex.llm else { return BodyFormat::Opaque };
+    let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.starts_with("text/event-stream") {
+        BodyFormat::Sse { route: llm.route, strip_usage: llm.needs_injected_usage() }
+    } else if content_type.starts_with("application/json") {
+        BodyFormat::Json(llm.route)
+    } else {
+        BodyFormat::Opaque
+    }
+}
+
+/// A request warden accepted and sent upstream, with its response headers.
+struct Forwarded {
+    response: Response<Incoming>,
+    format: BodyFormat,
+}
+
+/// One request from arrival to the end of its response.
+struct Exchange {
+    request_id: String,
+    started: Instant,
+    ts_ms: i64,
+    client_ip: String,
+    user_agent: Option<String>,
+    method: String,
+    path: String,
+    route: Option<LlmRoute>,
+    model: Option<String>,
+    stream: bool,
+    principal: Option<Principal>,
+    llm: Option<LlmRequest>,
+    upstream_sent: Option<Instant>,
+    upstream_failure: Option<UpstreamFailure>,
+    /// Held until the response ends, so streams count as in flight.
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Exchange {
+    fn begin(req: &Request<Incoming>, peer: SocketAddr) -> Exchange {
+        let request_id = req
+            .headers()
+            .get(REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+            .map(str::to_owned)
+            .unwrap_or_else(new_request_id);
+        Exchange {
+            request_id,
+            started: Instant::now(),
+            ts_ms: crate::store::now_millis(),
+            client_ip: peer.ip().to_string(),
+            user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
+            method: req.method().to_string(),
+            path: req.uri().path().to_string(),
+            route: None,
+            model: None,
+            stream: false,
+            principal: None,
+            llm: None,
+            upstream_sent: None,
+            upstream_failure: None,
+            permit: None,
+        }
+    }
+
+    fn route_label(&self) -> &'static str {
+        match self.route {
+            Some(r) => r.label(),
+            None if self.path.starts_with("/v1/models") => "models",
+            None => "other",
+        }
+    }
+
+    fn event(&self, status: u16, decision: &'static str, ending: &'static str) -> RequestEvent {
+        RequestEvent {
+            ts: crate::accounts::rfc3339_millis(self.ts_ms),
+            ts_ms: self.ts_ms,
+            request_id: self.request_id.clone(),
+            account_id: self.principal.as_ref().map(|p| p.account.id.clone()),
+            key_id: self.principal.as_ref().map(|p| p.key_id.clone()),
+            client_ip: self.client_ip.clone(),
+            user_agent: self.user_agent.clone(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            model: self.model.clone(),
+            status,
+            stream: self.stream,
+            latency_ms: self.started.elapsed().as_millis() as u64,
+            usage: None,
+            usage_estimated: false,
+            decision,
+            reason: None,
+            ending,
+        }
+    }
+
+    fn count_request(&self) {
+        if let Some(p) = &self.principal {
+            p.account.usage.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn release(&mut self, app: &App) {
+        if self.permit.take().is_some() {
+            app.metrics.in_flight.dec();
+        }
+    }
+
+    /// Ends a refused request: records it and returns the error response.
+    fn refuse(mut self, app: &App, err: ProxyError) -> Response<Body> {
+        if let Some(failure) = self.upstream_failure {
+            app.metrics.upstream_errors.get_or_create(&KindLabel { kind: failure.label() }).inc();
+        }
+        self.release(app);
+        self.count_request();
+        let status = err.status().as_u16();
+        let mut event = self.event(status, err.decision(), "refused");
+        event.reason = Some(err.to_string());
+        app.record(event, self.route_label());
+        err.into_response()
+    }
+
+    /// Streams an upstream response to the client through the accounting tap; the
+    /// exchange ends when the tap finishes.
+    fn stream(self, app: Arc<App>, forwarded: Forwarded) -> Response<Body> {
+        let Forwarded { response, format } = forwarded;
+        let (mut parts, incoming) = response.into_parts();
+        let first_byte = self.upstream_sent.map(|t| t.elapsed());
+        if let Some(d) = first_byte {
+            app.metrics.upstream_first_byte.get_or_create(&RouteLabel { route: self.route_label() }).observe(d.as_secs_f64());
+        }
+        rewrite_response_headers(&mut parts.headers);
+        // The client gets warden's request id (the one in the audit log); the provider's
+        // own id stays available for support cases with the provider.
+        if let Some(theirs) = parts.headers.remove(REQUEST_ID) {
+            parts.headers.insert("x-upstream-request-id", theirs);
+        }
+        if matches!(format, BodyFormat::Sse { strip_usage: true, .. }) {
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        let status = parts.status.as_u16();
+        let idle = app.upstream.idle_timeout;
+        let limit = app.capture_limit;
+        let on_finish = Box::new(move |outcome: TapOutcome| self.finish(&app, status, outcome));
+        Response::from_parts(parts, TapBody::new(incoming, format, idle, limit, on_finish).boxed_unsync())
+    }
+
+    /// Ends a forwarded request once its response body is over.
+    fn finish(mut self, app: &App, status: u16, outcome: TapOutcome) {
+        self.release(app);
+        self.count_request();
+        let route = self.route_label();
+        if let Some(sent) = self.upstream_sent {
+            app.metrics.upstream_duration.get_or_create(&RouteLabel { route }).observe(sent.elapsed().as_secs_f64());
+        }
+        let ending = match &outcome.ending {
+            Ending::Complete => "complete",
+            Ending::ClientAborted => {
+                app.metrics.client_aborts.inc();
+                "client_aborted"
+            }
+            Ending::UpstreamError(_) => {
+                app.metrics.upstream_errors.get_or_create(&KindLabel { kind: "protocol" }).inc();
+                "upstream_error"
+            }
+            Ending::IdleTimeout => {
+                app.metrics.upstream_errors.get_or_create(&KindLabel { kind: "idle_timeout" }).inc();
+                "idle_timeout"
+            }
+        };
+        let mut event = self.event(status, "allowed", ending);
+        if let Ending::UpstreamError(e) = &outcome.ending {
+            event.reason = Some(e.clone());
+        }
+        let (usage, estimated) = self.usage(app, status, &outcome);
+        event.usage = usage;
+        event.usage_estimated = estimated;
+        app.record(event, route);
+    }
+
+    /// The usage the upstream reported or, when it reported none for a successful LLM
+    /// call (a client abort, an upstream that never sends usage), warden's own count of
+    /// what was generated.
+    fn usage(&self, app: &App, status: u16, outcome: &TapOutcome) -> (Option<Usage>, bool) {
+        if outcome.usage.is_some() {
+            return (outcome.usage, false);
+        }
+        let Some(llm) = &self.llm else { return (None, false) };
+        if !StatusCode::from_u16(status).is_ok_and(|s| s.is_success()) {
+            return (None, false);
+        }
+        let prompt_tokens = app.tokens.count(&llm.prompt_text()) + 3 * llm.message_count() as u64;
+        let mut completion_tokens = app.tokens.count(&outcome.completion_text);
+        let seen = outcome.completion_text.len() as u64;
+        if outcome.completion_text_bytes > seen && seen > 0 {
+            // Scale up for the part the capture limit cut off.
+            completion_tokens = completion_tokens * outcome.completion_text_bytes / seen;
+        }
+        (Some(Usage { prompt_tokens, completion_tokens }), true)
+    }
+}
+
+fn new_request_id() -> String {
+    let mut b = [0u8; 12];
+    rand::thread_rng().fill_bytes(&mut b);
+    format!("req_{}", hex::encode(b))
+}
