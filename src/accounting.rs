@@ -116,7 +116,9 @@ impl TapBody {
         on_finish: OnFinish,
     ) -> TapBody {
         let reader = match format {
-            BodyFormat::Json(route) => Reader::Json { route, frames: Vec::new(), kept: 0, overflow: false, capture_limit },
+            BodyFormat::Json(route) => {
+                Reader::Json { route, frames: Vec::new(), kept: 0, overflow: false, capture_limit }
+            }
             BodyFormat::Sse { route, strip_usage } => Reader::Sse(SseReader::new(route, strip_usage, capture_limit)),
             BodyFormat::Opaque => Reader::Opaque,
         };

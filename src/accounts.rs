@@ -168,11 +168,8 @@ impl Accounts {
     }
 
     pub async fn revoke_key(&self, key_id: &str, actor: &str) -> Result<KeyRecord, AccountError> {
-        let rec = self
-            .store
-            .revoke_key(key_id)
-            .await?
-            .ok_or_else(|| AccountError::NotFound(format!("key `{key_id}`")))?;
+        let rec =
+            self.store.revoke_key(key_id).await?.ok_or_else(|| AccountError::NotFound(format!("key `{key_id}`")))?;
         self.directory.revoke_key(key_id);
         self.store.record_action(actor, "revoke_key", "key", key_id, None).await?;
         Ok(rec)
@@ -191,8 +188,6 @@ fn validate_account_id(id: &str) -> Result<(), AccountError> {
     if ok {
         Ok(())
     } else {
-        Err(AccountError::Invalid(
-            "account id must be 1-128 characters of letters, digits, `-`, `_`, `.`, `@`".into(),
-        ))
+        Err(AccountError::Invalid("account id must be 1-128 characters of letters, digits, `-`, `_`, `.`, `@`".into()))
     }
 }

@@ -8,6 +8,7 @@ use tokio::sync::Semaphore;
 use crate::accounts::Accounts;
 use crate::admin::metrics::{KindLabel, Metrics, RouteLabel, RouteStatus};
 use crate::config::Config;
+use crate::events::audit::{AuditSink, AuditSlot};
 use crate::events::RequestEvent;
 use crate::store::Store;
 use crate::tokens::TokenCounter;
@@ -19,6 +20,8 @@ pub struct App {
     pub upstream: Upstream,
     pub metrics: Metrics,
     pub tokens: TokenCounter,
+    /// The audit log: every request's record goes here, off the request path.
+    pub audit: AuditSink,
     /// One permit per request being handled; when none is left warden sheds load (503)
     /// instead of queueing without bound.
     pub in_flight: Arc<Semaphore>,
@@ -34,25 +37,26 @@ impl App {
         let store = Store::open(&config.storage).await?;
         let tiers = config.tiers.iter().map(|t| t.name.clone()).collect();
         let accounts = Accounts::load(store, tiers).await?;
+        let metrics = Metrics::new();
+        let audit = AuditSink::start(&config.audit, metrics.audit.clone()).await?;
         Ok(App {
+            audit,
             upstream: Upstream::new(&config.upstream),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
-            metrics: Metrics::new(),
+            metrics,
             tokens: TokenCounter::new(),
-            capture_limit: 256 * 1024,
+            capture_limit: config.audit.max_capture_bytes,
             shutting_down: AtomicBool::new(false),
             accounts,
             config: Arc::new(config),
         })
     }
 
-    /// Records a finished request: usage totals, metrics, access log.
-    pub fn record(&self, event: RequestEvent, route: &'static str) {
+    /// Records a finished request: usage totals, metrics, access log, audit log.
+    pub fn record(&self, event: RequestEvent, route: &'static str, slot: Option<AuditSlot>) {
         let m = &self.metrics;
         m.requests.get_or_create(&RouteStatus { route, status: event.status }).inc();
-        m.request_duration
-            .get_or_create(&RouteLabel { route })
-            .observe(event.latency_ms as f64 / 1000.0);
+        m.request_duration.get_or_create(&RouteLabel { route }).observe(event.latency.as_secs_f64());
         if let Some(u) = event.usage {
             m.tokens.get_or_create(&KindLabel { kind: "prompt" }).inc_by(u.prompt_tokens);
             m.tokens.get_or_create(&KindLabel { kind: "completion" }).inc_by(u.completion_tokens);
@@ -74,7 +78,7 @@ impl App {
                 model = event.model.as_deref().unwrap_or("-"),
                 status = event.status,
                 stream = event.stream,
-                latency_ms = event.latency_ms,
+                latency_ms = event.latency.as_millis() as u64,
                 prompt_tokens = event.usage.map(|u| u.prompt_tokens).unwrap_or(0),
                 completion_tokens = event.usage.map(|u| u.completion_tokens).unwrap_or(0),
                 decision = event.decision,
@@ -83,5 +87,13 @@ impl App {
                 "request finished"
             );
         }
+        self.audit.submit(slot, event);
+    }
+
+    /// Stops what runs beside the request path, after the server has drained: the audit
+    /// writer flushes everything, then the store closes.
+    pub async fn shutdown(&self) {
+        self.audit.shutdown().await;
+        self.accounts.store().close().await;
     }
 }

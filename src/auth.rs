@@ -65,11 +65,7 @@ pub fn presented_key(headers: &http::HeaderMap) -> Option<&str> {
             }
         }
     }
-    headers
-        .get("x-api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
+    headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim).filter(|k| !k.is_empty())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -218,10 +214,7 @@ impl Directory {
     pub fn add_key(&self, key_id: &str, hash: KeyHash, account_id: &str) -> bool {
         let Some(account) = self.account(account_id) else { return false };
         let key_id: Arc<str> = Arc::from(key_id);
-        self.keys
-            .write()
-            .expect("key index poisoned")
-            .insert(hash, Principal { key_id: key_id.clone(), account });
+        self.keys.write().expect("key index poisoned").insert(hash, Principal { key_id: key_id.clone(), account });
         self.key_ids.write().expect("key index poisoned").insert(key_id, hash);
         true
     }

@@ -53,6 +53,8 @@ pub struct RawServer {
     pub shutdown_grace_ms: Option<u64>,
     /// Requests handled at once; beyond it warden sheds load with 503.
     pub max_in_flight: Option<usize>,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed when finding the client IP.
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -115,6 +117,22 @@ pub struct RawAudit {
     pub dir: Option<String>,
     /// `full` (prompt and completion text), `hash` (stable hashes) or `none`.
     pub capture: Option<String>,
+    /// With `full`: completion text kept per record, in bytes (the rest is cut).
+    pub max_capture_bytes: Option<usize>,
+    /// Regular expressions; every match in captured text is replaced by `[REDACTED]`
+    /// before anything is written.
+    pub redact: Option<Vec<String>>,
+    /// A file is rotated when it would grow past this many bytes (and at each UTC day).
+    pub max_file_bytes: Option<u64>,
+    /// Files older than this many days are deleted.
+    pub retention_days: Option<u32>,
+    /// Written data is fsynced at least this often.
+    pub flush_interval_ms: Option<u64>,
+    /// Records waiting to be written; each request reserves its slot when it arrives.
+    pub queue_capacity: Option<usize>,
+    /// When the queue is full: `reject` new requests with 503 (nothing goes unaudited)
+    /// or `drop` their records (counted in `warden_audit_dropped_total`).
+    pub overflow: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -184,11 +202,7 @@ impl RawConfig {
 }
 
 /// Deserializes one section, reporting every unknown key and the first type error.
-fn section<T: DeserializeOwned + Default>(
-    name: &str,
-    value: toml::Value,
-    problems: &mut Vec<String>,
-) -> T {
+fn section<T: DeserializeOwned + Default>(name: &str, value: toml::Value, problems: &mut Vec<String>) -> T {
     let mut unknown = Vec::new();
     let result = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
     for key in unknown {
@@ -227,6 +241,7 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_in_flight: usize,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Clone)]
@@ -263,10 +278,7 @@ pub struct AdminConfig {
 
 impl fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminConfig")
-            .field("token", &"<redacted>")
-            .field("token_env", &self.token_env)
-            .finish()
+        f.debug_struct("AdminConfig").field("token", &"<redacted>").field("token_env", &self.token_env).finish()
     }
 }
 
@@ -302,10 +314,23 @@ pub enum CaptureMode {
     None,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOverflow {
+    Reject,
+    Drop,
+}
+
 #[derive(Debug, Clone)]
 pub struct AuditConfig {
     pub dir: PathBuf,
     pub capture: CaptureMode,
+    pub max_capture_bytes: usize,
+    pub redact: Vec<regex::Regex>,
+    pub max_file_bytes: u64,
+    pub retention_days: u32,
+    pub flush_interval: Duration,
+    pub queue_capacity: usize,
+    pub overflow: AuditOverflow,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -391,13 +416,24 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
         },
         header_read_timeout: millis("server.header_read_timeout_ms", s.header_read_timeout_ms, 10_000, problems),
         shutdown_grace: millis("server.shutdown_grace_ms", s.shutdown_grace_ms, 30_000, problems),
-        max_in_flight: match s.max_in_flight.unwrap_or(10_000) {
+        max_in_flight: match s.max_in_flight.unwrap_or(4_096) {
             0 => {
                 problems.push("server.max_in_flight: must be greater than 0".into());
                 0
             }
             v => v,
         },
+        trusted_proxies: s
+            .trusted_proxies
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|c| {
+                c.parse::<ipnet::IpNet>()
+                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| problems.push(format!("server.trusted_proxies: `{c}` is not an IP address or CIDR")))
+                    .ok()
+            })
+            .collect(),
     };
     if server.listen == server.admin_listen && server.listen.port() != 0 {
         problems.push("server.admin_listen: must differ from server.listen".into());
@@ -418,17 +454,13 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
                 uri
             }
             _ => {
-                problems.push(format!(
-                    "upstream.base_url: `{text}` must be an http:// or https:// URL without a query"
-                ));
+                problems
+                    .push(format!("upstream.base_url: `{text}` must be an http:// or https:// URL without a query"));
                 http::Uri::from_static("http://invalid")
             }
         },
     };
-    let api_key = u
-        .api_key_env
-        .as_deref()
-        .and_then(|var| env_secret("upstream.api_key_env", var, env, problems));
+    let api_key = u.api_key_env.as_deref().and_then(|var| env_secret("upstream.api_key_env", var, env, problems));
     let upstream = UpstreamConfig {
         base_url,
         api_key,
@@ -479,8 +511,8 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
         }
     });
 
-    let raw_audit = raw.audit.unwrap_or_default();
-    let capture = match raw_audit.capture.as_deref().unwrap_or("hash") {
+    let a = raw.audit.unwrap_or_default();
+    let capture = match a.capture.as_deref().unwrap_or("hash") {
         "full" => CaptureMode::Full,
         "hash" => CaptureMode::Hash,
         "none" => CaptureMode::None,
@@ -489,7 +521,54 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
             CaptureMode::None
         }
     };
-    let audit = AuditConfig { dir: PathBuf::from(raw_audit.dir.unwrap_or_else(|| "data/audit".into())), capture };
+    let redact = a
+        .redact
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|r| {
+            regex::Regex::new(r)
+                .map_err(|e| problems.push(format!("audit.redact: `{r}` is not a valid regex: {e}")))
+                .ok()
+        })
+        .collect();
+    let overflow = match a.overflow.as_deref().unwrap_or("reject") {
+        "reject" => AuditOverflow::Reject,
+        "drop" => AuditOverflow::Drop,
+        other => {
+            problems.push(format!("audit.overflow: `{other}` must be `reject` or `drop`"));
+            AuditOverflow::Reject
+        }
+    };
+    let queue_capacity = a.queue_capacity.unwrap_or(16_384);
+    if queue_capacity < server.max_in_flight {
+        problems.push(format!(
+            "audit.queue_capacity: {queue_capacity} is below server.max_in_flight ({}): every request in flight reserves a slot",
+            server.max_in_flight
+        ));
+    }
+    let audit = AuditConfig {
+        dir: PathBuf::from(a.dir.unwrap_or_else(|| "data/audit".into())),
+        capture,
+        max_capture_bytes: a.max_capture_bytes.unwrap_or(64 * 1024),
+        redact,
+        max_file_bytes: match a.max_file_bytes.unwrap_or(256 * 1024 * 1024) {
+            v if v < 4096 => {
+                problems.push("audit.max_file_bytes: must be at least 4096".into());
+                v
+            }
+            v => v,
+        },
+        retention_days: match a.retention_days.unwrap_or(30) {
+            0 => {
+                problems.push("audit.retention_days: must be at least 1".into());
+                1
+            }
+            v => v,
+        },
+        flush_interval: millis("audit.flush_interval_ms", a.flush_interval_ms, 1_000, problems),
+        queue_capacity,
+        overflow,
+    };
 
     let mut tiers = Vec::new();
     let mut names = BTreeSet::new();

@@ -28,6 +28,8 @@ pub enum ProxyError {
     ClientBody(String),
     #[error("warden is overloaded")]
     Overloaded,
+    #[error("the audit log cannot keep up; retry shortly")]
+    AuditBackpressure,
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer within {0} ms")]
@@ -43,7 +45,7 @@ impl ProxyError {
             ProxyError::MalformedJson(_) | ProxyError::InvalidRequest { .. } | ProxyError::ClientBody(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ProxyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded | ProxyError::AuditBackpressure => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -59,6 +61,7 @@ impl ProxyError {
             ProxyError::InvalidRequest { .. } => "invalid_request",
             ProxyError::ClientBody(_) => "invalid_body",
             ProxyError::Overloaded => "overloaded",
+            ProxyError::AuditBackpressure => "audit_backpressure",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
         }
@@ -73,9 +76,10 @@ impl ProxyError {
             | ProxyError::MalformedJson(_)
             | ProxyError::InvalidRequest { .. }
             | ProxyError::ClientBody(_) => "invalid_request_error",
-            ProxyError::Overloaded | ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout(_) => {
-                "server_error"
-            }
+            ProxyError::Overloaded
+            | ProxyError::AuditBackpressure
+            | ProxyError::UpstreamUnavailable(_)
+            | ProxyError::UpstreamTimeout(_) => "server_error",
         }
     }
 
@@ -88,7 +92,7 @@ impl ProxyError {
             | ProxyError::MalformedJson(_)
             | ProxyError::InvalidRequest { .. }
             | ProxyError::ClientBody(_) => "invalid_request",
-            ProxyError::Overloaded => "overloaded",
+            ProxyError::Overloaded | ProxyError::AuditBackpressure => "overloaded",
             ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout(_) => "upstream_error",
         }
     }
@@ -123,7 +127,7 @@ impl ProxyError {
             "error": {"message": self.message(), "type": self.kind(), "param": param, "code": self.code()}
         });
         let mut resp = json_response(self.status(), &body);
-        if matches!(self, ProxyError::Overloaded) {
+        if matches!(self, ProxyError::Overloaded | ProxyError::AuditBackpressure) {
             resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp

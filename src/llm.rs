@@ -79,11 +79,8 @@ impl LlmRequest {
                 })
             }
         };
-        let client_wants_stream_usage = body
-            .get("stream_options")
-            .and_then(|o| o.get("include_usage"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let client_wants_stream_usage =
+            body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
         let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
             .iter()
             .find_map(|k| body.get(*k).and_then(Value::as_u64));
@@ -127,22 +124,14 @@ impl LlmRequest {
         if !opts.is_object() {
             *opts = Value::Object(Map::new());
         }
-        opts.as_object_mut()
-            .expect("just made an object")
-            .insert("include_usage".into(), Value::Bool(true));
+        opts.as_object_mut().expect("just made an object").insert("include_usage".into(), Value::Bool(true));
         Bytes::from(serde_json::to_vec(&body).expect("re-serializing parsed JSON cannot fail"))
     }
 
     /// All prompt text of the request (messages, prompt, input, instructions), joined by
     /// newlines: what token estimates and detection features read.
     pub fn prompt_text(&self) -> String {
-        let mut out = String::new();
-        for key in ["instructions", "messages", "prompt", "input", "system"] {
-            if let Some(v) = self.body.get(key) {
-                collect_text(v, &mut out);
-            }
-        }
-        out
+        prompt_text_of(&self.body)
     }
 
     /// Number of messages (chat) or input items, for per-message token overhead.
@@ -152,6 +141,17 @@ impl LlmRequest {
             .find_map(|k| self.body.get(*k).and_then(Value::as_array).map(Vec::len))
             .unwrap_or(1)
     }
+}
+
+/// The prompt text of a parsed LLM request body (see [`LlmRequest::prompt_text`]).
+pub fn prompt_text_of(body: &Map<String, Value>) -> String {
+    let mut out = String::new();
+    for key in ["instructions", "messages", "prompt", "input", "system"] {
+        if let Some(v) = body.get(key) {
+            collect_text(v, &mut out);
+        }
+    }
+    out
 }
 
 /// Appends every string that is prompt content: plain strings, `content`/`text` fields of
@@ -232,10 +232,7 @@ mod tests {
 
     #[test]
     fn bodies_are_untouched_when_no_injection_is_needed() {
-        for src in [
-            r#"{"stream":false}"#,
-            r#"{"stream":true,"stream_options":{"include_usage":true}}"#,
-        ] {
+        for src in [r#"{"stream":false}"#, r#"{"stream":true,"stream_options":{"include_usage":true}}"#] {
             let b = Bytes::from(src);
             assert_eq!(chat(src).upstream_body(b.clone()), b);
         }

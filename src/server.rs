@@ -76,7 +76,10 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     drop(admin);
     app.shutting_down.store(true, Ordering::Release);
     let grace = app.config.server.shutdown_grace;
-    tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, draining in-flight requests");
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: no new connections, draining in-flight requests"
+    );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),

@@ -23,6 +23,7 @@ use crate::app::App;
 use crate::auth::{presented_key, AccountStatus, Principal};
 use crate::body::{self, Body};
 use crate::error::ProxyError;
+use crate::events::audit::AuditSlot;
 use crate::events::RequestEvent;
 use crate::llm::{LlmRequest, LlmRoute};
 use crate::upstream::{rewrite_response_headers, UpstreamFailure};
@@ -31,7 +32,7 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// Handles one client request. Never fails: every outcome is a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let mut exchange = Exchange::begin(&req, peer);
+    let mut exchange = Exchange::begin(&req, peer, &app.config.server.trusted_proxies);
     let request_id = HeaderValue::from_str(&exchange.request_id).expect("request ids are visible ASCII");
     let mut response = match proxy(&app, req, &mut exchange).await {
         Ok(forwarded) => exchange.stream(app.clone(), forwarded),
@@ -46,17 +47,18 @@ async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<F
     // 1. Load shedding: a bounded number of requests in flight, 503 beyond it.
     ex.permit = Some(app.in_flight.clone().try_acquire_owned().map_err(|_| ProxyError::Overloaded)?);
     app.metrics.in_flight.inc();
-    // 2. Authentication: the key must resolve in the in-memory directory.
+    // 2. Audit slot: reserved now so the record of an admitted request always has room.
+    ex.audit_slot = app.audit.reserve()?;
+    // 3. Authentication: the key must resolve in the in-memory directory.
     let principal = authenticate(app, req.headers())?;
     ex.principal = Some(principal.clone());
-    // 3. Account state: blocked accounts stop here.
+    // 4. Account state: blocked accounts stop here.
     if principal.account.status() == AccountStatus::Blocked {
         return Err(ProxyError::AccountBlocked);
     }
-    // 4. Body: LLM routes are read (bounded) and parsed once; other paths stream through.
+    // 5. Body: LLM routes are read (bounded) and parsed once; other paths stream through.
     let (mut parts, incoming) = req.into_parts();
-    let route = LlmRoute::of(&parts.method, parts.uri.path());
-    ex.route = route;
+    let route = ex.route;
     let body = match route {
         Some(route) => {
             let bytes = read_bounded(&parts.headers, incoming, app.config.server.max_body_bytes).await?;
@@ -70,7 +72,7 @@ async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<F
         }
         None => stream_bounded(&parts.headers, incoming, app.config.server.max_body_bytes)?,
     };
-    // 5. Forward: upstream key swapped in, hop-by-hop headers dropped, first-byte timeout.
+    // 6. Forward: upstream key swapped in, hop-by-hop headers dropped, first-byte timeout.
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut upstream_req = Request::builder()
         .method(parts.method.clone())
@@ -85,7 +87,7 @@ async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<F
         ex.upstream_failure = Some(failure);
         err
     })?;
-    // 6. Response: streamed back through the accounting tap (see `Exchange::stream`).
+    // 7. Response: streamed back through the accounting tap (see `Exchange::stream`).
     let format = body_format(ex, &response);
     Ok(Forwarded { response, format })
 }
@@ -156,10 +158,12 @@ struct Exchange {
     upstream_failure: Option<UpstreamFailure>,
     /// Held until the response ends, so streams count as in flight.
     permit: Option<OwnedSemaphorePermit>,
+    /// This request's reserved place in the audit queue.
+    audit_slot: Option<AuditSlot>,
 }
 
 impl Exchange {
-    fn begin(req: &Request<Incoming>, peer: SocketAddr) -> Exchange {
+    fn begin(req: &Request<Incoming>, peer: SocketAddr, trusted_proxies: &[ipnet::IpNet]) -> Exchange {
         let request_id = req
             .headers()
             .get(REQUEST_ID)
@@ -171,11 +175,11 @@ impl Exchange {
             request_id,
             started: Instant::now(),
             ts_ms: crate::store::now_millis(),
-            client_ip: peer.ip().to_string(),
+            client_ip: client_ip(peer.ip(), req.headers(), trusted_proxies).to_string(),
             user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
             method: req.method().to_string(),
             path: req.uri().path().to_string(),
-            route: None,
+            route: LlmRoute::of(req.method(), req.uri().path()),
             model: None,
             stream: false,
             principal: None,
@@ -183,6 +187,7 @@ impl Exchange {
             upstream_sent: None,
             upstream_failure: None,
             permit: None,
+            audit_slot: None,
         }
     }
 
@@ -196,7 +201,6 @@ impl Exchange {
 
     fn event(&self, status: u16, decision: &'static str, ending: &'static str) -> RequestEvent {
         RequestEvent {
-            ts: crate::accounts::rfc3339_millis(self.ts_ms),
             ts_ms: self.ts_ms,
             request_id: self.request_id.clone(),
             account_id: self.principal.as_ref().map(|p| p.account.id.clone()),
@@ -208,12 +212,15 @@ impl Exchange {
             model: self.model.clone(),
             status,
             stream: self.stream,
-            latency_ms: self.started.elapsed().as_millis() as u64,
+            latency: self.started.elapsed(),
             usage: None,
             usage_estimated: false,
             decision,
             reason: None,
             ending,
+            request_body: None,
+            completion_text: None,
+            completion_truncated: false,
         }
     }
 
@@ -239,7 +246,9 @@ impl Exchange {
         let status = err.status().as_u16();
         let mut event = self.event(status, err.decision(), "refused");
         event.reason = Some(err.to_string());
-        app.record(event, self.route_label());
+        event.request_body = self.llm.take().map(|l| l.body);
+        let slot = self.audit_slot.take();
+        app.record(event, self.route_label(), slot);
         err.into_response()
     }
 
@@ -250,7 +259,10 @@ impl Exchange {
         let (mut parts, incoming) = response.into_parts();
         let first_byte = self.upstream_sent.map(|t| t.elapsed());
         if let Some(d) = first_byte {
-            app.metrics.upstream_first_byte.get_or_create(&RouteLabel { route: self.route_label() }).observe(d.as_secs_f64());
+            app.metrics
+                .upstream_first_byte
+                .get_or_create(&RouteLabel { route: self.route_label() })
+                .observe(d.as_secs_f64());
         }
         rewrite_response_headers(&mut parts.headers);
         // The client gets warden's request id (the one in the audit log); the provider's
@@ -298,7 +310,13 @@ impl Exchange {
         let (usage, estimated) = self.usage(app, status, &outcome);
         event.usage = usage;
         event.usage_estimated = estimated;
-        app.record(event, route);
+        event.completion_truncated = outcome.completion_text_bytes > outcome.completion_text.len() as u64;
+        if self.llm.is_some() {
+            event.completion_text = Some(outcome.completion_text);
+        }
+        event.request_body = self.llm.take().map(|l| l.body);
+        let slot = self.audit_slot.take();
+        app.record(event, route, slot);
     }
 
     /// The usage the upstream reported or, when it reported none for a successful LLM
@@ -323,8 +341,59 @@ impl Exchange {
     }
 }
 
+/// The client's address: the peer, or, when the peer is a trusted proxy, the nearest
+/// untrusted address in `X-Forwarded-For` (entries added by trusted proxies are skipped;
+/// anything left of the first untrusted one could be forged by the client).
+fn client_ip(peer: std::net::IpAddr, headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> std::net::IpAddr {
+    let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let mut client = peer;
+    let forwarded =
+        headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect::<Vec<_>>().join(",");
+    for hop in forwarded.rsplit(',') {
+        match hop.trim().parse::<std::net::IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(&ip) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    client
+}
+
 fn new_request_id() -> String {
     let mut b = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut b);
     format!("req_{}", hex::encode(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ip_believes_only_trusted_proxies() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let mut h = http::HeaderMap::new();
+        h.insert("x-forwarded-for", "1.2.3.4, 203.0.113.9, 10.0.0.5".parse().unwrap());
+        // From a trusted proxy: the nearest untrusted hop; the forged 1.2.3.4 is ignored.
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &h, &trusted),
+            "203.0.113.9".parse::<std::net::IpAddr>().unwrap()
+        );
+        // From anyone else the header is not believed.
+        assert_eq!(
+            client_ip("198.51.100.1".parse().unwrap(), &h, &trusted),
+            "198.51.100.1".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), &http::HeaderMap::new(), &trusted),
+            "10.0.0.1".parse::<std::net::IpAddr>().unwrap()
+        );
+    }
 }

@@ -165,21 +165,19 @@ impl Store {
     }
 
     pub async fn account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, tier, status, status_reason, created_at, updated_at FROM accounts WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row =
+            sqlx::query("SELECT id, tier, status, status_reason, created_at, updated_at FROM accounts WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
         row.map(|r| account_from_row(&r)).transpose()
     }
 
     pub async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, tier, status, status_reason, created_at, updated_at FROM accounts ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows =
+            sqlx::query("SELECT id, tier, status, status_reason, created_at, updated_at FROM accounts ORDER BY id")
+                .fetch_all(&self.pool)
+                .await?;
         rows.iter().map(account_from_row).collect()
     }
 
@@ -304,7 +302,12 @@ impl Store {
     }
 
     /// Actions on one target, newest first.
-    pub async fn actions_on(&self, target_kind: &str, target_id: &str, limit: i64) -> Result<Vec<ActionRecord>, StoreError> {
+    pub async fn actions_on(
+        &self,
+        target_kind: &str,
+        target_id: &str,
+        limit: i64,
+    ) -> Result<Vec<ActionRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, ts, actor, action, target_kind, target_id, reason FROM reviewer_actions
              WHERE target_kind = $1 AND target_id = $2 ORDER BY ts DESC, id DESC LIMIT $3",
@@ -353,7 +356,8 @@ fn account_from_row(r: &AnyRow) -> Result<AccountRecord, StoreError> {
     Ok(AccountRecord {
         id: r.try_get("id")?,
         tier: r.try_get("tier")?,
-        status: AccountStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("account status `{status}`")))?,
+        status: AccountStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("account status `{status}`")))?,
         status_reason: r.try_get("status_reason")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,

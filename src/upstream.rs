@@ -115,10 +115,7 @@ impl Upstream {
             client,
             scheme: parts.scheme.expect("validated: base_url has a scheme"),
             authority: parts.authority.expect("validated: base_url has an authority"),
-            base_path: parts
-                .path_and_query
-                .map(|p| p.path().trim_end_matches('/').to_string())
-                .unwrap_or_default(),
+            base_path: parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default(),
             credential,
             first_byte_timeout: config.first_byte_timeout,
             idle_timeout: config.idle_timeout,
@@ -169,10 +166,7 @@ impl Upstream {
                 }
                 Err((ProxyError::UpstreamUnavailable(msg), failure))
             }
-            Err(_) => Err((
-                ProxyError::UpstreamTimeout(self.first_byte_timeout.as_millis()),
-                UpstreamFailure::Timeout,
-            )),
+            Err(_) => Err((ProxyError::UpstreamTimeout(self.first_byte_timeout.as_millis()), UpstreamFailure::Timeout)),
         }
     }
 }

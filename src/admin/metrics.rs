@@ -41,6 +41,7 @@ pub struct Metrics {
     pub upstream_errors: Family<KindLabel, Counter>,
     pub tokens: Family<KindLabel, Counter>,
     pub client_aborts: Counter,
+    pub audit: crate::events::audit::AuditMetrics,
 }
 
 impl Default for Metrics {
@@ -84,7 +85,18 @@ impl Metrics {
         registry.register("tokens", "Tokens served, by kind (prompt, completion)", tokens.clone());
         let client_aborts = Counter::default();
         registry.register("client_aborts", "Responses the client hung up on before the end", client_aborts.clone());
+        let audit = crate::events::audit::AuditMetrics::default();
+        registry.register("audit_records", "Audit records written", audit.written.clone());
+        registry.register(
+            "audit_dropped",
+            "Audit records lost (queue full in `drop` mode, or repeated write failures)",
+            audit.dropped.clone(),
+        );
+        registry.register("audit_bytes", "Bytes written to the audit log", audit.bytes.clone());
+        registry.register("audit_write_errors", "Failed audit writes and fsyncs (retried)", audit.write_errors.clone());
+        registry.register("audit_queue_depth", "Audit records waiting to be written", audit.queue_depth.clone());
         Metrics {
+            audit,
             registry,
             requests,
             request_duration,

@@ -126,6 +126,35 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<String, AdminError> {
     Ok(actor.to_string())
 }
 
+/// `a=1&b=two` as a map, percent-decoded.
+fn query_pairs(query: &str) -> std::collections::HashMap<String, String> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() && s.is_char_boundary(i + 1) && s.is_char_boundary(i + 3) {
+                if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -183,7 +212,26 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
         (Method::POST, ["accounts", id, "keys"]) => {
             Ok(json_response(StatusCode::CREATED, &accounts.create_key(id, actor).await?))
         }
-        (Method::GET, ["accounts", id, "keys"]) => Ok(json_response(StatusCode::OK, &json!({"keys": accounts.keys(id).await?}))),
+        (Method::GET, ["accounts", id, "keys"]) => {
+            Ok(json_response(StatusCode::OK, &json!({"keys": accounts.keys(id).await?})))
+        }
+        (Method::GET, ["accounts", id, "requests"]) => {
+            accounts.get(id).await?;
+            let query = query_pairs(req.uri().query().unwrap_or(""));
+            let since = match query.get("since") {
+                Some(s) => crate::events::audit::parse_since(s)
+                    .ok_or_else(|| AdminError::BadRequest("`since` must be RFC 3339 or Unix milliseconds".into()))?,
+                None => 0,
+            };
+            let limit = match query.get("limit") {
+                Some(l) => l.parse::<i64>().map_err(|_| AdminError::BadRequest("`limit` must be a number".into()))?,
+                None => 50,
+            }
+            .clamp(1, 1000);
+            let records =
+                app.audit.account_requests(id, since, limit).await.map_err(|e| AdminError::Internal(e.to_string()))?;
+            Ok(json_response(StatusCode::OK, &json!({"requests": records})))
+        }
         (Method::POST, ["accounts", id, action @ ("block" | "unblock")]) => {
             let status = if *action == "block" { AccountStatus::Blocked } else { AccountStatus::Active };
             let body: Reason = json_body(req).await?;
@@ -193,9 +241,10 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
             accounts.revoke_key(key_id, actor).await?;
             Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).expect("valid response"))
         }
-        (_, ["accounts"] | ["accounts", _] | ["accounts", _, "keys" | "block" | "unblock"] | ["keys", _]) => {
-            Err(AdminError::MethodNotAllowed)
-        }
+        (
+            _,
+            ["accounts"] | ["accounts", _] | ["accounts", _, "keys" | "block" | "unblock" | "requests"] | ["keys", _],
+        ) => Err(AdminError::MethodNotAllowed),
         _ => Err(AdminError::NotFound("route".into())),
     }
 }

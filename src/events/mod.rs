@@ -1,19 +1,23 @@
-//! `RequestEvent`: the one record of one request, whatever its outcome. It feeds the
-//! access log, the metrics and the per-account usage totals.
+//! `RequestEvent`: the one record of one request, whatever its outcome, and the bus that
+//! carries it off the request path.
+//!
+//! The request path builds the event from what it already holds (the parsed body is
+//! moved in, not copied) and hands it to bounded queues; consumers (the audit writer)
+//! run beside the request path and do the expensive work there: capture mode,
+//! redaction, hashing, serialization, disk I/O.
+
+pub mod audit;
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde_json::{Map, Value};
 
 use crate::accounting::Usage;
 
 /// Everything warden knows about one finished request. Never holds a raw key.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct RequestEvent {
-    /// RFC 3339 UTC with milliseconds, when the request arrived.
-    pub ts: String,
-    /// Unix milliseconds of `ts`, for time-based features.
-    #[serde(skip)]
+    /// When the request arrived, Unix milliseconds (UTC).
     pub ts_ms: i64,
     pub request_id: String,
     pub account_id: Option<Arc<str>>,
@@ -25,7 +29,8 @@ pub struct RequestEvent {
     pub model: Option<String>,
     pub status: u16,
     pub stream: bool,
-    pub latency_ms: u64,
+    /// From arrival to the end of the response (or the refusal).
+    pub latency: std::time::Duration,
     pub usage: Option<Usage>,
     /// True when the upstream did not report usage (e.g. client abort) and warden
     /// counted the tokens itself.
@@ -37,4 +42,10 @@ pub struct RequestEvent {
     pub reason: Option<String>,
     /// `complete`, `client_aborted`, `upstream_error`, `idle_timeout` or `refused`.
     pub ending: &'static str,
+    /// The parsed body of an LLM call (capture mode decides what is kept of it).
+    pub request_body: Option<Map<String, Value>>,
+    /// The completion text seen, up to the capture limit.
+    pub completion_text: Option<String>,
+    /// The capture limit cut the completion text.
+    pub completion_truncated: bool,
 }

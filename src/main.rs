@@ -1,0 +1,197 @@
+//! The `warden` command line. Everything it does lives in the library; this file only
+//! parses arguments and reports errors.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+use warden::cli::{AccountsCommand, KeysCommand};
+use warden::client::AdminClient;
+use warden::config::Config;
+
+#[derive(Parser)]
+#[command(name = "warden", version, about = "A reverse proxy for LLM APIs that enforces usage policy")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// Admin API of a running warden.
+    #[arg(long, env = "WARDEN_ADMIN_URL", default_value = "http://127.0.0.1:8081", global = true)]
+    admin_url: String,
+    /// Admin bearer token.
+    #[arg(long, env = "WARDEN_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    admin_token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy and its admin listener.
+    Serve {
+        #[arg(long, short, default_value = "config/warden.toml")]
+        config: PathBuf,
+    },
+    /// Validate a config file; print every problem; exit 1 if there is any.
+    CheckConfig {
+        #[arg(long, short, default_value = "config/warden.toml")]
+        config: PathBuf,
+    },
+    /// Run everything embedded on loopback with simulated traffic, and print what happens.
+    Demo {
+        /// Keep the demo running after the traffic, until Ctrl-C.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Manage accounts through the admin API.
+    Accounts {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: AccountsCmd,
+    },
+    /// Manage API keys through the admin API.
+    Keys {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: KeysCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum AccountsCmd {
+    /// Create an account.
+    Create {
+        id: String,
+        #[arg(long)]
+        tier: Option<String>,
+    },
+    /// List accounts.
+    List,
+    /// Show one account with its recent reviewer actions.
+    Show { id: String },
+    /// Block an account: its requests get 403 from the next one on.
+    Block {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Unblock an account.
+    Unblock {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Create a key for an account; the key is printed once.
+    Create { account: String },
+    /// List an account's keys (ids and hints, never the keys).
+    List { account: String },
+    /// Revoke a key.
+    Revoke { key_id: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("warden: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn admin_client(args: &AdminArgs) -> anyhow::Result<AdminClient> {
+    let token = args
+        .admin_token
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("set WARDEN_ADMIN_TOKEN (or --admin-token) to the admin token"))?;
+    let actor = std::env::var("USER").unwrap_or_else(|_| "cli".into());
+    Ok(AdminClient::new(&args.admin_url, &token, &actor))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => serve(&config).await,
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok (proxy {}, admin {}, upstream {}, {} tier(s))",
+                    config.display(),
+                    c.server.listen,
+                    c.server.admin_listen,
+                    c.upstream.base_url,
+                    c.tiers.len()
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(problems) => {
+                eprintln!("{}: {} problem(s)\n{problems}", config.display(), problems.0.len());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Demo { keep_running } => {
+            warden::demo::run(warden::demo::DemoOptions { keep_running }).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts { admin, command } => {
+            let client = admin_client(&admin)?;
+            let cmd = match command {
+                AccountsCmd::Create { id, tier } => AccountsCommand::Create { id, tier },
+                AccountsCmd::List => AccountsCommand::List,
+                AccountsCmd::Show { id } => AccountsCommand::Show { id },
+                AccountsCmd::Block { id, reason } => AccountsCommand::Block { id, reason },
+                AccountsCmd::Unblock { id, reason } => AccountsCommand::Unblock { id, reason },
+            };
+            warden::cli::accounts(&client, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Keys { admin, command } => {
+            let client = admin_client(&admin)?;
+            let cmd = match command {
+                KeysCmd::Create { account } => KeysCommand::Create { account },
+                KeysCmd::List { account } => KeysCommand::List { account },
+                KeysCmd::Revoke { key_id } => KeysCommand::Revoke { key_id },
+            };
+            warden::cli::keys(&client, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = match Config::load(path) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("{}: {} problem(s)\n{problems}", path.display(), problems.0.len());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let _log = warden::telemetry::init(&config.logging);
+    let listeners = warden::server::Listeners::bind(config.server.listen, config.server.admin_listen).await?;
+    let (proxy, admin) = (listeners.proxy_addr(), listeners.admin_addr());
+    let app = Arc::new(warden::app::App::build(config).await?);
+    tracing::info!(%proxy, %admin, upstream = %app.config.upstream.base_url, "warden listening");
+    warden::server::run(app.clone(), listeners, shutdown_signal()).await;
+    app.shutdown().await;
+    tracing::info!("warden stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

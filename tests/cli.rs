@@ -1,0 +1,120 @@
+//! The real `warden` binary: config checking, the admin commands, graceful shutdown.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::process::{cli, send_signal, start_mock, start_warden};
+use support::{binary, chat_body, open_stream};
+
+fn repo_file(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+#[test]
+fn the_example_config_validates() {
+    let out = Command::new(binary::warden())
+        .args(["check-config", "--config"])
+        .arg(repo_file("config/warden.toml"))
+        .env("UPSTREAM_API_KEY", "sk-x")
+        .env("WARDEN_ADMIN_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
+}
+
+#[test]
+fn a_broken_config_lists_all_its_problems_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"
+        [server]
+        listen = "not-an-address"
+        typo_field = 1
+        [upstream]
+        base_url = "ftp://nowhere"
+        api_key_env = "SURELY_UNSET_VARIABLE_123"
+        [audit]
+        capture = "everything"
+        [[tiers]]
+        name = "default"
+        requests_per_minute = 0
+        "#,
+    )
+    .unwrap();
+    let out = Command::new(binary::warden())
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .env("WARDEN_ADMIN_TOKEN", "t")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "server: unknown key `typo_field`",
+        "server.listen",
+        "upstream.base_url",
+        "SURELY_UNSET_VARIABLE_123",
+        "audit.capture",
+        "tiers[0].requests_per_minute",
+        "6 problem(s)",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admin_commands_and_graceful_shutdown_with_a_stream_in_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_mock, upstream) = start_mock(&[]);
+    let (mut warden, proxy, admin) = start_warden(dir.path(), &upstream, "shutdown_grace_ms = 10000", "");
+
+    let (ok, out, err) = cli(&admin, &["accounts", "create", "acme", "--tier", "default"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"acme\""));
+    let (ok, out, err) = cli(&admin, &["keys", "create", "acme"]);
+    assert!(ok, "{err}");
+    let key = serde_json::from_str::<Value>(&out).unwrap()["key"].as_str().unwrap().to_string();
+    let (ok, out, _) = cli(&admin, &["accounts", "list"]);
+    assert!(ok && out.contains("acme") && out.contains("active"), "{out}");
+    let (ok, _, err) = cli(&admin, &["accounts", "show", "nope"]);
+    assert!(!ok && err.contains("404"), "{err}");
+
+    // A slow stream: 20 chunks, 100 ms apart (~2 s).
+    let auth = format!("Bearer {key}");
+    let mut stream = open_stream(
+        &format!("http://{proxy}/v1/chat/completions"),
+        &[("authorization", &auth), ("x-mock-chunks", "20"), ("x-mock-chunk-interval-ms", "100")],
+        chat_body("tell me a long story", true),
+    )
+    .await;
+    assert_eq!(stream.status, 200);
+    let first = String::from_utf8(stream.next_data().await.unwrap().to_vec()).unwrap();
+
+    // SIGTERM while the stream is in flight.
+    let sigterm_at = Instant::now();
+    send_signal(warden.0.id(), "TERM");
+    // New connections are refused soon after...
+    let mut refused = false;
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(&proxy).is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "warden kept accepting connections after SIGTERM");
+    // ...while the stream in flight runs to its end.
+    let all = first + &stream.rest().await;
+    assert!(all.ends_with("data: [DONE]\n\n"), "stream cut short: {all}");
+    // The role chunk (empty content) and the 20 content chunks.
+    assert_eq!(all.matches("\"content\":\"").count(), 21, "{all}");
+    let status = tokio::task::spawn_blocking(move || warden.0.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(sigterm_at.elapsed() < Duration::from_secs(8));
+}
