@@ -26,6 +26,8 @@ pub struct AccountView {
     pub tier: String,
     pub status: AccountStatus,
     pub status_reason: Option<String>,
+    /// Overrides of the tier's limits (fields not set come from the tier).
+    pub limits: crate::config::Limits,
     pub risk_score: f64,
     pub created_at: String,
     pub updated_at: String,
@@ -62,7 +64,7 @@ impl Accounts {
     pub async fn load(store: Store, tiers: Vec<String>) -> Result<Accounts, AccountError> {
         let directory = Arc::new(Directory::default());
         for a in store.accounts().await? {
-            directory.upsert_account(&a.id, &a.tier, a.status);
+            directory.upsert_account(&a.id, &a.tier, a.status).set_limits(a.limits);
         }
         for k in store.live_keys().await? {
             match KeyHash::from_hex(&k.key_hash) {
@@ -94,6 +96,7 @@ impl Accounts {
             tier: rec.tier,
             status: rec.status,
             status_reason: rec.status_reason,
+            limits: rec.limits,
         }
     }
 
@@ -140,6 +143,34 @@ impl Accounts {
             AccountStatus::Blocked => "block",
         };
         self.store.record_action(actor, action, "account", id, reason).await?;
+        Ok(self.view(rec))
+    }
+
+    /// Changes an account's tier and/or limit overrides (`limits` replaces all overrides).
+    pub async fn update_plan(
+        &self,
+        id: &str,
+        tier: Option<&str>,
+        limits: Option<crate::config::Limits>,
+        actor: &str,
+    ) -> Result<AccountView, AccountError> {
+        let current = self.store.account(id).await?.ok_or_else(|| AccountError::NotFound(format!("account `{id}`")))?;
+        let tier = tier.unwrap_or(&current.tier);
+        if !self.tiers.iter().any(|t| t == tier) {
+            return Err(AccountError::Invalid(format!(
+                "unknown tier `{tier}` (configured: {})",
+                self.tiers.join(", ")
+            )));
+        }
+        let limits = limits.unwrap_or(current.limits);
+        let rec = self
+            .store
+            .set_account_plan(id, tier, &limits)
+            .await?
+            .ok_or_else(|| AccountError::NotFound(format!("account `{id}`")))?;
+        self.directory.upsert_account(&rec.id, &rec.tier, rec.status).set_limits(rec.limits);
+        let what = serde_json::json!({"tier": rec.tier, "limits": rec.limits}).to_string();
+        self.store.record_action(actor, "update_plan", "account", id, Some(&what)).await?;
         Ok(self.view(rec))
     }
 

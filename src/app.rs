@@ -7,9 +7,12 @@ use tokio::sync::Semaphore;
 
 use crate::accounts::Accounts;
 use crate::admin::metrics::{KindLabel, Metrics, RouteLabel, RouteStatus};
-use crate::config::Config;
+use crate::auth::{Account, AccountStatus};
+use crate::config::{Config, Tier};
 use crate::events::audit::{AuditSink, AuditSlot};
 use crate::events::RequestEvent;
+use crate::limits::gcra::{Rate, Window};
+use crate::limits::{LimitSpec, Limiter, Slot};
 use crate::store::Store;
 use crate::tokens::TokenCounter;
 use crate::upstream::Upstream;
@@ -22,6 +25,8 @@ pub struct App {
     pub tokens: TokenCounter,
     /// The audit log: every request's record goes here, off the request path.
     pub audit: AuditSink,
+    /// Rate limits and quotas, local or shared through Redis.
+    pub limiter: Arc<Limiter>,
     /// One permit per request being handled; when none is left warden sheds load (503)
     /// instead of queueing without bound.
     pub in_flight: Arc<Semaphore>,
@@ -39,7 +44,15 @@ impl App {
         let accounts = Accounts::load(store, tiers).await?;
         let metrics = Metrics::new();
         let audit = AuditSink::start(&config.audit, metrics.audit.clone()).await?;
+        let shared = match &config.redis {
+            Some(redis) => Some(crate::limits::shared::SharedLimits::start(redis.clone(), metrics.redis.clone())?),
+            None => None,
+        };
+        let limiter =
+            Arc::new(Limiter { local: crate::limits::local::LocalLimits::new(Some(accounts.store().clone())), shared });
+        spawn_limit_housekeeping(limiter.clone(), &config, metrics.limiter_accounts.clone());
         Ok(App {
+            limiter,
             audit,
             upstream: Upstream::new(&config.upstream),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
@@ -93,7 +106,90 @@ impl App {
     /// Stops what runs beside the request path, after the server has drained: the audit
     /// writer flushes everything, then the store closes.
     pub async fn shutdown(&self) {
+        self.limiter.local.save_quotas().await;
+        if let Some(shared) = &self.limiter.shared {
+            // Give background settlements a moment to reach Redis.
+            for _ in 0..20 {
+                if shared.pending() == 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
         self.audit.shutdown().await;
         self.accounts.store().close().await;
     }
+}
+
+impl App {
+    /// The tier an account is on (the first configured tier if its tier was removed from
+    /// the config since).
+    pub fn tier_of(&self, account: &Account) -> &Tier {
+        let name = account.tier();
+        self.config.tier(&name).unwrap_or(&self.config.tiers[0])
+    }
+
+    /// The limits that apply to one request of `account` for `model`: the tier's, with
+    /// the account's overrides, reduced by the tier's throttle factor while the account
+    /// is throttled, plus the tier's per-model limits.
+    pub fn limit_spec(&self, account: &Account, tier: &Tier, model: Option<&str>) -> LimitSpec {
+        let limits = tier.limits.with(&account.limits());
+        let factor = if account.status() == AccountStatus::Throttled { tier.throttle_factor } else { 1.0 };
+        let scale = |v: u64| ((v as f64 * factor).floor() as u64).max(1);
+        let mut rates = Vec::with_capacity(4);
+        if let Some(rpm) = limits.requests_per_minute {
+            rates.push((Slot::Requests, Rate::per_minute(scale(rpm), tier.burst.map(scale))));
+        }
+        if let Some(tpm) = limits.tokens_per_minute {
+            rates.push((Slot::Tokens, Rate::per_minute(scale(tpm), None)));
+        }
+        if let Some(m) = model.and_then(|m| tier.models.iter().find(|l| l.name == m)) {
+            let name: Arc<str> = Arc::from(m.name.as_str());
+            if let Some(rpm) = m.requests_per_minute {
+                rates.push((Slot::ModelRequests(name.clone()), Rate::per_minute(scale(rpm), None)));
+            }
+            if let Some(tpm) = m.tokens_per_minute {
+                rates.push((Slot::ModelTokens(name), Rate::per_minute(scale(tpm), None)));
+            }
+        }
+        let mut quotas = Vec::new();
+        if let Some(d) = limits.tokens_per_day {
+            quotas.push((Window::Day, d));
+        }
+        if let Some(m) = limits.tokens_per_month {
+            quotas.push((Window::Month, m));
+        }
+        LimitSpec { rates, max_concurrent: limits.max_concurrent, quotas }
+    }
+}
+
+/// Evicts idle limiter state every minute and saves quota counters periodically.
+fn spawn_limit_housekeeping(
+    limiter: Arc<Limiter>,
+    config: &Config,
+    accounts_gauge: prometheus_client::metrics::gauge::Gauge,
+) {
+    let idle = config.limits.idle_eviction;
+    let save_every = config.limits.quota_save_interval;
+    let weak = Arc::downgrade(&limiter);
+    drop(limiter);
+    tokio::spawn(async move {
+        let mut save = tokio::time::interval(save_every);
+        let mut evict = tokio::time::interval(std::time::Duration::from_secs(60).min(idle));
+        loop {
+            tokio::select! {
+                _ = save.tick() => {
+                    let Some(l) = weak.upgrade() else { return };
+                    l.local.save_quotas().await;
+                }
+                _ = evict.tick() => {
+                    let Some(l) = weak.upgrade() else { return };
+                    // Save first: only saved counters may be evicted.
+                    l.local.save_quotas().await;
+                    l.local.evict_idle(idle, crate::limits::local::now_ns());
+                    accounts_gauge.set(l.local.len() as i64);
+                }
+            }
+        }
+    });
 }

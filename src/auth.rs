@@ -139,6 +139,8 @@ impl UsageCounters {
 pub struct Account {
     pub id: Arc<str>,
     tier: RwLock<Arc<str>>,
+    /// Per-account overrides of the tier's limits.
+    limits: RwLock<crate::config::Limits>,
     status: AtomicU8,
     pub usage: UsageCounters,
 }
@@ -148,6 +150,7 @@ impl Account {
         Account {
             id: Arc::from(id),
             tier: RwLock::new(Arc::from(tier)),
+            limits: RwLock::new(Default::default()),
             status: AtomicU8::new(status.to_u8()),
             usage: UsageCounters::default(),
         }
@@ -163,6 +166,12 @@ impl Account {
     }
     pub fn set_tier(&self, tier: &str) {
         *self.tier.write().expect("tier lock poisoned") = Arc::from(tier);
+    }
+    pub fn limits(&self) -> crate::config::Limits {
+        *self.limits.read().expect("limits lock poisoned")
+    }
+    pub fn set_limits(&self, limits: crate::config::Limits) {
+        *self.limits.write().expect("limits lock poisoned") = limits;
     }
 }
 

@@ -108,6 +108,35 @@ pub struct RawLogging {
 pub struct RawRedis {
     /// Redis URL; when set, limits are shared by every replica using the same Redis.
     pub url: Option<String>,
+    /// Longest wait for one Redis call; past it the call counts as failed.
+    pub timeout_ms: Option<u64>,
+    /// While Redis is unusable: `fail_open` enforces local (per-replica) limits,
+    /// `fail_closed` refuses requests with 503.
+    pub failure_mode: Option<String>,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: Option<u32>,
+    /// How long an open breaker keeps Redis out before one probe tries it again.
+    pub breaker_cooldown_ms: Option<u64>,
+    /// Prefix of every key warden writes.
+    pub key_prefix: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawLimits {
+    /// Limit state of accounts idle this long is dropped from memory.
+    pub idle_eviction_ms: Option<u64>,
+    /// How often local quota counters are saved to the store.
+    pub quota_save_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawModelLimit {
+    /// Model name as clients send it.
+    pub name: Option<String>,
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -150,6 +179,24 @@ pub struct RawTier {
     pub tokens_per_day: Option<u64>,
     /// Token quota per UTC calendar month.
     pub tokens_per_month: Option<u64>,
+    /// Requests that may arrive at once above the steady rate (default: a minute's worth).
+    pub burst: Option<u64>,
+    /// Completion tokens assumed when a request sets no `max_tokens` (token reservation).
+    pub default_max_tokens: Option<u64>,
+    /// Models this tier may call (default: any).
+    pub allowed_models: Option<Vec<String>>,
+    /// Largest `n` accepted.
+    pub max_n: Option<u64>,
+    /// Largest `max_tokens` (or `max_completion_tokens`, `max_output_tokens`) accepted.
+    pub max_tokens: Option<u64>,
+    /// `logprobs` / `top_logprobs`: `allow`, `strip` or `reject`.
+    pub logprobs: Option<String>,
+    /// `logit_bias`: `allow`, `strip` or `reject`.
+    pub logit_bias: Option<String>,
+    /// Rates of a throttled account are multiplied by this (0 < f ≤ 1).
+    pub throttle_factor: Option<f64>,
+    /// Per-model limits, on top of the account's.
+    pub models: Option<Vec<RawModelLimit>>,
 }
 
 /// Sections are deserialized one by one so that a type error in one section does not hide
@@ -163,6 +210,7 @@ pub struct RawConfig {
     pub logging: RawLogging,
     pub redis: Option<RawRedis>,
     pub audit: Option<RawAudit>,
+    pub limits: RawLimits,
     pub tiers: Vec<RawTier>,
 }
 
@@ -186,6 +234,7 @@ impl RawConfig {
                 "logging" => raw.logging = section(&key, value, problems),
                 "redis" => raw.redis = Some(section(&key, value, problems)),
                 "audit" => raw.audit = Some(section(&key, value, problems)),
+                "limits" => raw.limits = section(&key, value, problems),
                 "tiers" => match value {
                     toml::Value::Array(items) => {
                         for (i, item) in items.into_iter().enumerate() {
@@ -228,9 +277,16 @@ pub struct Config {
     pub admin: AdminConfig,
     pub storage: StorageConfig,
     pub logging: LoggingConfig,
-    pub redis: Option<RedisConfig>,
+    pub redis: Option<crate::limits::shared::SharedConfig>,
     pub audit: AuditConfig,
+    pub limits: LimitsConfig,
     pub tiers: Vec<Tier>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub idle_eviction: Duration,
+    pub quota_save_interval: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -301,11 +357,6 @@ pub struct LoggingConfig {
     pub access_log: bool,
 }
 
-#[derive(Debug, Clone)]
-pub struct RedisConfig {
-    pub url: String,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaptureMode {
@@ -333,14 +384,46 @@ pub struct AuditConfig {
     pub overflow: AuditOverflow,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tier {
     pub name: String,
+    pub limits: Limits,
+    pub burst: Option<u64>,
+    pub default_max_tokens: u64,
+    pub policy: crate::policy::ParamPolicy,
+    pub throttle_factor: f64,
+    pub models: Vec<ModelLimit>,
+}
+
+/// The numeric limits of a tier; an account's overrides replace single fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
     pub requests_per_minute: Option<u64>,
     pub tokens_per_minute: Option<u64>,
     pub max_concurrent: Option<u64>,
     pub tokens_per_day: Option<u64>,
     pub tokens_per_month: Option<u64>,
+}
+
+impl Limits {
+    /// These limits with every field `overrides` sets replaced.
+    pub fn with(self, overrides: &Limits) -> Limits {
+        Limits {
+            requests_per_minute: overrides.requests_per_minute.or(self.requests_per_minute),
+            tokens_per_minute: overrides.tokens_per_minute.or(self.tokens_per_minute),
+            max_concurrent: overrides.max_concurrent.or(self.max_concurrent),
+            tokens_per_day: overrides.tokens_per_day.or(self.tokens_per_day),
+            tokens_per_month: overrides.tokens_per_month.or(self.tokens_per_month),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelLimit {
+    pub name: String,
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// Where environment variables come from; tests pass a closure instead of mutating the
@@ -500,16 +583,44 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
     }
     let logging = LoggingConfig { format, level, access_log: raw.logging.access_log.unwrap_or(true) };
 
-    let redis = raw.redis.map(|r| match r.url {
-        Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => RedisConfig { url },
-        other => {
-            problems.push(format!(
-                "redis.url: {} must be a redis:// or rediss:// URL",
-                other.map(|u| format!("`{u}`")).unwrap_or_else(|| "missing:".into())
-            ));
-            RedisConfig { url: String::new() }
+    let redis = raw.redis.map(|r| {
+        use crate::limits::shared::{FailureMode, SharedConfig};
+        let url = match r.url {
+            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => url,
+            other => {
+                problems.push(format!(
+                    "redis.url: {} must be a redis:// or rediss:// URL",
+                    other.map(|u| format!("`{u}`")).unwrap_or_else(|| "missing:".into())
+                ));
+                String::new()
+            }
+        };
+        let failure_mode = match r.failure_mode.as_deref().unwrap_or("fail_open") {
+            "fail_open" => FailureMode::FailOpen,
+            "fail_closed" => FailureMode::FailClosed,
+            other => {
+                problems.push(format!("redis.failure_mode: `{other}` must be `fail_open` or `fail_closed`"));
+                FailureMode::FailOpen
+            }
+        };
+        SharedConfig {
+            url,
+            timeout: millis("redis.timeout_ms", r.timeout_ms, 50, problems),
+            failure_mode,
+            breaker_failures: r.breaker_failures.unwrap_or(3).max(1),
+            breaker_cooldown: millis("redis.breaker_cooldown_ms", r.breaker_cooldown_ms, 2_000, problems),
+            key_prefix: r.key_prefix.unwrap_or_else(|| "warden:".into()),
         }
     });
+    let limits = LimitsConfig {
+        idle_eviction: millis("limits.idle_eviction_ms", raw.limits.idle_eviction_ms, 600_000, problems),
+        quota_save_interval: millis(
+            "limits.quota_save_interval_ms",
+            raw.limits.quota_save_interval_ms,
+            5_000,
+            problems,
+        ),
+    };
 
     let a = raw.audit.unwrap_or_default();
     let capture = match a.capture.as_deref().unwrap_or("hash") {
@@ -597,17 +708,56 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
                 problems.push(format!("tiers[{i}].{field}: must be greater than 0 (omit it for no limit)"));
             }
         }
+        let rule = |field: &str, v: Option<String>, problems: &mut Vec<String>| {
+            let v = v.unwrap_or_else(|| "allow".into());
+            crate::policy::ParamRule::parse(&v).unwrap_or_else(|| {
+                problems.push(format!("tiers[{i}].{field}: `{v}` must be `allow`, `strip` or `reject`"));
+                crate::policy::ParamRule::Allow
+            })
+        };
+        let policy = crate::policy::ParamPolicy {
+            allowed_models: t.allowed_models.unwrap_or_default(),
+            max_n: t.max_n,
+            max_tokens: t.max_tokens,
+            logprobs: rule("logprobs", t.logprobs, problems),
+            logit_bias: rule("logit_bias", t.logit_bias, problems),
+        };
+        let throttle_factor = t.throttle_factor.unwrap_or(0.1);
+        if !(throttle_factor > 0.0 && throttle_factor <= 1.0) {
+            problems.push(format!("tiers[{i}].throttle_factor: {throttle_factor} must be in (0, 1]"));
+        }
+        if t.burst == Some(0) {
+            problems.push(format!("tiers[{i}].burst: must be greater than 0"));
+        }
+        let mut models = Vec::new();
+        for (j, m) in t.models.unwrap_or_default().into_iter().enumerate() {
+            match m.name {
+                Some(name) if !name.is_empty() => models.push(ModelLimit {
+                    name,
+                    requests_per_minute: m.requests_per_minute,
+                    tokens_per_minute: m.tokens_per_minute,
+                }),
+                _ => problems.push(format!("tiers[{i}].models[{j}].name: missing")),
+            }
+        }
         tiers.push(Tier {
             name,
-            requests_per_minute: t.requests_per_minute,
-            tokens_per_minute: t.tokens_per_minute,
-            max_concurrent: t.max_concurrent,
-            tokens_per_day: t.tokens_per_day,
-            tokens_per_month: t.tokens_per_month,
+            limits: Limits {
+                requests_per_minute: t.requests_per_minute,
+                tokens_per_minute: t.tokens_per_minute,
+                max_concurrent: t.max_concurrent,
+                tokens_per_day: t.tokens_per_day,
+                tokens_per_month: t.tokens_per_month,
+            },
+            burst: t.burst,
+            default_max_tokens: t.default_max_tokens.unwrap_or(1024),
+            policy,
+            throttle_factor,
+            models,
         });
     }
 
-    Some(Config { server, upstream, admin, storage, logging, redis, audit, tiers })
+    Some(Config { server, upstream, admin, storage, logging, redis, audit, limits, tiers })
 }
 
 #[cfg(test)]
@@ -638,7 +788,7 @@ mod tests {
         assert_eq!(c.server.admin_listen, "127.0.0.1:8081".parse().unwrap());
         assert_eq!(c.upstream.api_key.as_deref(), Some("sk-upstream"));
         assert_eq!(c.admin.token, "admin-token");
-        assert_eq!(c.tiers[0].requests_per_minute, Some(60));
+        assert_eq!(c.tiers[0].limits.requests_per_minute, Some(60));
         assert!(matches!(c.storage, StorageConfig::Sqlite(ref p) if p == Path::new("data/warden.db")));
     }
 

@@ -30,6 +30,10 @@ pub enum ProxyError {
     Overloaded,
     #[error("the audit log cannot keep up; retry shortly")]
     AuditBackpressure,
+    #[error("{}", denial.message())]
+    RateLimited { denial: crate::limits::Denial },
+    #[error("rate limits cannot be checked right now (shared state unavailable); retry shortly")]
+    LimitsUnavailable,
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer within {0} ms")]
@@ -45,7 +49,10 @@ impl ProxyError {
             ProxyError::MalformedJson(_) | ProxyError::InvalidRequest { .. } | ProxyError::ClientBody(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ProxyError::Overloaded | ProxyError::AuditBackpressure => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded | ProxyError::AuditBackpressure | ProxyError::LimitsUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
@@ -62,6 +69,8 @@ impl ProxyError {
             ProxyError::ClientBody(_) => "invalid_body",
             ProxyError::Overloaded => "overloaded",
             ProxyError::AuditBackpressure => "audit_backpressure",
+            ProxyError::RateLimited { .. } => "rate_limit_exceeded",
+            ProxyError::LimitsUnavailable => "limits_unavailable",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
         }
@@ -76,8 +85,10 @@ impl ProxyError {
             | ProxyError::MalformedJson(_)
             | ProxyError::InvalidRequest { .. }
             | ProxyError::ClientBody(_) => "invalid_request_error",
+            ProxyError::RateLimited { denial } => denial.kind(),
             ProxyError::Overloaded
             | ProxyError::AuditBackpressure
+            | ProxyError::LimitsUnavailable
             | ProxyError::UpstreamUnavailable(_)
             | ProxyError::UpstreamTimeout(_) => "server_error",
         }
@@ -92,7 +103,8 @@ impl ProxyError {
             | ProxyError::MalformedJson(_)
             | ProxyError::InvalidRequest { .. }
             | ProxyError::ClientBody(_) => "invalid_request",
-            ProxyError::Overloaded | ProxyError::AuditBackpressure => "overloaded",
+            ProxyError::Overloaded | ProxyError::AuditBackpressure | ProxyError::LimitsUnavailable => "overloaded",
+            ProxyError::RateLimited { .. } => "rate_limited",
             ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout(_) => "upstream_error",
         }
     }
@@ -106,6 +118,7 @@ impl ProxyError {
             ProxyError::AccountBlocked => {
                 "This account has been blocked. Contact your administrator if you believe this is a mistake.".into()
             }
+            ProxyError::RateLimited { denial } => denial.message(),
             other => {
                 let mut m = other.to_string();
                 if let Some(first) = m.get_mut(0..1) {
@@ -127,8 +140,17 @@ impl ProxyError {
             "error": {"message": self.message(), "type": self.kind(), "param": param, "code": self.code()}
         });
         let mut resp = json_response(self.status(), &body);
-        if matches!(self, ProxyError::Overloaded | ProxyError::AuditBackpressure) {
-            resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        match self {
+            ProxyError::Overloaded | ProxyError::AuditBackpressure | ProxyError::LimitsUnavailable => {
+                resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ProxyError::RateLimited { denial } => {
+                let wait = denial.retry_after();
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+                resp.headers_mut().insert("retry-after-ms", HeaderValue::from(wait.as_millis().max(1) as u64));
+            }
+            _ => {}
         }
         resp
     }

@@ -61,6 +61,8 @@ pub struct LlmRequest {
     pub n: Option<u64>,
     /// The parsed body, for policy and detection.
     pub body: Map<String, Value>,
+    /// The policy changed `body` (stripped parameters): it must be re-serialized.
+    pub modified: bool,
 }
 
 impl LlmRequest {
@@ -92,6 +94,7 @@ impl LlmRequest {
             max_tokens,
             n: body.get("n").and_then(Value::as_u64),
             body,
+            modified: false,
         })
     }
 
@@ -101,12 +104,13 @@ impl LlmRequest {
     }
 
     /// The body to send upstream: the client's bytes untouched, or with
-    /// `stream_options.include_usage` turned on when warden needs the usage chunk.
+    /// `stream_options.include_usage` turned on when warden needs the usage chunk, or
+    /// re-serialized when the policy stripped parameters.
     pub fn upstream_body(&self, original: Bytes) -> Bytes {
-        if !self.needs_injected_usage() {
+        if !self.needs_injected_usage() && !self.modified {
             return original;
         }
-        if !self.body.contains_key("stream_options") {
+        if !self.modified && !self.body.contains_key("stream_options") {
             // Splice the field in after the opening brace instead of re-serializing:
             // cheap, and keeps the client's formatting. The object is not empty (it has
             // `stream`), so the trailing comma is valid.
@@ -120,11 +124,13 @@ impl LlmRequest {
             }
         }
         let mut body = self.body.clone();
-        let opts = body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
-        if !opts.is_object() {
-            *opts = Value::Object(Map::new());
+        if self.needs_injected_usage() {
+            let opts = body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
+            if !opts.is_object() {
+                *opts = Value::Object(Map::new());
+            }
+            opts.as_object_mut().expect("just made an object").insert("include_usage".into(), Value::Bool(true));
         }
-        opts.as_object_mut().expect("just made an object").insert("include_usage".into(), Value::Bool(true));
         Bytes::from(serde_json::to_vec(&body).expect("re-serializing parsed JSON cannot fail"))
     }
 

@@ -25,7 +25,9 @@ use crate::body::{self, Body};
 use crate::error::ProxyError;
 use crate::events::audit::AuditSlot;
 use crate::events::RequestEvent;
+use crate::limits::{Denial, Reservation, Standing, Unavailable};
 use crate::llm::{LlmRequest, LlmRoute};
+use crate::policy;
 use crate::upstream::{rewrite_response_headers, UpstreamFailure};
 
 pub const REQUEST_ID: &str = "x-request-id";
@@ -58,21 +60,46 @@ async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<F
     }
     // 5. Body: LLM routes are read (bounded) and parsed once; other paths stream through.
     let (mut parts, incoming) = req.into_parts();
-    let route = ex.route;
-    let body = match route {
+    let limit = app.config.server.max_body_bytes;
+    let (mut llm, raw) = match ex.route {
         Some(route) => {
-            let bytes = read_bounded(&parts.headers, incoming, app.config.server.max_body_bytes).await?;
+            let bytes = read_bounded(&parts.headers, incoming, limit).await?;
             let llm = LlmRequest::parse(route, &bytes)?;
             ex.model = llm.model.clone();
             ex.stream = llm.stream;
+            (Some(llm), Ok(bytes))
+        }
+        None => (None, Err(stream_bounded(&parts.headers, incoming, limit)?)),
+    };
+    // 6. Policy: the tier's model allow-list and parameter rules (strip, or refuse with 400).
+    let tier = app.tier_of(&principal.account);
+    if let Some(llm) = llm.as_mut() {
+        let applied = policy::apply(&tier.policy, llm)?;
+        llm.modified = !applied.stripped.is_empty();
+        ex.stripped = applied.stripped;
+    }
+    // 7. Limits: reserve one request and the estimated tokens against every limit, or 429.
+    let spec = app.limit_spec(&principal.account, tier, ex.model.as_deref());
+    if !spec.is_empty() {
+        let estimate = estimate_tokens(app, tier, llm.as_ref(), &spec, ex);
+        let reservation = match app.limiter.admit(&principal.account.id, &ex.request_id, spec, estimate).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(denial)) => return Err(ProxyError::RateLimited { denial }),
+            Err(Unavailable::SharedStateDown) => return Err(ProxyError::LimitsUnavailable),
+        };
+        ex.reservation = Some(reservation);
+    }
+    let body = match raw {
+        Ok(bytes) => {
+            let llm = llm.expect("LLM routes have a parsed body");
             let upstream_body = llm.upstream_body(bytes);
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(upstream_body.len()));
             ex.llm = Some(llm);
             body::full(upstream_body)
         }
-        None => stream_bounded(&parts.headers, incoming, app.config.server.max_body_bytes)?,
+        Err(streamed) => streamed,
     };
-    // 6. Forward: upstream key swapped in, hop-by-hop headers dropped, first-byte timeout.
+    // 8. Forward: upstream key swapped in, hop-by-hop headers dropped, first-byte timeout.
     let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut upstream_req = Request::builder()
         .method(parts.method.clone())
@@ -80,14 +107,14 @@ async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<F
         .body(body)
         .map_err(|e| ProxyError::InvalidRequest { message: e.to_string(), param: None })?;
     *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
-    app.upstream.rewrite_request_headers(upstream_req.headers_mut(), route.is_some());
+    app.upstream.rewrite_request_headers(upstream_req.headers_mut(), ex.route.is_some());
     upstream_req.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&ex.request_id).expect("ids are ASCII"));
     ex.upstream_sent = Some(Instant::now());
     let response = app.upstream.send(upstream_req).await.map_err(|(err, failure)| {
         ex.upstream_failure = Some(failure);
         err
     })?;
-    // 7. Response: streamed back through the accounting tap (see `Exchange::stream`).
+    // 9. Response: streamed back through the accounting tap (see `Exchange::stream`).
     let format = body_format(ex, &response);
     Ok(Forwarded { response, format })
 }
@@ -160,6 +187,12 @@ struct Exchange {
     permit: Option<OwnedSemaphorePermit>,
     /// This request's reserved place in the audit queue.
     audit_slot: Option<AuditSlot>,
+    /// What the limits reserved for this request; settled when it ends.
+    reservation: Option<Reservation>,
+    /// Prompt tokens counted for the token estimate (reused if the upstream reports none).
+    prompt_tokens: Option<u64>,
+    /// Parameters the policy removed.
+    stripped: Vec<&'static str>,
 }
 
 impl Exchange {
@@ -188,6 +221,9 @@ impl Exchange {
             upstream_failure: None,
             permit: None,
             audit_slot: None,
+            reservation: None,
+            prompt_tokens: None,
+            stripped: Vec::new(),
         }
     }
 
@@ -244,12 +280,34 @@ impl Exchange {
         self.release(app);
         self.count_request();
         let status = err.status().as_u16();
+        let standings = self.settle(app, 0);
         let mut event = self.event(status, err.decision(), "refused");
         event.reason = Some(err.to_string());
         event.request_body = self.llm.take().map(|l| l.body);
         let slot = self.audit_slot.take();
         app.record(event, self.route_label(), slot);
-        err.into_response()
+        let mut response = err.into_response();
+        match &err {
+            ProxyError::RateLimited { denial } => {
+                app.metrics.rate_limited.get_or_create(&KindLabel { kind: denial_label(denial) }).inc();
+                denial_headers(response.headers_mut(), denial);
+            }
+            _ => rate_limit_headers(response.headers_mut(), standings),
+        }
+        response
+    }
+
+    /// Settles the limits reservation, if any, with `used` tokens; returns the standings
+    /// for the response headers.
+    fn settle(&mut self, app: &App, used: u64) -> (Option<Standing>, Option<Standing>) {
+        match self.reservation.take() {
+            Some(r) => {
+                let standings = (r.requests, r.token_standing);
+                app.limiter.settle(r, used);
+                standings
+            }
+            None => (None, None),
+        }
     }
 
     /// Streams an upstream response to the client through the accounting tap; the
@@ -272,6 +330,9 @@ impl Exchange {
         }
         if matches!(format, BodyFormat::Sse { strip_usage: true, .. }) {
             parts.headers.remove(header::CONTENT_LENGTH);
+        }
+        if let Some(r) = &self.reservation {
+            rate_limit_headers(&mut parts.headers, (r.requests, r.token_standing));
         }
         let status = parts.status.as_u16();
         let idle = app.upstream.idle_timeout;
@@ -308,8 +369,12 @@ impl Exchange {
             event.reason = Some(e.clone());
         }
         let (usage, estimated) = self.usage(app, status, &outcome);
+        self.settle(app, usage.map(|u| u.prompt_tokens + u.completion_tokens).unwrap_or(0));
         event.usage = usage;
         event.usage_estimated = estimated;
+        if !self.stripped.is_empty() {
+            event.reason = Some(format!("policy stripped: {}", self.stripped.join(", ")));
+        }
         event.completion_truncated = outcome.completion_text_bytes > outcome.completion_text.len() as u64;
         if self.llm.is_some() {
             event.completion_text = Some(outcome.completion_text);
@@ -330,7 +395,7 @@ impl Exchange {
         if !StatusCode::from_u16(status).is_ok_and(|s| s.is_success()) {
             return (None, false);
         }
-        let prompt_tokens = app.tokens.count(&llm.prompt_text()) + 3 * llm.message_count() as u64;
+        let prompt_tokens = self.prompt_tokens.unwrap_or_else(|| prompt_tokens(app, llm));
         let mut completion_tokens = app.tokens.count(&outcome.completion_text);
         let seen = outcome.completion_text.len() as u64;
         if outcome.completion_text_bytes > seen && seen > 0 {
@@ -364,6 +429,70 @@ fn client_ip(peer: std::net::IpAddr, headers: &http::HeaderMap, trusted: &[ipnet
         }
     }
     client
+}
+
+/// Prompt tokens of a request with the real tokenizer, plus the per-message overhead
+/// chat formats add.
+fn prompt_tokens(app: &App, llm: &LlmRequest) -> u64 {
+    app.tokens.count(&llm.prompt_text()) + 3 * llm.message_count() as u64
+}
+
+/// Tokens to reserve for a request: its prompt tokens plus the completion it may ask for
+/// (`max_tokens`, or the tier's default, times `n`). Zero when no limit counts tokens,
+/// so the tokenizer only runs when it matters.
+fn estimate_tokens(
+    app: &App,
+    tier: &crate::config::Tier,
+    llm: Option<&LlmRequest>,
+    spec: &crate::limits::LimitSpec,
+    ex: &mut Exchange,
+) -> u64 {
+    let Some(llm) = llm else { return 0 };
+    if !spec.counts_tokens() {
+        return 0;
+    }
+    let prompt = prompt_tokens(app, llm);
+    ex.prompt_tokens = Some(prompt);
+    let completion = match llm.route {
+        LlmRoute::Embeddings => 0,
+        _ => llm.max_tokens.unwrap_or(tier.default_max_tokens) * llm.n.unwrap_or(1).max(1),
+    };
+    prompt + completion
+}
+
+/// `x-ratelimit-*` headers as OpenAI sends them.
+fn rate_limit_headers(headers: &mut http::HeaderMap, (requests, tokens): (Option<Standing>, Option<Standing>)) {
+    for (kind, standing) in [("requests", requests), ("tokens", tokens)] {
+        if let Some(s) = standing {
+            put(headers, &format!("x-ratelimit-limit-{kind}"), s.limit.to_string());
+            put(headers, &format!("x-ratelimit-remaining-{kind}"), s.remaining.to_string());
+            put(headers, &format!("x-ratelimit-reset-{kind}"), crate::limits::gcra::reset_header(s.reset_ns));
+        }
+    }
+}
+
+fn denial_headers(headers: &mut http::HeaderMap, denial: &Denial) {
+    let (limit, kind) = match denial {
+        Denial::Rate { limit, .. } | Denial::TooLarge { limit, .. } => (*limit, denial.kind()),
+        Denial::Quota { limit, .. } => (*limit, "tokens"),
+        Denial::Concurrency { .. } => return,
+    };
+    let standing = Some(Standing { limit, remaining: 0, reset_ns: denial.retry_after().as_nanos() as i64 });
+    rate_limit_headers(headers, if kind == "tokens" { (None, standing) } else { (standing, None) });
+}
+
+fn denial_label(denial: &Denial) -> &'static str {
+    match denial {
+        Denial::Rate { .. } | Denial::TooLarge { .. } => denial.kind(),
+        Denial::Concurrency { .. } => "concurrency",
+        Denial::Quota { .. } => "quota",
+    }
+}
+
+fn put(headers: &mut http::HeaderMap, name: &str, value: String) {
+    if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+        headers.insert(n, v);
+    }
 }
 
 fn new_request_id() -> String {

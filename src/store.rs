@@ -33,6 +33,8 @@ pub struct AccountRecord {
     pub tier: String,
     pub status: AccountStatus,
     pub status_reason: Option<String>,
+    /// Per-account overrides of the tier's limits.
+    pub limits: crate::config::Limits,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -66,6 +68,7 @@ const SCHEMA: &[&str] = &[
         tier TEXT NOT NULL,
         status TEXT NOT NULL,
         status_reason TEXT,
+        limits TEXT,
         created_at BIGINT NOT NULL,
         updated_at BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS api_keys (
@@ -85,6 +88,11 @@ const SCHEMA: &[&str] = &[
         target_id TEXT NOT NULL,
         reason TEXT)",
     "CREATE INDEX IF NOT EXISTS reviewer_actions_target ON reviewer_actions(target_kind, target_id)",
+    "CREATE TABLE IF NOT EXISTS quota_usage (
+        account_id TEXT NOT NULL,
+        window_id TEXT NOT NULL,
+        tokens BIGINT NOT NULL,
+        PRIMARY KEY (account_id, window_id))",
 ];
 
 pub fn now_millis() -> i64 {
@@ -156,6 +164,7 @@ impl Store {
                 tier: tier.into(),
                 status: AccountStatus::Active,
                 status_reason: None,
+                limits: Default::default(),
                 created_at: now,
                 updated_at: now,
             }),
@@ -165,19 +174,21 @@ impl Store {
     }
 
     pub async fn account(&self, id: &str) -> Result<Option<AccountRecord>, StoreError> {
-        let row =
-            sqlx::query("SELECT id, tier, status, status_reason, created_at, updated_at FROM accounts WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT id, tier, status, status_reason, limits, created_at, updated_at FROM accounts WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(|r| account_from_row(&r)).transpose()
     }
 
     pub async fn accounts(&self) -> Result<Vec<AccountRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT id, tier, status, status_reason, created_at, updated_at FROM accounts ORDER BY id")
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            "SELECT id, tier, status, status_reason, limits, created_at, updated_at FROM accounts ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(account_from_row).collect()
     }
 
@@ -191,6 +202,27 @@ impl Store {
         let done = sqlx::query("UPDATE accounts SET status = $1, status_reason = $2, updated_at = $3 WHERE id = $4")
             .bind(status.as_str())
             .bind(reason)
+            .bind(now_millis())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.account(id).await
+    }
+
+    /// Changes an account's tier and limit overrides; `None` if there is no such account.
+    pub async fn set_account_plan(
+        &self,
+        id: &str,
+        tier: &str,
+        limits: &crate::config::Limits,
+    ) -> Result<Option<AccountRecord>, StoreError> {
+        let limits = serde_json::to_string(limits).expect("limits serialize");
+        let done = sqlx::query("UPDATE accounts SET tier = $1, limits = $2, updated_at = $3 WHERE id = $4")
+            .bind(tier)
+            .bind(limits)
             .bind(now_millis())
             .bind(id)
             .execute(&self.pool)
@@ -332,6 +364,34 @@ impl Store {
             .collect()
     }
 
+    /// Tokens an account used in a quota window (`2026-11-28`, `2026-11`), 0 if none.
+    pub async fn quota_used(&self, account_id: &str, window_id: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT tokens FROM quota_usage WHERE account_id = $1 AND window_id = $2")
+            .bind(account_id)
+            .bind(window_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("tokens")).transpose()?.unwrap_or(0).max(0) as u64)
+    }
+
+    /// Saves quota counters (account, window, tokens), replacing older values.
+    pub async fn save_quota_usage(&self, rows: &[(std::sync::Arc<str>, String, u64)]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (account, window, tokens) in rows {
+            sqlx::query(
+                "INSERT INTO quota_usage (account_id, window_id, tokens) VALUES ($1, $2, $3)
+                 ON CONFLICT (account_id, window_id) DO UPDATE SET tokens = excluded.tokens",
+            )
+            .bind(&**account)
+            .bind(window)
+            .bind(*tokens as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A cheap round trip, for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -359,6 +419,12 @@ fn account_from_row(r: &AnyRow) -> Result<AccountRecord, StoreError> {
         status: AccountStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("account status `{status}`")))?,
         status_reason: r.try_get("status_reason")?,
+        limits: match r.try_get::<Option<String>, _>("limits")? {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("account limits: {e}")))?
+            }
+            None => Default::default(),
+        },
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
     })
@@ -407,6 +473,11 @@ mod tests {
         assert_eq!(s.live_keys().await.unwrap().len(), 1);
         assert_eq!(s.keys_of("acme").await.unwrap().len(), 2);
         assert!(s.revoke_key("key_x").await.unwrap().is_none());
+
+        s.save_quota_usage(&[(std::sync::Arc::from("acme"), "2026-11-28".into(), 42)]).await.unwrap();
+        s.save_quota_usage(&[(std::sync::Arc::from("acme"), "2026-11-28".into(), 50)]).await.unwrap();
+        assert_eq!(s.quota_used("acme", "2026-11-28").await.unwrap(), 50);
+        assert_eq!(s.quota_used("acme", "2026-11-29").await.unwrap(), 0);
 
         s.record_action("alice", "block", "account", "acme", Some("abuse")).await.unwrap();
         s.record_action("bob", "unblock", "account", "acme", None).await.unwrap();

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub tokens: Family<KindLabel, Counter>,
     pub client_aborts: Counter,
     pub audit: crate::events::audit::AuditMetrics,
+    pub redis: crate::limits::shared::SharedMetrics,
+    pub rate_limited: Family<KindLabel, Counter>,
+    pub limiter_accounts: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,7 +98,30 @@ impl Metrics {
         registry.register("audit_bytes", "Bytes written to the audit log", audit.bytes.clone());
         registry.register("audit_write_errors", "Failed audit writes and fsyncs (retried)", audit.write_errors.clone());
         registry.register("audit_queue_depth", "Audit records waiting to be written", audit.queue_depth.clone());
+        let redis = crate::limits::shared::SharedMetrics::default();
+        registry.register(
+            "redis_up",
+            "1 while shared limits are served by Redis, 0 while falling back",
+            redis.up.clone(),
+        );
+        registry.register(
+            "redis_fallbacks",
+            "Admissions decided without Redis (unreachable or breaker open)",
+            redis.fallbacks.clone(),
+        );
+        registry.register("redis_errors", "Failed or timed-out Redis calls", redis.errors.clone());
+        let rate_limited = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429, by limit (requests, tokens, concurrency, quota)",
+            rate_limited.clone(),
+        );
+        let limiter_accounts = Gauge::default();
+        registry.register("limiter_accounts", "Accounts with limit state in memory", limiter_accounts.clone());
         Metrics {
+            redis,
+            rate_limited,
+            limiter_accounts,
             audit,
             registry,
             requests,

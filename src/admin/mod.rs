@@ -180,6 +180,13 @@ struct NewAccount {
     tier: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanChange {
+    tier: Option<String>,
+    limits: Option<crate::config::Limits>,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Reason {
@@ -208,6 +215,13 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
             let mut v = serde_json::to_value(account).expect("account serializes");
             v["actions"] = serde_json::to_value(history).expect("actions serialize");
             Ok(json_response(StatusCode::OK, &v))
+        }
+        (Method::PATCH, ["accounts", id]) => {
+            let change: PlanChange = json_body(req).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &accounts.update_plan(id, change.tier.as_deref(), change.limits, actor).await?,
+            ))
         }
         (Method::POST, ["accounts", id, "keys"]) => {
             Ok(json_response(StatusCode::CREATED, &accounts.create_key(id, actor).await?))

@@ -64,7 +64,7 @@ pub fn config_text(upstream: &str, dir: &std::path::Path, extra: Extra<'_>) -> S
         {audit_extra}
         [[tiers]]
         name = "default"
-        requests_per_minute = 1000
+        requests_per_minute = 100000
         {tail}
         "#,
         db = dir.join("warden.db").display(),

@@ -1,0 +1,347 @@
+//! Limits kept in this process's memory: the default, and the fallback while Redis is
+//! unusable.
+//!
+//! One entry per account holds all of its limit state (rates, quota counters, requests in
+//! flight), so checking and reserving every limit of a request happens under one shard
+//! lock: all or nothing. Entries of idle accounts (bucket full, nothing in flight, quota
+//! counters saved) are evicted by [`LocalLimits::evict_idle`], so memory follows the
+//! number of *active* accounts, not the number ever seen. Quota counters survive
+//! restarts: they are saved to the store every few seconds and at shutdown, and loaded
+//! again the next time the account is seen.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+
+use super::gcra::Window;
+use super::{Denial, LimitSpec, Reservation, Slot, Standing};
+use crate::store::Store;
+
+pub fn now_ns() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
+}
+
+#[derive(Debug, Clone)]
+struct QuotaCounter {
+    window: Window,
+    id: String,
+    /// Tokens used and reserved in this window.
+    used: u64,
+    /// What the store holds.
+    saved: u64,
+}
+
+#[derive(Debug, Default)]
+struct AccountLimits {
+    tats: Vec<(Slot, i64)>,
+    quotas: Vec<QuotaCounter>,
+    in_flight: u64,
+    last_seen: i64,
+}
+
+impl AccountLimits {
+    fn tat(&self, slot: &Slot) -> i64 {
+        self.tats.iter().find(|(s, _)| s == slot).map(|(_, t)| *t).unwrap_or(0)
+    }
+    fn set_tat(&mut self, slot: &Slot, tat: i64) {
+        match self.tats.iter_mut().find(|(s, _)| s == slot) {
+            Some(entry) => entry.1 = tat,
+            None => self.tats.push((slot.clone(), tat)),
+        }
+    }
+    /// The counter of the window containing `now`, starting a new window at 0.
+    fn quota(&mut self, window: Window, now: i64) -> &mut QuotaCounter {
+        let id = window.id(now);
+        let pos = match self.quotas.iter().position(|q| q.window == window) {
+            Some(p) => {
+                if self.quotas[p].id != id {
+                    self.quotas[p] = QuotaCounter { window, id, used: 0, saved: 0 };
+                }
+                p
+            }
+            None => {
+                self.quotas.push(QuotaCounter { window, id, used: 0, saved: 0 });
+                self.quotas.len() - 1
+            }
+        };
+        &mut self.quotas[pos]
+    }
+    fn idle(&self, now: i64, idle_ns: i64) -> bool {
+        self.in_flight == 0
+            && now - self.last_seen > idle_ns
+            && self.tats.iter().all(|(_, t)| *t <= now)
+            && self.quotas.iter().all(|q| q.used == q.saved)
+    }
+}
+
+pub struct LocalLimits {
+    accounts: DashMap<Arc<str>, AccountLimits>,
+    /// Where quota counters are saved; `None` in tests of the pure logic.
+    store: Option<Store>,
+}
+
+impl LocalLimits {
+    pub fn new(store: Option<Store>) -> LocalLimits {
+        LocalLimits { accounts: DashMap::new(), store }
+    }
+
+    /// Accounts with state in memory.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    /// Loads an account's saved quota counters the first time it is seen (or seen again
+    /// after eviction). A store failure counts from zero rather than refusing traffic.
+    async fn ensure_loaded(&self, account: &Arc<str>, spec: &LimitSpec, now: i64) {
+        if self.accounts.contains_key(account) {
+            return;
+        }
+        let mut state = AccountLimits { last_seen: now, ..Default::default() };
+        if let (Some(store), false) = (&self.store, spec.quotas.is_empty()) {
+            for (window, _) in &spec.quotas {
+                let id = window.id(now);
+                let used = match tokio::time::timeout(Duration::from_millis(200), store.quota_used(account, &id)).await
+                {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "cannot load quota usage; counting from zero");
+                        0
+                    }
+                    Err(_) => {
+                        tracing::warn!("loading quota usage timed out; counting from zero");
+                        0
+                    }
+                };
+                state.quotas.push(QuotaCounter { window: *window, id, used, saved: used });
+            }
+        }
+        self.accounts.entry(account.clone()).or_insert(state);
+    }
+
+    /// Checks and reserves every limit of `spec`, all or nothing.
+    pub async fn admit(
+        &self,
+        account: &Arc<str>,
+        spec: &LimitSpec,
+        tokens: u64,
+        now: i64,
+    ) -> Result<Vec<(Slot, Standing)>, Denial> {
+        self.ensure_loaded(account, spec, now).await;
+        let mut entry = self.accounts.entry(account.clone()).or_default();
+        let state = entry.value_mut();
+        state.last_seen = now;
+        if let Some(max) = spec.max_concurrent {
+            if state.in_flight >= max {
+                return Err(Denial::Concurrency { limit: max });
+            }
+        }
+        let mut new_tats = Vec::with_capacity(spec.rates.len());
+        for (slot, rate) in &spec.rates {
+            let n = if slot.is_tokens() { tokens } else { 1 };
+            match rate.take(state.tat(slot), now, n) {
+                Ok(tat) => new_tats.push((slot, rate, tat)),
+                Err(i64::MAX) => return Err(Denial::TooLarge { slot: slot.clone(), limit: rate.limit, needed: n }),
+                Err(wait) => {
+                    return Err(Denial::Rate {
+                        slot: slot.clone(),
+                        limit: rate.limit,
+                        retry_after: Duration::from_nanos(wait.max(0) as u64),
+                    })
+                }
+            }
+        }
+        for (window, limit) in &spec.quotas {
+            let q = state.quota(*window, now);
+            if q.used + tokens > *limit {
+                return Err(Denial::Quota {
+                    window: *window,
+                    limit: *limit,
+                    retry_after: Duration::from_nanos(window.remaining_ns(now) as u64),
+                });
+            }
+        }
+        // Everything fits: reserve.
+        for (window, _) in &spec.quotas {
+            state.quota(*window, now).used += tokens;
+        }
+        state.in_flight += 1;
+        let mut standings = Vec::with_capacity(new_tats.len());
+        for (slot, rate, tat) in new_tats {
+            state.set_tat(slot, tat);
+            let st = rate.status(tat, now);
+            standings
+                .push((slot.clone(), Standing { limit: rate.limit, remaining: st.remaining, reset_ns: st.reset_ns }));
+        }
+        Ok(standings)
+    }
+
+    /// Settles a reservation: token rates and quotas move by `delta` (used − reserved),
+    /// the concurrency slot is freed.
+    pub fn settle(&self, r: &Reservation, delta: i64, now: i64) {
+        let Some(mut entry) = self.accounts.get_mut(&r.account) else { return };
+        let state = entry.value_mut();
+        state.in_flight = state.in_flight.saturating_sub(1);
+        state.last_seen = now;
+        if delta != 0 {
+            for (slot, rate) in r.spec.rates.iter().filter(|(s, _)| s.is_tokens()) {
+                let tat = rate.adjust(state.tat(slot), now, delta);
+                state.set_tat(slot, tat);
+            }
+            for (window, _) in &r.spec.quotas {
+                let q = state.quota(*window, now);
+                q.used = (q.used as i64 + delta).max(0) as u64;
+            }
+        }
+    }
+
+    /// Tokens used (and reserved) by an account in the window containing `now`.
+    pub fn quota_used(&self, account: &str, window: Window, now: i64) -> u64 {
+        let id = window.id(now);
+        self.accounts
+            .get(account)
+            .and_then(|s| s.quotas.iter().find(|q| q.window == window && q.id == id).map(|q| q.used))
+            .unwrap_or(0)
+    }
+
+    /// Saves changed quota counters to the store.
+    pub async fn save_quotas(&self) {
+        let Some(store) = &self.store else { return };
+        let changed: Vec<(Arc<str>, String, u64)> = self
+            .accounts
+            .iter()
+            .flat_map(|e| {
+                let account = e.key().clone();
+                e.value()
+                    .quotas
+                    .iter()
+                    .filter(|q| q.used != q.saved)
+                    .map(|q| (account.clone(), q.id.clone(), q.used))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        match store.save_quota_usage(&changed).await {
+            Ok(()) => {
+                for (account, id, used) in changed {
+                    if let Some(mut e) = self.accounts.get_mut(&account) {
+                        if let Some(q) = e.quotas.iter_mut().find(|q| q.id == id) {
+                            q.saved = used;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot save quota usage; will retry"),
+        }
+    }
+
+    /// Drops the state of accounts idle for longer than `idle` whose state is back to
+    /// its defaults (full buckets, nothing in flight, counters saved).
+    pub fn evict_idle(&self, idle: Duration, now: i64) -> usize {
+        let before = self.accounts.len();
+        let idle_ns = idle.as_nanos() as i64;
+        self.accounts.retain(|_, s| !s.idle(now, idle_ns));
+        self.accounts.shrink_to_fit();
+        before - self.accounts.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gcra::Rate;
+    use super::*;
+
+    const SEC: i64 = 1_000_000_000;
+
+    fn spec() -> LimitSpec {
+        LimitSpec {
+            rates: vec![(Slot::Requests, Rate::per_minute(3, None)), (Slot::Tokens, Rate::per_minute(1000, None))],
+            max_concurrent: Some(2),
+            quotas: vec![(Window::Day, 1500)],
+        }
+    }
+
+    fn reservation(account: &Arc<str>, spec: &LimitSpec, tokens: u64) -> Reservation {
+        Reservation {
+            account: account.clone(),
+            request_id: "r".into(),
+            spec: spec.clone(),
+            tokens,
+            shared: false,
+            requests: None,
+            token_standing: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn all_or_nothing_and_settlement() {
+        let l = LocalLimits::new(None);
+        let a: Arc<str> = Arc::from("acme");
+        let s = spec();
+        let now = 1_000 * SEC;
+        let st = l.admit(&a, &s, 400, now).await.unwrap();
+        assert_eq!(st[0].1.remaining, 2);
+        assert_eq!(st[1].1.remaining, 600);
+        // Concurrency: a second fits, a third does not.
+        l.admit(&a, &s, 100, now).await.unwrap();
+        assert_eq!(l.admit(&a, &s, 100, now).await, Err(Denial::Concurrency { limit: 2 }));
+        // Settle the first: used 100 of 400 reserved.
+        l.settle(&reservation(&a, &s, 400), 100 - 400, now);
+        assert_eq!(l.quota_used("acme", Window::Day, now), 200);
+        // Tokens: 200 used → 800 left; asking 900 is refused and reserves nothing.
+        let d = l.admit(&a, &s, 900, now).await.unwrap_err();
+        assert!(matches!(d, Denial::Rate { slot: Slot::Tokens, .. }), "{d:?}");
+        assert_eq!(l.quota_used("acme", Window::Day, now), 200);
+        let third = l.admit(&a, &s, 100, now).await.unwrap();
+        assert_eq!(third[0].1.remaining, 0);
+        l.settle(&reservation(&a, &s, 100), 0, now);
+        l.settle(&reservation(&a, &s, 100), 0, now);
+        // Requests: 3 per minute are spent.
+        let d = l.admit(&a, &s, 1, now).await.unwrap_err();
+        assert!(matches!(d, Denial::Rate { slot: Slot::Requests, limit: 3, .. }), "{d:?}");
+    }
+
+    #[tokio::test]
+    async fn quota_is_enforced_and_resets_with_the_day() {
+        let l = LocalLimits::new(None);
+        let a: Arc<str> = Arc::from("q");
+        let s = LimitSpec { quotas: vec![(Window::Day, 1000)], ..Default::default() };
+        let day1 = 1_798_675_200 * SEC; // 2026-12-31T00:00:00Z
+        l.admit(&a, &s, 900, day1).await.unwrap();
+        l.settle(&reservation(&a, &s, 900), 0, day1);
+        let d = l.admit(&a, &s, 200, day1 + SEC).await.unwrap_err();
+        match d {
+            Denial::Quota { window: Window::Day, limit: 1000, retry_after } => {
+                assert_eq!(retry_after, Duration::from_secs(86_399))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(l.admit(&a, &s, 200, day1 + 86_400 * SEC).await.is_ok(), "a new day starts from zero");
+    }
+
+    #[tokio::test]
+    async fn idle_accounts_are_evicted_and_busy_ones_kept() {
+        let l = LocalLimits::new(None);
+        let s = LimitSpec { rates: vec![(Slot::Requests, Rate::per_minute(60, None))], ..Default::default() };
+        let now = 10_000 * SEC;
+        for i in 0..1000 {
+            let a: Arc<str> = Arc::from(format!("a{i}"));
+            l.admit(&a, &s, 0, now).await.unwrap();
+            l.settle(&reservation(&a, &s, 0), 0, now);
+        }
+        let busy: Arc<str> = Arc::from("a0");
+        assert_eq!(l.len(), 1000);
+        // Buckets refill after a second; accounts idle for a minute go, the one with a
+        // request in flight stays.
+        l.admit(&busy, &s, 0, now + 120 * SEC).await.unwrap();
+        let evicted = l.evict_idle(Duration::from_secs(60), now + 121 * SEC);
+        assert_eq!(evicted, 999);
+        assert_eq!(l.len(), 1);
+    }
+}
