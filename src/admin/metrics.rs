@@ -101,7 +101,7 @@ impl Metrics {
         let redis = crate::limits::shared::SharedMetrics::default();
         registry.register(
             "redis_up",
-            "1 while shared limits are served by Redis, 0 while falling back",
+            "Whether shared limits are served by Redis (1) or fall back to local limits (0)",
             redis.up.clone(),
         );
         registry.register(

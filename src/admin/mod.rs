@@ -94,7 +94,11 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
 async fn readyz(app: &App) -> Response<Body> {
     let shutting_down = app.shutting_down.load(Ordering::Acquire);
     let store = app.accounts.store().ping().await;
-    let ready = !shutting_down && store.is_ok();
+    // Without Redis a fail_open replica still serves (on local limits): ready, degraded.
+    // A fail_closed one refuses LLM traffic, so it is not ready.
+    let redis = app.limiter.shared.as_ref().map(|s| (s.healthy(), s.fail_closed()));
+    let redis_blocks = matches!(redis, Some((false, true)));
+    let ready = !shutting_down && store.is_ok() && !redis_blocks;
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     json_response(
         status,
@@ -102,6 +106,12 @@ async fn readyz(app: &App) -> Response<Body> {
             "status": if ready { "ready" } else { "not_ready" },
             "shutting_down": shutting_down,
             "store": if store.is_ok() { "ok" } else { "unavailable" },
+            "redis": match redis {
+                None => "not_configured",
+                Some((true, _)) => "ok",
+                Some((false, true)) => "unavailable",
+                Some((false, false)) => "degraded",
+            },
         }),
     )
 }

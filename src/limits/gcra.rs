@@ -11,13 +11,14 @@ use time::{Date, Month, OffsetDateTime};
 
 pub const NANOS_PER_MINUTE: i64 = 60_000_000_000;
 
-/// A rate of `limit` units per `period`, with a capacity (burst) of `burst` units.
+/// A rate of `limit` units per minute, with a capacity (burst) of `burst` units. Integer
+/// nanoseconds throughout, so standings are exact.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Rate {
     /// Nanoseconds one unit occupies.
-    pub emission: f64,
+    pub emission: i64,
     /// How far the TAT may run ahead of now: `burst × emission`.
-    pub tolerance: f64,
+    pub tolerance: i64,
     pub limit: u64,
 }
 
@@ -34,28 +35,28 @@ impl Rate {
     /// says otherwise.
     pub fn per_minute(limit: u64, burst: Option<u64>) -> Rate {
         let limit = limit.max(1);
-        let emission = NANOS_PER_MINUTE as f64 / limit as f64;
+        let emission = (NANOS_PER_MINUTE as f64 / limit as f64).round().max(1.0) as i64;
         let burst = burst.unwrap_or(limit).max(1);
-        Rate { emission, tolerance: emission * burst as f64, limit }
+        Rate { emission, tolerance: emission.saturating_mul(burst as i64), limit }
     }
 
     pub fn capacity(&self) -> u64 {
-        (self.tolerance / self.emission).round() as u64
+        (self.tolerance / self.emission) as u64
     }
 
     /// Tries to take `n` units at `now`. `Ok(new_tat)` admits; `Err(wait_ns)` says how
     /// long until it would be admitted (`i64::MAX` if `n` exceeds the capacity).
     pub fn take(&self, tat: i64, now: i64, n: u64) -> Result<i64, i64> {
-        if n as f64 * self.emission > self.tolerance + 0.5 {
+        let cost = (n as i64).saturating_mul(self.emission);
+        if cost > self.tolerance {
             return Err(i64::MAX);
         }
-        let base = tat.max(now);
-        let new_tat = base as f64 + n as f64 * self.emission;
+        let new_tat = tat.max(now).saturating_add(cost);
         let allow_at = new_tat - self.tolerance;
-        if allow_at <= now as f64 + 0.5 {
-            Ok(new_tat.round() as i64)
+        if allow_at <= now {
+            Ok(new_tat)
         } else {
-            Err((allow_at - now as f64).ceil() as i64)
+            Err(allow_at - now)
         }
     }
 
@@ -64,13 +65,13 @@ impl Rate {
     /// the account then waits before its next request).
     pub fn adjust(&self, tat: i64, now: i64, delta: i64) -> i64 {
         let base = if delta > 0 { tat.max(now) } else { tat };
-        (base as f64 + delta as f64 * self.emission).round() as i64
+        base.saturating_add(delta.saturating_mul(self.emission))
     }
 
     pub fn status(&self, tat: i64, now: i64) -> RateStatus {
-        let ahead = (tat - now).max(0) as f64;
-        let free = (self.tolerance - ahead).max(0.0);
-        RateStatus { remaining: ((free / self.emission) + 1e-9).floor() as u64, reset_ns: ahead.ceil() as i64 }
+        let ahead = (tat - now).max(0);
+        let free = (self.tolerance - ahead).max(0);
+        RateStatus { remaining: (free / self.emission) as u64, reset_ns: ahead }
     }
 }
 

@@ -312,7 +312,7 @@ impl SharedLimits {
         inv.arg(spec.rates.len()).arg(spec.quotas.len()).arg(has_conc as u8).arg(request_id);
         for (slot, rate) in &spec.rates {
             let n = if slot.is_tokens() { tokens } else { 1 };
-            inv.arg(rate.emission / 1000.0).arg(rate.tolerance / 1000.0).arg(n);
+            inv.arg(rate.emission as f64 / 1000.0).arg(rate.tolerance as f64 / 1000.0).arg(n);
         }
         for (window, limit) in &spec.quotas {
             inv.arg(*limit).arg(tokens).arg(Self::quota_ttl(*window));
@@ -360,7 +360,7 @@ impl SharedLimits {
             r.request_id.clone(),
             delta.to_string(),
         ];
-        args.extend(token_rates.iter().map(|(_, rate)| (rate.emission / 1000.0).to_string()));
+        args.extend(token_rates.iter().map(|(_, rate)| (rate.emission as f64 / 1000.0).to_string()));
         args.extend(r.spec.quotas.iter().map(|(w, _)| Self::quota_ttl(*w).to_string()));
         let script = self.settle.clone();
         let timeout = self.config.timeout * 4;

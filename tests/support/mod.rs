@@ -37,11 +37,14 @@ pub struct Extra<'a> {
     pub audit: &'a str,
     /// Appended at the end (more sections, more tiers).
     pub tail: &'a str,
+    /// Use this database file instead of one in the test's directory (replicas share it).
+    pub db: Option<&'a std::path::Path>,
 }
 
 /// The config every test starts from.
 pub fn config_text(upstream: &str, dir: &std::path::Path, extra: Extra<'_>) -> String {
-    let Extra { server: server_extra, upstream: upstream_extra, audit: audit_extra, tail } = extra;
+    let Extra { server: server_extra, upstream: upstream_extra, audit: audit_extra, tail, db } = extra;
+    let db = db.map(std::path::Path::to_path_buf).unwrap_or_else(|| dir.join("warden.db"));
     format!(
         r#"
         [server]
@@ -67,7 +70,7 @@ pub fn config_text(upstream: &str, dir: &std::path::Path, extra: Extra<'_>) -> S
         requests_per_minute = 100000
         {tail}
         "#,
-        db = dir.join("warden.db").display(),
+        db = db.display(),
         audit = dir.join("audit").display(),
     )
 }
@@ -303,16 +306,21 @@ pub mod process {
         server_extra: &str,
         audit_extra: &str,
     ) -> (Proc, String, String) {
+        start_warden_with(
+            dir,
+            upstream,
+            super::Extra { server: server_extra, audit: audit_extra, ..Default::default() },
+        )
+    }
+
+    /// Starts `warden serve` with any config additions.
+    pub fn start_warden_with(dir: &std::path::Path, upstream: &str, extra: super::Extra<'_>) -> (Proc, String, String) {
         let config = dir.join("warden.toml");
         std::fs::write(
             &config,
-            super::config_text(
-                upstream,
-                dir,
-                super::Extra { server: server_extra, audit: audit_extra, ..Default::default() },
-            )
-            .replace("format = \"pretty\"", "format = \"json\"")
-            .replace("level = \"warn\"", "level = \"info\""),
+            super::config_text(upstream, dir, extra)
+                .replace("format = \"pretty\"", "format = \"json\"")
+                .replace("level = \"warn\"", "level = \"info\""),
         )
         .unwrap();
         let mut child = Command::new(binary::warden())
@@ -361,5 +369,71 @@ pub mod process {
     pub fn send_signal(pid: u32, signal: &str) {
         let ok = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap().success();
         assert!(ok);
+    }
+}
+
+/// A real `redis-server` on a free loopback port, stopped when dropped.
+pub mod redis_server {
+    use std::io::{Read, Write};
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct Redis {
+        child: Option<Child>,
+        pub port: u16,
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    impl Redis {
+        pub fn start() -> Redis {
+            Redis::start_on(free_port())
+        }
+
+        pub fn start_on(port: u16) -> Redis {
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (scripts/test.sh installs it)");
+            let r = Redis { child: Some(child), port };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !r.ping() {
+                assert!(Instant::now() < deadline, "redis-server did not start on {port}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r
+        }
+
+        pub fn url(&self) -> String {
+            format!("redis://127.0.0.1:{}", self.port)
+        }
+
+        pub fn ping(&self) -> bool {
+            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else { return false };
+            let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+            if s.write_all(b"PING\r\n").is_err() {
+                return false;
+            }
+            let mut buf = [0u8; 7];
+            s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        }
+
+        /// Kills the server (SIGKILL) and waits for it to be gone.
+        pub fn kill(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    impl Drop for Redis {
+        fn drop(&mut self) {
+            self.kill();
+        }
     }
 }
