@@ -1,45 +1,70 @@
-//! An OpenAI-compatible mock LLM upstream, for the demo, the tests and the benchmarks. It
-//! stands for the outside world: deterministic answers, correct `usage`, streaming with
+//! An OpenAI-compatible mock LLM upstream, for the demo, the integration tests and the
+//! benchmarks. It stands for the outside world: answers shaped exactly like OpenAI's (so the
+//! official SDKs parse them), deterministic text, self-consistent `usage`, streaming with
 //! configurable latency and pacing, and fault injection through request headers.
 //!
-//! Per-request overrides (headers, forwarded as-is by warden):
-//! `x-mock-latency-ms` (delay before the response headers), `x-mock-chunks` (content
-//! chunks, i.e. completion tokens), `x-mock-chunk-interval-ms` (pause between chunks),
-//! `x-mock-pause-after-first-ms` (pause after the first content chunk),
-//! `x-mock-status` (answer with that status and an OpenAI-shaped error).
+//! # Per-request overrides
+//! Headers, which warden forwards as-is, override [`MockOptions`] for one request:
+//! - `x-mock-latency-ms`: delay before the response headers;
+//! - `x-mock-chunks`: content chunks, i.e. completion tokens when `max_tokens` does not cap;
+//! - `x-mock-chunk-interval-ms`: pause between two content chunks;
+//! - `x-mock-pause-after-first-ms`: pause after the first content chunk of a stream, so a
+//!   test can check the first chunk arrives before the pause ends (nothing buffers it);
+//! - `x-mock-status`: answer with that status (400–599; other values are ignored) and an
+//!   OpenAI-shaped error body.
 //!
-//! Token counts are self-consistent rather than a real tokenizer's: each completion word
-//! is one token, and `prompt_tokens` is the number of whitespace-separated words of the
-//! prompt plus 3 per chat message. It must be cheap: benchmarks put it behind nginx and
-//! warden, so it does no per-request logging and little allocation.
+//! # Content and usage
+//! The answer for a choice is `k` words from a fixed list, each followed by a space, picked
+//! by a SHA-256 hash of the prompt text (and the choice index), so the same prompt always
+//! gets the same answer. `k = min(chunks, max_tokens)`; each word is one token, so
+//! `completion_tokens = k` per choice, summed over the `n` choices. The finish reason is
+//! `length` when `max_tokens` capped the answer, else `stop`.
+//!
+//! Prompt tokens are not a real tokenizer's either, but a count anyone can redo by hand:
+//! the whitespace-separated words of all prompt text (message contents, text parts,
+//! `prompt`, Responses `instructions` and `input`; a token-id array counts one per id),
+//! plus 3 per chat message or Responses input item (OpenAI's per-message overhead), and
+//! at least 1.
+//!
+//! # Speed
+//! Benchmarks put it behind nginx and behind warden and compare the two, so it must never
+//! be the bottleneck: no locks, no per-request logging, no pretty printing, and stream
+//! events are formatted lazily, one per body frame, without a task or channel per stream.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio::time::Sleep;
 
-use crate::body::{Body, BoxError};
+use crate::body::{full, json_response, Body, BoxError};
 
-/// Behaviour of the mock; every field can be overridden per request by a header.
+/// Behaviour of the mock; every field can be overridden per request by a header (see the
+/// module docs).
 #[derive(Clone, Debug)]
 pub struct MockOptions {
     /// Delay before the response headers are sent (time to first byte).
     pub latency: Duration,
-    /// Content chunks in a streamed response, and completion tokens when `max_tokens`
-    /// does not cap it.
+    /// Number of content chunks in a streamed response (and of completion tokens when
+    /// `max_tokens` does not cap it). Default 16.
     pub chunks: usize,
-    /// Pause between two streamed chunks.
+    /// Pause between two streamed chunks. Default 0.
     pub chunk_interval: Duration,
 }
 
@@ -49,75 +74,97 @@ impl Default for MockOptions {
     }
 }
 
-/// A mock running on the current runtime; stops when dropped or shut down.
+/// A mock serving on the current runtime; it stops when dropped or shut down.
+#[derive(Debug)]
 pub struct MockServer {
     pub addr: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl MockServer {
+    /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// Stops accepting connections and closes the open ones once their responses end.
     pub fn shutdown(mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            // The server may already be gone with its runtime; nothing left to stop then.
+            let _ = stop.send(());
         }
     }
 }
 
 impl Drop for MockServer {
     fn drop(&mut self) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
+        self.stop_now();
     }
 }
 
-/// Binds `127.0.0.1:0` and serves in the background.
+/// Binds `127.0.0.1:0` and serves in the background on the current runtime.
 pub async fn spawn(opts: MockOptions) -> std::io::Result<MockServer> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(run(listener, opts, async {
-        let _ = rx.await;
+        // A dropped sender stops the server as well as an explicit send does.
+        let _ = stopped.await;
     }));
-    Ok(MockServer { addr, stop: Some(tx) })
+    Ok(MockServer { addr, stop: Some(stop) })
 }
 
-/// Serves until `shutdown` resolves (HTTP/1.1 and h2).
+/// How long in-flight responses may go on after shutdown was asked for. Bounded so that a
+/// stream paused by a test header cannot hold a shutdown up.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Serves until `shutdown` resolves. Accepts HTTP/1.1 and h2 (prior knowledge) on the same
+/// port. After `shutdown`, stops accepting, lets in-flight responses finish (for at most
+/// [`SHUTDOWN_GRACE`]) and returns.
 pub async fn run(
     listener: TcpListener,
     opts: MockOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(s) => s,
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Per-connection failures (reset before accept, out of descriptors) are
+                // transient; back off briefly rather than spin or give up.
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }
             },
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
         };
+        // Stream events are small writes that must leave at once.
         let _ = stream.set_nodelay(true);
         let opts = opts.clone();
-        let builder = builder.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
+            let behaviour = Behaviour::of(req.headers(), &opts);
+            async move { Ok::<_, Infallible>(handle(req, behaviour).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
         tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let opts = opts.clone();
-                async move { Ok::<_, Infallible>(handle(req, opts).await) }
-            });
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+            // A client going away mid-response is normal here, not worth reporting.
+            let _ = conn.await;
         });
     }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    Ok(())
 }
 
-/// Per-request behaviour: the defaults with header overrides applied.
+/// What one request gets: the options with its header overrides applied.
 struct Behaviour {
     latency: Duration,
     chunks: usize,
@@ -126,94 +173,101 @@ struct Behaviour {
     status: Option<StatusCode>,
 }
 
-fn header_u64(h: &HeaderMap, name: &str) -> Option<u64> {
-    h.get(name)?.to_str().ok()?.trim().parse().ok()
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name)?.to_str().ok()?.trim().parse().ok()
+}
+
+fn header_ms(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    header_u64(headers, name).map(Duration::from_millis)
 }
 
 impl Behaviour {
-    fn of(h: &HeaderMap, o: &MockOptions) -> Behaviour {
+    fn of(headers: &HeaderMap, opts: &MockOptions) -> Behaviour {
         Behaviour {
-            latency: header_u64(h, "x-mock-latency-ms").map(Duration::from_millis).unwrap_or(o.latency),
-            chunks: header_u64(h, "x-mock-chunks").map(|v| v as usize).unwrap_or(o.chunks),
-            interval: header_u64(h, "x-mock-chunk-interval-ms").map(Duration::from_millis).unwrap_or(o.chunk_interval),
-            pause_after_first: header_u64(h, "x-mock-pause-after-first-ms")
-                .map(Duration::from_millis)
-                .unwrap_or_default(),
-            status: header_u64(h, "x-mock-status").and_then(|s| StatusCode::from_u16(s as u16).ok()),
+            latency: header_ms(headers, "x-mock-latency-ms").unwrap_or(opts.latency),
+            chunks: header_u64(headers, "x-mock-chunks")
+                .map_or(opts.chunks, |c| usize::try_from(c).unwrap_or(usize::MAX)),
+            interval: header_ms(headers, "x-mock-chunk-interval-ms").unwrap_or(opts.chunk_interval),
+            pause_after_first: header_ms(headers, "x-mock-pause-after-first-ms").unwrap_or_default(),
+            status: header_u64(headers, "x-mock-status")
+                .filter(|s| (400..600).contains(s))
+                .and_then(|s| StatusCode::from_u16(s as u16).ok()),
         }
     }
 }
 
-fn full(data: impl Into<Bytes>) -> Body {
-    Full::new(data.into()).map_err(|never| match never {}).boxed_unsync()
-}
-
-fn json_resp(status: StatusCode, v: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(full(serde_json::to_vec(v).expect("JSON serializes")))
-        .expect("valid response")
-}
+/// The body of every injected failure; static because load tests hammer it.
+const MOCK_ERROR: &str = r#"{"error":{"message":"mock error","type":"server_error","param":null,"code":null}}"#;
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
-    json_resp(status, &json!({"error": {"message": message, "type": kind, "param": null, "code": null}}))
+    json_response(status, &json!({"error": {"message": message, "type": kind, "param": null, "code": null}}))
 }
 
-async fn handle(req: Request<Incoming>, opts: MockOptions) -> Response<Body> {
-    let b = Behaviour::of(req.headers(), &opts);
+fn invalid(message: &str) -> Response<Body> {
+    error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+}
+
+async fn handle(req: Request<Incoming>, b: Behaviour) -> Response<Body> {
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(_) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "cannot read body"),
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => return invalid("The request body could not be read."),
     };
     if !b.latency.is_zero() {
         tokio::time::sleep(b.latency).await;
     }
     if let Some(status) = b.status {
-        return error(status, "server_error", "mock error");
+        return Response::builder()
+            .status(status)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(full(Bytes::from_static(MOCK_ERROR.as_bytes())))
+            .expect("static response parts are valid");
     }
     let path = parts.uri.path();
     if path.starts_with("/echo") {
         return echo(&parts, &body);
     }
     match (&parts.method, path) {
-        (&Method::GET, "/v1/models") => json_resp(
-            StatusCode::OK,
-            &json!({"object": "list", "data": MODELS.iter().map(|m| model(m)).collect::<Vec<_>>()}),
-        ),
+        (&Method::GET, "/v1/models") => {
+            json_response(StatusCode::OK, &json!({"object": "list", "data": MODELS.map(model)}))
+        }
         (&Method::GET, p) if p.starts_with("/v1/models/") => {
             let id = &p["/v1/models/".len()..];
             if MODELS.contains(&id) {
-                json_resp(StatusCode::OK, &model(id))
+                json_response(StatusCode::OK, &model(id))
             } else {
-                error(StatusCode::NOT_FOUND, "invalid_request_error", "The model does not exist")
+                let message = format!("The model `{id}` does not exist or you do not have access to it.");
+                let body = json!({"error": {"message": message, "type": "invalid_request_error", "param": null, "code": "model_not_found"}});
+                json_response(StatusCode::NOT_FOUND, &body)
             }
         }
         (&Method::POST, "/v1/chat/completions" | "/v1/completions" | "/v1/embeddings" | "/v1/responses") => {
-            let req: Value = match serde_json::from_slice(&body) {
-                Ok(v @ Value::Object(_)) => v,
-                _ => {
-                    return error(StatusCode::BAD_REQUEST, "invalid_request_error", "We could not parse the JSON body")
-                }
+            let req = match serde_json::from_slice::<Value>(&body) {
+                Ok(v) if v.is_object() => v,
+                _ => return invalid("We could not parse the JSON body of your request."),
             };
             match path {
-                "/v1/chat/completions" => completion(Api::Chat, &req, &b).await,
-                "/v1/completions" => completion(Api::Legacy, &req, &b).await,
+                "/v1/chat/completions" => completion(Api::Chat, &req, &b),
+                "/v1/completions" => completion(Api::Legacy, &req, &b),
                 "/v1/embeddings" => embeddings(&req),
-                _ => responses(&req, &b).await,
+                _ => responses(&req, &b),
             }
         }
-        _ => error(StatusCode::NOT_FOUND, "invalid_request_error", "Unknown route"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            &format!("Unknown request URL: {} {path}", parts.method),
+        ),
     }
 }
 
-const MODELS: &[&str] = &["mock-small", "mock-large", "mock-embed"];
+const MODELS: [&str; 3] = ["mock-small", "mock-large", "mock-embed"];
 
 fn model(id: &str) -> Value {
     json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "warden-mock"})
 }
 
+/// Everything the mock received, for tests that check what the proxy forwarded.
 fn echo(parts: &http::request::Parts, body: &[u8]) -> Response<Body> {
     let mut headers = serde_json::Map::new();
     for name in parts.headers.keys() {
@@ -224,9 +278,9 @@ fn echo(parts: &http::request::Parts, body: &[u8]) -> Response<Body> {
             .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .collect::<Vec<_>>()
             .join(", ");
-        headers.insert(name.as_str().to_string(), Value::String(joined));
+        headers.insert(name.as_str().to_owned(), Value::String(joined));
     }
-    json_resp(
+    json_response(
         StatusCode::OK,
         &json!({
             "method": parts.method.as_str(),
@@ -238,259 +292,478 @@ fn echo(parts: &http::request::Parts, body: &[u8]) -> Response<Body> {
     )
 }
 
-const WORDS: &[&str] = &[
+/// Completion vocabulary: 64 plain ASCII words, so a hash byte picks one uniformly and no
+/// word ever needs JSON escaping.
+const WORDS: [&str; 64] = [
     "the", "answer", "is", "clear", "river", "light", "model", "token", "stream", "quiet", "north", "bridge", "signal",
     "garden", "copper", "window", "method", "simple", "proof", "number", "seven", "blue", "travel", "paper", "winter",
-    "engine", "careful", "result", "valley", "orange", "silver", "harbor",
+    "engine", "careful", "result", "valley", "orange", "silver", "harbor", "forest", "stone", "mirror", "candle",
+    "anchor", "meadow", "thunder", "pencil", "island", "lantern", "marble", "echo", "summit", "velvet", "canyon",
+    "ember", "glacier", "hollow", "ivory", "jasmine", "kettle", "ladder", "maple", "nectar", "oasis", "pebble",
+    "quartz", "ribbon", "saddle", "timber", "umbra", "willow",
 ];
 
-/// Deterministic completion words for a prompt.
-fn words_for(prompt: &str, n: usize, choice: usize) -> Vec<&'static str> {
-    let mut seed = Sha256::digest(prompt.as_bytes());
-    let mut out = Vec::with_capacity(n);
-    let mut i = choice;
-    while out.len() < n {
-        if i % 32 == 0 && i > 0 {
-            seed = Sha256::digest(seed);
-        }
-        out.push(WORDS[seed[i % 32] as usize % WORDS.len()]);
-        i += 1;
-    }
-    out
+/// The prompt as far as the answer and the count depend on it.
+struct Prompt {
+    digest: [u8; 32],
+    tokens: u64,
 }
 
-fn text_of(v: &Value, out: &mut String) {
+impl Prompt {
+    /// Hashes and counts the text found in `parts`; `messages` is how many messages they
+    /// hold (3 tokens each). Walks the JSON in place instead of joining it into a string.
+    fn of<'a>(parts: impl IntoIterator<Item = Option<&'a Value>>, messages: usize) -> Prompt {
+        let mut hasher = Sha256::new();
+        let mut words = 0usize;
+        for part in parts.into_iter().flatten() {
+            visit(part, &mut hasher, &mut words);
+        }
+        Prompt { digest: hasher.finalize().into(), tokens: (words + 3 * messages).max(1) as u64 }
+    }
+}
+
+/// Text is in strings, in `content` (chat and Responses messages) and `text` (content
+/// parts); numbers are token ids of a pre-tokenized prompt.
+fn visit(v: &Value, hasher: &mut Sha256, words: &mut usize) {
     match v {
         Value::String(s) => {
-            out.push(' ');
-            out.push_str(s);
+            hasher.update(s.as_bytes());
+            // A separator, so that ["ab", "c"] and ["a", "bc"] hash differently.
+            hasher.update(b"\n");
+            *words += s.split_whitespace().count();
         }
-        Value::Array(a) => a.iter().for_each(|i| text_of(i, out)),
-        Value::Object(m) => {
-            for k in ["content", "text"] {
-                if let Some(i) = m.get(k) {
-                    text_of(i, out);
+        Value::Number(n) => {
+            hasher.update(n.to_string().as_bytes());
+            hasher.update(b"\n");
+            *words += 1;
+        }
+        Value::Array(items) => items.iter().for_each(|item| visit(item, hasher, words)),
+        Value::Object(map) => {
+            for key in ["content", "text"] {
+                if let Some(inner) = map.get(key) {
+                    visit(inner, hasher, words);
                 }
             }
         }
-        _ => {}
+        Value::Null | Value::Bool(_) => {}
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Api {
-    Chat,
-    Legacy,
+/// The endless deterministic word sequence of one choice: hash bytes pick words, and the
+/// block is re-hashed every 32 words. Lazy, so a long stream costs no memory up front.
+struct Words {
+    block: [u8; 32],
+    at: usize,
 }
 
-/// Prompt text and prompt tokens of a request (see the module docs for the count).
-fn prompt_of(req: &Value, keys: &[&str]) -> (String, u64) {
-    let mut text = String::new();
-    let mut messages = 0;
-    for k in keys {
-        if let Some(v) = req.get(*k) {
-            if *k == "messages" || (*k == "input" && v.is_array()) {
-                messages += v.as_array().map(Vec::len).unwrap_or(0);
-            }
-            text_of(v, &mut text);
+impl Words {
+    fn new(prompt: &Prompt, choice: usize) -> Words {
+        let block = Sha256::new().chain_update(prompt.digest).chain_update((choice as u64).to_le_bytes()).finalize();
+        Words { block: block.into(), at: 0 }
+    }
+
+    fn word(&mut self) -> &'static str {
+        if self.at == self.block.len() {
+            self.block = Sha256::digest(self.block).into();
+            self.at = 0;
         }
+        let w = WORDS[self.block[self.at] as usize % WORDS.len()];
+        self.at += 1;
+        w
     }
-    let tokens = (text.split_whitespace().count() + 3 * messages).max(1) as u64;
-    (text, tokens)
+}
+
+/// The log probability reported for every chosen token; alternatives get lower ones.
+const CHOSEN_LOGPROB: f64 = -0.25;
+
+/// The chosen word first, then the words after it in the list, each less likely.
+fn alternatives(word: &str, top: usize) -> impl Iterator<Item = (String, f64)> {
+    let at = WORDS.iter().position(|w| *w == word).unwrap_or(0);
+    (0..top).map(move |r| (format!("{} ", WORDS[(at + r) % WORDS.len()]), CHOSEN_LOGPROB - r as f64))
+}
+
+/// One entry of a chat `logprobs.content` list.
+fn chat_logprob(word: &str, top: usize) -> Value {
+    let token = format!("{word} ");
+    let top_logprobs: Vec<Value> = alternatives(word, top)
+        .map(|(t, logprob)| json!({"token": t, "logprob": logprob, "bytes": t.as_bytes()}))
+        .collect();
+    json!({"token": token, "logprob": CHOSEN_LOGPROB, "bytes": token.as_bytes(), "top_logprobs": top_logprobs})
+}
+
+/// A legacy completions `logprobs` object for `words`, the first at text offset `offset`.
+fn legacy_logprobs(words: &[&str], top: usize, mut offset: usize) -> Value {
+    let mut text_offset = Vec::with_capacity(words.len());
+    for w in words {
+        text_offset.push(offset);
+        offset += w.len() + 1;
+    }
+    let top_logprobs: Vec<serde_json::Map<String, Value>> =
+        words.iter().map(|w| alternatives(w, top).map(|(t, lp)| (t, json!(lp))).collect()).collect();
+    json!({
+        "tokens": words.iter().map(|w| format!("{w} ")).collect::<Vec<_>>(),
+        "token_logprobs": vec![CHOSEN_LOGPROB; words.len()],
+        "top_logprobs": top_logprobs,
+        "text_offset": text_offset,
+    })
+}
+
+/// `k` and the finish reason: `max` caps the configured chunk count.
+fn capped(chunks: usize, max: Option<u64>) -> (usize, &'static str) {
+    match max.map(|m| usize::try_from(m).unwrap_or(usize::MAX)) {
+        Some(m) if m < chunks => (m, "length"),
+        _ => (chunks, "stop"),
+    }
+}
+
+fn u64_field(req: &Value, key: &str) -> Option<u64> {
+    req.get(key).and_then(Value::as_u64)
+}
+
+fn model_of(req: &Value) -> String {
+    req.get("model").and_then(Value::as_str).unwrap_or("mock-small").to_owned()
+}
+
+fn is_stream(req: &Value) -> bool {
+    req.get("stream").and_then(Value::as_bool).unwrap_or(false)
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// A process-unique id: the start second keeps ids of two runs apart, the counter ids of
+/// one run.
 fn new_id(prefix: &str) -> String {
-    let n = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-    format!("{prefix}{:x}", n ^ (n >> 7))
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("{prefix}mock{:x}{:06x}", now_secs(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-type Tx = tokio::sync::mpsc::Sender<Bytes>;
-
-/// A response body fed through a channel by a task: one frame per SSE event, sent the
-/// moment the task produces it.
-struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
-
-impl http_body::Body for ChannelBody {
-    type Data = Bytes;
-    type Error = BoxError;
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
-    }
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// `/v1/chat/completions`
+    Chat,
+    /// `/v1/completions`
+    Legacy,
 }
 
-fn sse_response(make: impl FnOnce(Tx) -> tokio::task::JoinHandle<()>) -> Response<Body> {
-    let (tx, rx) = tokio::sync::mpsc::channel(64);
-    make(tx);
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .header("cache-control", "no-cache")
-        .body(ChannelBody(rx).boxed_unsync())
-        .expect("valid response")
-}
+/// OpenAI accepts at most 128 choices; the cap also bounds the work one request can ask for.
+const MAX_N: u64 = 128;
 
-async fn send(tx: &Tx, event: String) -> bool {
-    tx.send(Bytes::from(event)).await.is_ok()
-}
-
-async fn completion(api: Api, req: &Value, b: &Behaviour) -> Response<Body> {
-    let model = req.get("model").and_then(Value::as_str).unwrap_or("mock-small").to_string();
-    let (prompt, prompt_tokens) = prompt_of(req, if api == Api::Chat { &["messages"] } else { &["prompt"] });
-    let max = ["max_tokens", "max_completion_tokens"].iter().find_map(|k| req.get(*k).and_then(Value::as_u64));
-    let k = max.map(|m| (m as usize).min(b.chunks)).unwrap_or(b.chunks);
-    let finish = if max.is_some_and(|m| (m as usize) < b.chunks) { "length" } else { "stop" };
-    let n = req.get("n").and_then(Value::as_u64).unwrap_or(1).clamp(1, 16) as usize;
-    let logprobs = req.get("logprobs").is_some_and(|v| v.as_bool() == Some(true) || v.is_u64());
-    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": (k * n) as u64, "total_tokens": prompt_tokens + (k * n) as u64});
-    let (object, id) = match api {
-        Api::Chat => ("chat.completion", new_id("chatcmpl-")),
-        Api::Legacy => ("text_completion", new_id("cmpl-")),
+fn completion(api: Api, req: &Value, b: &Behaviour) -> Response<Body> {
+    let model = model_of(req);
+    let (prompt, max, logprobs) = match api {
+        Api::Chat => {
+            let messages = req.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+            let max = u64_field(req, "max_completion_tokens").or_else(|| u64_field(req, "max_tokens"));
+            let logprobs = (req.get("logprobs") == Some(&Value::Bool(true)))
+                .then(|| u64_field(req, "top_logprobs").unwrap_or(0).min(20) as usize);
+            (Prompt::of([req.get("messages")], messages), max, logprobs)
+        }
+        Api::Legacy => {
+            let logprobs = u64_field(req, "logprobs").map(|top| top.min(5) as usize);
+            (Prompt::of([req.get("prompt")], 0), u64_field(req, "max_tokens"), logprobs)
+        }
+    };
+    let (k, finish) = capped(b.chunks, max);
+    let n = u64_field(req, "n").unwrap_or(1).clamp(1, MAX_N) as usize;
+    let completion_tokens = (k * n) as u64;
+    let usage = json!({"prompt_tokens": prompt.tokens, "completion_tokens": completion_tokens,
+        "total_tokens": prompt.tokens + completion_tokens});
+    let (id, object) = match api {
+        Api::Chat => (new_id("chatcmpl-"), "chat.completion"),
+        Api::Legacy => (new_id("cmpl-"), "text_completion"),
     };
     let created = now_secs();
-    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    if !stream {
-        let choices: Vec<Value> = (0..n)
-            .map(|i| {
-                let words = words_for(&prompt, k, i);
-                let text: String = words.iter().map(|w| format!("{w} ")).collect();
-                let lp = if logprobs {
-                    json!({"content": words.iter().map(|w| json!({"token": format!("{w} "), "logprob": -0.5, "bytes": null, "top_logprobs": []})).collect::<Vec<_>>()})
-                } else {
-                    Value::Null
-                };
-                match api {
-                    Api::Chat => json!({"index": i, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": lp, "finish_reason": finish}),
-                    Api::Legacy => json!({"index": i, "text": text, "logprobs": null, "finish_reason": finish}),
-                }
-            })
-            .collect();
-        let mut v =
-            json!({"id": id, "object": object, "created": created, "model": model, "choices": choices, "usage": usage});
-        if api == Api::Chat {
-            v["system_fingerprint"] = json!("fp_mock");
-        }
-        return json_resp(StatusCode::OK, &v);
+
+    if is_stream(req) {
+        let include_usage = req.pointer("/stream_options/include_usage").and_then(Value::as_bool).unwrap_or(false);
+        let chunk_object = if api == Api::Chat { "chat.completion.chunk" } else { "text_completion" };
+        let model = serde_json::to_string(&model).expect("a string serializes");
+        let events = CompletionEvents {
+            api,
+            prefix: format!(
+                r#"data: {{"id":"{id}","object":"{chunk_object}","created":{created},"model":{model},"system_fingerprint":"fp_mock","choices":["#
+            ),
+            // OpenAI puts `"usage":null` on every chunk but the last once usage was asked for.
+            suffix: if include_usage { "],\"usage\":null}\n\n" } else { "]}\n\n" },
+            choices: (0..n).map(|i| Words::new(&prompt, i)).collect(),
+            offsets: vec![0; n],
+            k,
+            finish,
+            logprobs,
+            usage: include_usage.then(|| usage.to_string()),
+            interval: b.interval,
+            pause_after_first: b.pause_after_first,
+            carry: Duration::ZERO,
+            phase: if api == Api::Chat { Phase::Role } else { Phase::Content(0) },
+        };
+        return sse(events);
     }
-    let include_usage =
-        req.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-    let chunk_object = if api == Api::Chat { "chat.completion.chunk" } else { "text_completion" };
-    let (interval, pause) = (b.interval, b.pause_after_first);
-    sse_response(move |tx| {
-        tokio::spawn(async move {
-            let event = |choices: Value| {
-                let mut v =
-                    json!({"id": id, "object": chunk_object, "created": created, "model": model, "choices": choices});
-                if api == Api::Chat {
-                    v["system_fingerprint"] = json!("fp_mock");
+
+    let choices: Vec<Value> = (0..n)
+        .map(|i| {
+            let mut source = Words::new(&prompt, i);
+            let words: Vec<&str> = (0..k).map(|_| source.word()).collect();
+            let mut text = String::with_capacity(k * 8);
+            for w in &words {
+                text.push_str(w);
+                text.push(' ');
+            }
+            match api {
+                Api::Chat => {
+                    let logprobs = logprobs.map_or(Value::Null, |top| {
+                        json!({"content": words.iter().map(|w| chat_logprob(w, top)).collect::<Vec<_>>(), "refusal": null})
+                    });
+                    json!({"index": i, "message": {"role": "assistant", "content": text, "refusal": null},
+                        "logprobs": logprobs, "finish_reason": finish})
                 }
-                if include_usage {
-                    v["usage"] = Value::Null;
-                }
-                format!("data: {v}\n\n")
-            };
-            if api == Api::Chat {
-                let first: Vec<Value> = (0..n)
-                    .map(|i| json!({"index": i, "delta": {"role": "assistant", "content": "", "refusal": null}, "logprobs": null, "finish_reason": null}))
-                    .collect();
-                if !send(&tx, event(json!(first))).await {
-                    return;
+                Api::Legacy => {
+                    let logprobs = logprobs.map_or(Value::Null, |top| legacy_logprobs(&words, top, 0));
+                    json!({"index": i, "text": text, "logprobs": logprobs, "finish_reason": finish})
                 }
             }
-            let words: Vec<Vec<&str>> = (0..n).map(|i| words_for(&prompt, k, i)).collect();
-            for j in 0..k {
-                if j > 0 && !interval.is_zero() {
-                    tokio::time::sleep(interval).await;
-                }
-                let choices: Vec<Value> = words
-                    .iter()
-                    .enumerate()
-                    .map(|(i, choice_words)| {
-                        let w = format!("{} ", choice_words[j]);
-                        match api {
-                            Api::Chat => {
-                                json!({"index": i, "delta": {"content": w}, "logprobs": null, "finish_reason": null})
-                            }
-                            Api::Legacy => json!({"index": i, "text": w, "logprobs": null, "finish_reason": null}),
-                        }
-                    })
-                    .collect();
-                if !send(&tx, event(json!(choices))).await {
-                    return;
-                }
-                if j == 0 && !pause.is_zero() {
-                    tokio::time::sleep(pause).await;
-                }
-            }
-            let last: Vec<Value> = (0..n)
-                .map(|i| match api {
-                    Api::Chat => json!({"index": i, "delta": {}, "logprobs": null, "finish_reason": finish}),
-                    Api::Legacy => json!({"index": i, "text": "", "logprobs": null, "finish_reason": finish}),
-                })
-                .collect();
-            if !send(&tx, event(json!(last))).await {
-                return;
-            }
-            if include_usage {
-                let mut v = json!({"id": id, "object": chunk_object, "created": created, "model": model, "choices": [], "usage": usage});
-                if api == Api::Chat {
-                    v["system_fingerprint"] = json!("fp_mock");
-                }
-                if !send(&tx, format!("data: {v}\n\n")).await {
-                    return;
-                }
-            }
-            send(&tx, "data: [DONE]\n\n".to_string()).await;
         })
-    })
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &json!({"id": id, "object": object, "created": created, "model": model, "choices": choices,
+            "usage": usage, "system_fingerprint": "fp_mock"}),
+    )
+}
+
+/// Where a completion stream is.
+#[derive(Clone, Copy)]
+enum Phase {
+    /// The chat opener: `{"role":"assistant","content":""}`.
+    Role,
+    /// Content chunk `j` (of `k`); at `k`, the chunk with the finish reason.
+    Content(usize),
+    /// The usage-only chunk, when `stream_options.include_usage` asked for it.
+    Usage,
+    Done,
+    End,
+}
+
+/// The events of a chat or legacy completion stream, formatted one at a time as the body
+/// is polled. Every chunk shares its envelope (`prefix` … `suffix`), built once.
+struct CompletionEvents {
+    api: Api,
+    prefix: String,
+    suffix: &'static str,
+    choices: Vec<Words>,
+    /// Legacy `text_offset` of each choice's next token.
+    offsets: Vec<usize>,
+    k: usize,
+    finish: &'static str,
+    /// `Some(top)` when log probabilities were asked for.
+    logprobs: Option<usize>,
+    /// The serialized usage object for the closing usage chunk.
+    usage: Option<String>,
+    interval: Duration,
+    pause_after_first: Duration,
+    /// Delay owed to the next event (the pause after the first content chunk).
+    carry: Duration,
+    phase: Phase,
+}
+
+impl CompletionEvents {
+    fn chunk(&mut self, mut choice: impl FnMut(&mut Self, &mut String, usize)) -> Bytes {
+        let mut out = String::with_capacity(self.prefix.len() + 100 * self.choices.len() + 32);
+        out.push_str(&self.prefix);
+        for i in 0..self.choices.len() {
+            if i > 0 {
+                out.push(',');
+            }
+            choice(self, &mut out, i);
+        }
+        out.push_str(self.suffix);
+        Bytes::from(out)
+    }
+
+    fn content_choice(&mut self, out: &mut String, i: usize) {
+        let word = self.choices[i].word();
+        // Writing into a String cannot fail.
+        let _ = match self.api {
+            Api::Chat => write!(out, r#"{{"index":{i},"delta":{{"content":"{word} "}},"logprobs":"#),
+            Api::Legacy => write!(out, r#"{{"index":{i},"text":"{word} ","logprobs":"#),
+        };
+        match (self.api, self.logprobs) {
+            (_, None) => out.push_str("null"),
+            (Api::Chat, Some(top)) => {
+                out.push_str(&json!({"content": [chat_logprob(word, top)], "refusal": null}).to_string());
+            }
+            (Api::Legacy, Some(top)) => {
+                out.push_str(&legacy_logprobs(&[word], top, self.offsets[i]).to_string());
+            }
+        }
+        self.offsets[i] += word.len() + 1;
+        out.push_str(r#","finish_reason":null}"#);
+    }
+}
+
+impl Iterator for CompletionEvents {
+    type Item = (Duration, Bytes);
+
+    fn next(&mut self) -> Option<(Duration, Bytes)> {
+        let mut delay = std::mem::take(&mut self.carry);
+        let event = match self.phase {
+            Phase::Role => {
+                self.phase = Phase::Content(0);
+                self.chunk(|_, out, i| {
+                    let _ = write!(
+                        out,
+                        r#"{{"index":{i},"delta":{{"role":"assistant","content":"","refusal":null}},"logprobs":null,"finish_reason":null}}"#
+                    );
+                })
+            }
+            Phase::Content(j) if j < self.k => {
+                if j == 0 {
+                    self.carry = self.pause_after_first;
+                } else {
+                    delay += self.interval;
+                }
+                self.phase = Phase::Content(j + 1);
+                self.chunk(Self::content_choice)
+            }
+            Phase::Content(_) => {
+                self.phase = if self.usage.is_some() { Phase::Usage } else { Phase::Done };
+                let finish = self.finish;
+                self.chunk(|me, out, i| {
+                    let _ = match me.api {
+                        Api::Chat => {
+                            write!(out, r#"{{"index":{i},"delta":{{}},"logprobs":null,"finish_reason":"{finish}"}}"#)
+                        }
+                        Api::Legacy => {
+                            write!(out, r#"{{"index":{i},"text":"","logprobs":null,"finish_reason":"{finish}"}}"#)
+                        }
+                    };
+                })
+            }
+            Phase::Usage => {
+                self.phase = Phase::Done;
+                let usage = self.usage.as_deref().unwrap_or("null");
+                Bytes::from(format!("{}],\"usage\":{usage}}}\n\n", self.prefix))
+            }
+            Phase::Done => {
+                self.phase = Phase::End;
+                Bytes::from_static(b"data: [DONE]\n\n")
+            }
+            Phase::End => return None,
+        };
+        Some((delay, event))
+    }
+}
+
+/// A server-sent-events response whose body plays `events`: each one after its delay, each
+/// as its own frame, so hyper flushes it before waiting for the next.
+fn sse(events: impl Iterator<Item = (Duration, Bytes)> + Send + Unpin + 'static) -> Response<Body> {
+    Response::builder()
+        .header(http::header::CONTENT_TYPE, "text/event-stream")
+        .header(http::header::CACHE_CONTROL, "no-cache")
+        .body(Paced { events, waiting: None }.boxed_unsync())
+        .expect("static response parts are valid")
+}
+
+/// A body that yields `(delay, event)` items lazily, sleeping out each delay first.
+struct Paced<I> {
+    events: I,
+    /// The event being held back, and the timer it waits for.
+    waiting: Option<(Pin<Box<Sleep>>, Bytes)>,
+}
+
+impl<I: Iterator<Item = (Duration, Bytes)> + Unpin> http_body::Body for Paced<I> {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some((timer, event)) = &mut this.waiting {
+                ready!(timer.as_mut().poll(cx));
+                let event = std::mem::take(event);
+                this.waiting = None;
+                return Poll::Ready(Some(Ok(Frame::data(event))));
+            }
+            match this.events.next() {
+                None => return Poll::Ready(None),
+                Some((delay, event)) if delay.is_zero() => return Poll::Ready(Some(Ok(Frame::data(event)))),
+                // Polled at the top of the loop, which registers the wakeup.
+                Some((delay, event)) => this.waiting = Some((Box::pin(tokio::time::sleep(delay)), event)),
+            }
+        }
+    }
 }
 
 fn embeddings(req: &Value) -> Response<Body> {
     let model = req.get("model").and_then(Value::as_str).unwrap_or("mock-embed");
-    let inputs: Vec<String> = match req.get("input") {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) if items.iter().all(Value::is_string) => {
-            items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    // (hashed bytes, tokens) per input: a string counts its words, a token array its ids.
+    let inputs: Vec<(Vec<u8>, u64)> = match req.get("input") {
+        Some(Value::String(s)) => vec![(s.as_bytes().to_vec(), s.split_whitespace().count() as u64)],
+        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_u64) => {
+            vec![(Value::Array(items.clone()).to_string().into_bytes(), items.len() as u64)]
         }
-        Some(Value::Array(items)) if items.iter().all(Value::is_u64) => vec![Value::Array(items.clone()).to_string()],
-        Some(Value::Array(items)) => items.iter().map(Value::to_string).collect(),
-        _ => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "`input` is required"),
+        Some(Value::Array(items)) if !items.is_empty() => {
+            let mut inputs = Vec::with_capacity(items.len());
+            for item in items {
+                match item {
+                    Value::String(s) => inputs.push((s.as_bytes().to_vec(), s.split_whitespace().count() as u64)),
+                    Value::Array(ids) if ids.iter().all(Value::is_u64) => {
+                        inputs.push((item.to_string().into_bytes(), ids.len() as u64))
+                    }
+                    _ => return invalid("'input' must be a string, an array of strings or an array of token arrays."),
+                }
+            }
+            inputs
+        }
+        _ => return invalid("'input' must be a string, an array of strings or an array of token arrays."),
     };
     let base64 = req.get("encoding_format").and_then(Value::as_str) == Some("base64");
-    let mut tokens = 0u64;
+    let tokens: u64 = inputs.iter().map(|(_, t)| (*t).max(1)).sum();
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, text)| {
-            tokens += text.split_whitespace().count().max(1) as u64;
-            let digest = Sha256::digest(text.as_bytes());
-            let vector: Vec<f32> = (0..8).map(|j| (digest[j] as f32 - 127.5) / 127.5).collect();
+        .map(|(i, (bytes, _))| {
+            let vector = embedding(bytes);
             let embedding = if base64 {
-                let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
-                Value::String(base64_encode(&bytes))
+                let raw: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                Value::String(base64_encode(&raw))
             } else {
                 json!(vector)
             };
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    json_resp(
+    json_response(
         StatusCode::OK,
-        &json!({"object": "list", "data": data, "model": model, "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+        &json!({"object": "list", "data": data, "model": model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
     )
 }
 
+/// 8 floats from the input's hash, scaled to unit length as real embeddings are, so cosine
+/// similarity on them behaves.
+fn embedding(input: &[u8]) -> [f32; 8] {
+    let digest = Sha256::digest(input);
+    let mut v = [0f32; 8];
+    for (x, pair) in v.iter_mut().zip(digest.chunks_exact(2)) {
+        *x = f32::from(u16::from_le_bytes([pair[0], pair[1]])) / 32767.5 - 1.0;
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// Standard base64 with padding (RFC 4648), as the SDKs decode `encoding_format: base64`.
 fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        let n = u32::from(chunk[0]) << 16
+            | u32::from(*chunk.get(1).unwrap_or(&0)) << 8
+            | u32::from(*chunk.get(2).unwrap_or(&0));
         for i in 0..4 {
             if i <= chunk.len() {
                 out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
@@ -502,84 +775,191 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
-fn response_object(id: &str, model: &str, status: &str, text: &str, usage: Option<Value>, created: u64) -> Value {
-    let output = if text.is_empty() && status != "completed" {
-        json!([])
-    } else {
-        json!([{"type": "message", "id": format!("msg_{id}"), "status": "completed", "role": "assistant",
-                 "content": [{"type": "output_text", "text": text, "annotations": []}]}])
+/// The request-derived parts of a Responses API `response` object.
+struct ResponseMeta {
+    id: String,
+    message_id: String,
+    created_at: u64,
+    model: String,
+    instructions: Value,
+    max_output_tokens: Value,
+    temperature: Value,
+    top_p: Value,
+}
+
+impl ResponseMeta {
+    /// The full object, with every field the SDKs read (`output_text` they compute).
+    fn object(&self, status: &str, output: Value, usage: &Value) -> Value {
+        let incomplete = if status == "incomplete" { json!({"reason": "max_output_tokens"}) } else { Value::Null };
+        json!({
+            "id": self.id, "object": "response", "created_at": self.created_at, "status": status,
+            "error": null, "incomplete_details": incomplete, "instructions": self.instructions,
+            "max_output_tokens": self.max_output_tokens, "model": self.model, "output": output,
+            "parallel_tool_calls": true, "previous_response_id": null,
+            "reasoning": {"effort": null, "summary": null}, "store": false,
+            "temperature": self.temperature, "text": {"format": {"type": "text"}}, "tool_choice": "auto",
+            "tools": [], "top_p": self.top_p, "truncation": "disabled", "usage": usage, "user": null,
+            "metadata": {}
+        })
+    }
+
+    fn message(&self, status: &str, content: Value) -> Value {
+        json!({"id": self.message_id, "type": "message", "status": status, "role": "assistant", "content": content})
+    }
+}
+
+fn output_text(text: &str) -> Value {
+    json!({"type": "output_text", "text": text, "annotations": []})
+}
+
+fn responses(req: &Value, b: &Behaviour) -> Response<Body> {
+    let input_items = req.get("input").and_then(Value::as_array).map_or(0, Vec::len);
+    let prompt = Prompt::of([req.get("instructions"), req.get("input")], input_items);
+    let (k, finish) = capped(b.chunks, u64_field(req, "max_output_tokens"));
+    // Capped by max_output_tokens, OpenAI marks the response (and its message) incomplete.
+    let status = if finish == "length" { "incomplete" } else { "completed" };
+    let usage = json!({"input_tokens": prompt.tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": k, "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": prompt.tokens + k as u64});
+    let id = new_id("resp_");
+    let meta = ResponseMeta {
+        message_id: format!("msg_{}", &id["resp_".len()..]),
+        id,
+        created_at: now_secs(),
+        model: model_of(req),
+        instructions: req.get("instructions").cloned().unwrap_or(Value::Null),
+        max_output_tokens: req.get("max_output_tokens").cloned().unwrap_or(Value::Null),
+        temperature: req.get("temperature").cloned().unwrap_or(json!(1.0)),
+        top_p: req.get("top_p").cloned().unwrap_or(json!(1.0)),
     };
-    json!({
-        "id": id, "object": "response", "created_at": created, "status": status, "model": model,
-        "output": output, "usage": usage, "error": null, "incomplete_details": null, "instructions": null,
-        "metadata": {}, "parallel_tool_calls": true, "temperature": 1.0, "top_p": 1.0, "tool_choice": "auto",
-        "tools": [], "text": {"format": {"type": "text"}}, "truncation": "disabled"
+    let mut words = Words::new(&prompt, 0);
+    if !is_stream(req) {
+        let mut text = String::with_capacity(k * 8);
+        for _ in 0..k {
+            text.push_str(words.word());
+            text.push(' ');
+        }
+        let output = json!([meta.message(status, json!([output_text(&text)]))]);
+        return json_response(StatusCode::OK, &meta.object(status, output, &usage));
+    }
+    sse(ResponseEvents {
+        meta,
+        status,
+        usage,
+        words,
+        k,
+        text: String::with_capacity(k * 8),
+        sequence: 0,
+        step: 0,
+        interval: b.interval,
+        pause_after_first: b.pause_after_first,
+        carry: Duration::ZERO,
     })
 }
 
-async fn responses(req: &Value, b: &Behaviour) -> Response<Body> {
-    let model = req.get("model").and_then(Value::as_str).unwrap_or("mock-small").to_string();
-    let (prompt, prompt_tokens) = prompt_of(req, &["instructions", "input"]);
-    let max = req.get("max_output_tokens").and_then(Value::as_u64);
-    let k = max.map(|m| (m as usize).min(b.chunks)).unwrap_or(b.chunks);
-    let words = words_for(&prompt, k, 0);
-    let text: String = words.iter().map(|w| format!("{w} ")).collect();
-    let usage = json!({"input_tokens": prompt_tokens, "output_tokens": k, "total_tokens": prompt_tokens + k as u64,
-        "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}});
-    let id = new_id("resp_");
-    let created = now_secs();
-    if !req.get("stream").and_then(Value::as_bool).unwrap_or(false) {
-        return json_resp(StatusCode::OK, &response_object(&id, &model, "completed", &text, Some(usage), created));
+/// The events of a streamed Responses API call, in OpenAI's order: created, in_progress,
+/// output item and content part added, one `output_text.delta` per word, then the
+/// matching `done` events and `response.completed` (or `response.incomplete`).
+struct ResponseEvents {
+    meta: ResponseMeta,
+    status: &'static str,
+    usage: Value,
+    words: Words,
+    k: usize,
+    /// The text streamed so far.
+    text: String,
+    sequence: u64,
+    /// 0–3: opening events; 4..4+k: deltas; then the closing events.
+    step: usize,
+    interval: Duration,
+    pause_after_first: Duration,
+    carry: Duration,
+}
+
+/// Opening events before the first delta.
+const OPENING: usize = 4;
+
+impl ResponseEvents {
+    fn event(&mut self, name: &str, mut data: Value) -> Bytes {
+        data["type"] = json!(name);
+        data["sequence_number"] = json!(self.sequence);
+        self.sequence += 1;
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
     }
-    let interval = b.interval;
-    sse_response(move |tx| {
-        tokio::spawn(async move {
-            let mut seq = 0u64;
-            let mut ev = |name: &str, mut data: Value| {
-                data["type"] = json!(name);
-                data["sequence_number"] = json!(seq);
-                seq += 1;
-                format!("event: {name}\ndata: {data}\n\n")
-            };
-            let item = format!("msg_{id}");
-            let created_ev = ev(
-                "response.created",
-                json!({"response": response_object(&id, &model, "in_progress", "", None, created)}),
-            );
-            if !send(&tx, created_ev).await {
-                return;
+}
+
+impl Iterator for ResponseEvents {
+    type Item = (Duration, Bytes);
+
+    fn next(&mut self) -> Option<(Duration, Bytes)> {
+        let step = self.step;
+        self.step += 1;
+        let mut delay = std::mem::take(&mut self.carry);
+        let part = |text: &str| json!({"item_id": self.meta.message_id, "output_index": 0, "content_index": 0, "part": output_text(text)});
+        let event = match step {
+            0 | 1 => {
+                let response = self.meta.object("in_progress", json!([]), &Value::Null);
+                let name = if step == 0 { "response.created" } else { "response.in_progress" };
+                self.event(name, json!({"response": response}))
             }
-            for (j, w) in words.iter().enumerate() {
-                if j > 0 && !interval.is_zero() {
-                    tokio::time::sleep(interval).await;
+            2 => {
+                let item = self.meta.message("in_progress", json!([]));
+                self.event("response.output_item.added", json!({"output_index": 0, "item": item}))
+            }
+            3 => {
+                let added = part("");
+                self.event("response.content_part.added", added)
+            }
+            s if s < OPENING + self.k => {
+                let j = s - OPENING;
+                if j == 0 {
+                    self.carry = self.pause_after_first;
+                } else {
+                    delay += self.interval;
                 }
-                let d = ev(
-                    "response.output_text.delta",
-                    json!({"item_id": item, "output_index": 0, "content_index": 0, "delta": format!("{w} ")}),
+                let word = self.words.word();
+                self.text.push_str(word);
+                self.text.push(' ');
+                let event = format!(
+                    "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{},\"item_id\":\"{}\",\"output_index\":0,\"content_index\":0,\"delta\":\"{word} \",\"logprobs\":[]}}\n\n",
+                    self.sequence, self.meta.message_id
                 );
-                if !send(&tx, d).await {
-                    return;
+                self.sequence += 1;
+                Bytes::from(event)
+            }
+            s => match s - OPENING - self.k {
+                0 => {
+                    let data = json!({"item_id": self.meta.message_id, "output_index": 0, "content_index": 0,
+                        "text": self.text, "logprobs": []});
+                    self.event("response.output_text.done", data)
                 }
-            }
-            let done = ev(
-                "response.output_text.done",
-                json!({"item_id": item, "output_index": 0, "content_index": 0, "text": text}),
-            );
-            if !send(&tx, done).await {
-                return;
-            }
-            let completed = ev(
-                "response.completed",
-                json!({"response": response_object(&id, &model, "completed", &text, Some(usage), created)}),
-            );
-            send(&tx, completed).await;
-        })
-    })
+                1 => {
+                    let done = part(&self.text);
+                    self.event("response.content_part.done", done)
+                }
+                2 => {
+                    let item = self.meta.message(self.status, json!([output_text(&self.text)]));
+                    self.event("response.output_item.done", json!({"output_index": 0, "item": item}))
+                }
+                3 => {
+                    let item = self.meta.message(self.status, json!([output_text(&self.text)]));
+                    let response = self.meta.object(self.status, json!([item]), &self.usage);
+                    let name = if self.status == "completed" { "response.completed" } else { "response.incomplete" };
+                    self.event(name, json!({"response": response}))
+                }
+                _ => return None,
+            },
+        };
+        Some((delay, event))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::Full;
+    use hyper_util::client::legacy::{connect::HttpConnector, Client};
+    use std::time::Instant;
 
     #[test]
     fn base64_matches_known_values() {
@@ -588,18 +968,343 @@ mod tests {
         assert_eq!(base64_encode(b"fo"), "Zm8=");
         assert_eq!(base64_encode(b"foo"), "Zm9v");
         assert_eq!(base64_encode(b"foobar"), "Zm9vYmFy");
-    }
-
-    #[test]
-    fn answers_are_deterministic_per_prompt() {
-        assert_eq!(words_for("a", 40, 0), words_for("a", 40, 0));
-        assert_ne!(words_for("a", 40, 0), words_for("b", 40, 0));
-        assert_eq!(words_for("a", 5, 0).len(), 5);
+        assert_eq!(base64_encode(&[0xff, 0xfe, 0xfd, 0x00]), "//79AA==");
     }
 
     #[test]
     fn prompt_tokens_count_words_and_messages() {
-        let req = json!({"messages": [{"role": "user", "content": "one two"}, {"role": "user", "content": [{"type": "text", "text": "three"}]}]});
-        assert_eq!(prompt_of(&req, &["messages"]).1, 3 + 6);
+        let req = json!({"messages": [{"role": "user", "content": "one two"},
+            {"role": "user", "content": [{"type": "text", "text": "three"}, {"type": "image_url", "image_url": {"url": "x y"}}]}]});
+        assert_eq!(Prompt::of([req.get("messages")], 2).tokens, 3 + 2 * 3);
+        assert_eq!(Prompt::of([Some(&json!([1, 2, 3, 4]))], 0).tokens, 4);
+        assert_eq!(Prompt::of([None], 0).tokens, 1);
+    }
+
+    #[test]
+    fn answers_depend_on_prompt_and_choice_only() {
+        let a = Prompt::of([Some(&json!("a"))], 0);
+        let b = Prompt::of([Some(&json!("b"))], 0);
+        let take = |p: &Prompt, choice| {
+            let mut w = Words::new(p, choice);
+            (0..70).map(|_| w.word()).collect::<Vec<_>>()
+        };
+        assert_eq!(take(&a, 0), take(&a, 0));
+        assert_ne!(take(&a, 0), take(&b, 0));
+        assert_ne!(take(&a, 0), take(&a, 1));
+    }
+
+    struct Reply {
+        status: StatusCode,
+        headers: HeaderMap,
+        body: String,
+    }
+
+    impl Reply {
+        fn json(&self) -> Value {
+            serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+        }
+
+        /// The `data:` payloads of an SSE body, in order.
+        fn data(&self) -> Vec<&str> {
+            self.body.split("\n\n").filter_map(|event| event.lines().find_map(|l| l.strip_prefix("data: "))).collect()
+        }
+    }
+
+    fn client() -> Client<HttpConnector, Full<Bytes>> {
+        Client::builder(TokioExecutor::new()).build_http()
+    }
+
+    fn request(
+        server: &MockServer,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Request<Full<Bytes>> {
+        let mut req = Request::builder().method(method).uri(format!("{}{path}", server.base_url()));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.body(Full::new(Bytes::from(body.to_owned()))).unwrap()
+    }
+
+    async fn call(server: &MockServer, method: Method, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let resp = client().request(request(server, method, path, headers, body)).await.unwrap();
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await.unwrap().to_bytes();
+        Reply { status: parts.status, headers: parts.headers, body: String::from_utf8(body.to_vec()).unwrap() }
+    }
+
+    async fn post(server: &MockServer, path: &str, body: Value) -> Reply {
+        call(server, Method::POST, path, &[("content-type", "application/json")], &body.to_string()).await
+    }
+
+    #[tokio::test]
+    async fn chat_usage_matches_the_content() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "mock-small", "messages": [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": [{"type": "text", "text": "What is two plus two?"}]}]});
+        let r = post(&server, "/v1/chat/completions", body.clone()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers["content-type"], "application/json");
+        let v = r.json();
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["model"], "mock-small");
+        assert_eq!(v["system_fingerprint"], "fp_mock");
+        let choice = &v["choices"][0];
+        assert_eq!(choice["message"]["role"], "assistant");
+        assert_eq!(choice["finish_reason"], "stop");
+        let content = choice["message"]["content"].as_str().unwrap();
+        assert_eq!(content.split_whitespace().count(), 16);
+        assert!(content.ends_with(' '));
+        assert_eq!(v["usage"]["completion_tokens"], 16);
+        // 2 + 5 words, 2 messages.
+        assert_eq!(v["usage"]["prompt_tokens"], 7 + 6);
+        assert_eq!(v["usage"]["total_tokens"], 13 + 16);
+        // Same prompt, same answer.
+        let again = post(&server, "/v1/chat/completions", body).await.json();
+        assert_eq!(again["choices"][0]["message"]["content"], content);
+        assert_ne!(again["id"], v["id"]);
+
+        let capped = json!({"model": "m", "n": 2, "max_tokens": 5, "logprobs": true, "top_logprobs": 2,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let v = post(&server, "/v1/chat/completions", capped).await.json();
+        assert_eq!(v["choices"].as_array().unwrap().len(), 2);
+        assert_eq!(v["choices"][1]["index"], 1);
+        assert_eq!(v["choices"][0]["finish_reason"], "length");
+        assert_eq!(v["usage"]["completion_tokens"], 10);
+        let logprobs = v["choices"][0]["logprobs"]["content"].as_array().unwrap();
+        assert_eq!(logprobs.len(), 5);
+        assert_eq!(logprobs[0]["top_logprobs"].as_array().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn streamed_chat_sends_role_content_finish_then_done() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body =
+            json!({"model": "mock-small", "stream": true, "messages": [{"role": "user", "content": "hello there"}]});
+        let r = call(&server, Method::POST, "/v1/chat/completions", &[("x-mock-chunks", "4")], &body.to_string()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers["content-type"], "text/event-stream");
+        let data = r.data();
+        assert_eq!(data.len(), 1 + 4 + 1 + 1, "{}", r.body);
+        assert_eq!(*data.last().unwrap(), "[DONE]");
+        let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+        assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk" && c["id"] == chunks[0]["id"]));
+        assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+        assert_eq!(chunks[0]["choices"][0]["delta"], json!({"role": "assistant", "content": "", "refusal": null}));
+        let text: String = chunks[1..5].iter().map(|c| c["choices"][0]["delta"]["content"].as_str().unwrap()).collect();
+        assert_eq!(text.split_whitespace().count(), 4);
+        assert_eq!(chunks[5]["choices"][0]["delta"], json!({}));
+        assert_eq!(chunks[5]["choices"][0]["finish_reason"], "stop");
+
+        // The streamed text is the non-streamed answer.
+        let mut plain = body.clone();
+        plain["stream"] = json!(false);
+        let r =
+            call(&server, Method::POST, "/v1/chat/completions", &[("x-mock-chunks", "4")], &plain.to_string()).await;
+        assert_eq!(r.json()["choices"][0]["message"]["content"], text);
+    }
+
+    #[tokio::test]
+    async fn include_usage_adds_a_usage_chunk() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "mock-small", "stream": true, "max_completion_tokens": 3,
+            "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "a b c"}]});
+        let r = post(&server, "/v1/chat/completions", body).await;
+        let data = r.data();
+        assert_eq!(data.len(), 1 + 3 + 1 + 1 + 1, "{}", r.body);
+        let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+        let (last, earlier) = chunks.split_last().unwrap();
+        assert!(earlier.iter().all(|c| c["usage"].is_null() && c.get("usage").is_some()));
+        assert_eq!(earlier.last().unwrap()["choices"][0]["finish_reason"], "length");
+        assert_eq!(last["choices"], json!([]));
+        assert_eq!(last["usage"], json!({"prompt_tokens": 6, "completion_tokens": 3, "total_tokens": 9}));
+    }
+
+    #[tokio::test]
+    async fn legacy_completions_stream_and_not() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let v = post(&server, "/v1/completions", json!({"model": "m", "prompt": "Once upon a time", "max_tokens": 5}))
+            .await
+            .json();
+        assert_eq!(v["object"], "text_completion");
+        assert_eq!(v["choices"][0]["text"].as_str().unwrap().split_whitespace().count(), 5);
+        assert_eq!(v["usage"], json!({"prompt_tokens": 4, "completion_tokens": 5, "total_tokens": 9}));
+        let r = post(&server, "/v1/completions", json!({"model": "m", "prompt": ["x"], "stream": true})).await;
+        let data = r.data();
+        assert_eq!(data.len(), 16 + 1 + 1);
+        let first: Value = serde_json::from_str(data[0]).unwrap();
+        assert_eq!(first["object"], "text_completion");
+        assert!(first["choices"][0]["text"].as_str().unwrap().ends_with(' '));
+    }
+
+    #[tokio::test]
+    async fn first_chunk_is_not_held_back_by_the_pause() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]}).to_string();
+        let headers = [("x-mock-pause-after-first-ms", "1000"), ("x-mock-chunks", "3")];
+        let start = Instant::now();
+        let resp =
+            client().request(request(&server, Method::POST, "/v1/chat/completions", &headers, &body)).await.unwrap();
+        let mut body = resp.into_body();
+        let mut seen = String::new();
+        let mut first_content_at = None;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                seen.push_str(std::str::from_utf8(&data).unwrap());
+            }
+            if first_content_at.is_none() && seen.contains(r#""delta":{"content":""#) {
+                first_content_at = Some(start.elapsed());
+            }
+        }
+        assert!(first_content_at.unwrap() < Duration::from_millis(700), "{first_content_at:?}");
+        assert!(start.elapsed() >= Duration::from_millis(1000));
+        assert!(seen.ends_with("data: [DONE]\n\n"));
+    }
+
+    #[tokio::test]
+    async fn status_header_injects_an_openai_error() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        for status in ["429", "500", "503"] {
+            let r = call(&server, Method::POST, "/v1/chat/completions", &[("x-mock-status", status)], "{}").await;
+            assert_eq!(r.status.as_str(), status);
+            assert_eq!(
+                r.json(),
+                json!({"error": {"message": "mock error", "type": "server_error", "param": null, "code": null}})
+            );
+        }
+        let r = call(&server, Method::POST, "/v1/chat/completions", &[], "{not json").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+        let r = call(&server, Method::GET, "/nowhere", &[], "").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert!(r.json()["error"]["message"].is_string());
+    }
+
+    #[tokio::test]
+    async fn latency_header_delays_the_response() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let start = Instant::now();
+        let r = call(&server, Method::GET, "/v1/models", &[("x-mock-latency-ms", "300")], "").await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert!(start.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[tokio::test]
+    async fn echo_returns_what_it_received() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let headers = [("authorization", "Bearer sk-up"), ("x-multi", "a"), ("x-multi", "b")];
+        let r = call(&server, Method::PUT, "/echo/some/path?a=1&b=two", &headers, "raw body").await;
+        assert_eq!(r.status, StatusCode::OK);
+        let v = r.json();
+        assert_eq!(v["method"], "PUT");
+        assert_eq!(v["path"], "/echo/some/path");
+        assert_eq!(v["query"], "a=1&b=two");
+        assert_eq!(v["headers"]["authorization"], "Bearer sk-up");
+        assert_eq!(v["headers"]["x-multi"], "a, b");
+        assert_eq!(v["body"], "raw body");
+        let v = call(&server, Method::GET, "/echo", &[], "").await.json();
+        assert_eq!(v["query"], Value::Null);
+        assert_eq!(v["body"], "");
+    }
+
+    #[tokio::test]
+    async fn models_and_embeddings() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let v = call(&server, Method::GET, "/v1/models", &[], "").await.json();
+        assert_eq!(
+            v["data"][0],
+            json!({"id": "mock-small", "object": "model", "created": 1_700_000_000, "owned_by": "warden-mock"})
+        );
+        assert_eq!(call(&server, Method::GET, "/v1/models/mock-large", &[], "").await.json()["id"], "mock-large");
+        let r = call(&server, Method::GET, "/v1/models/gpt-9", &[], "").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.json()["error"]["code"], "model_not_found");
+
+        let floats =
+            post(&server, "/v1/embeddings", json!({"model": "e", "input": ["alpha beta", "gamma"]})).await.json();
+        assert_eq!(floats["usage"], json!({"prompt_tokens": 3, "total_tokens": 3}));
+        let vector: Vec<f32> =
+            floats["data"][0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+        assert_eq!(vector.len(), 8);
+        assert!((vector.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-4);
+        let b64 = post(
+            &server,
+            "/v1/embeddings",
+            json!({"model": "e", "input": ["alpha beta", "gamma"], "encoding_format": "base64"}),
+        )
+        .await
+        .json();
+        let raw: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+        assert_eq!(b64["data"][0]["embedding"], base64_encode(&raw));
+        assert_eq!(b64["data"][1]["index"], 1);
+    }
+
+    #[tokio::test]
+    async fn responses_api_plain_and_streamed() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "mock-small", "input": "Say hello."});
+        let v = post(&server, "/v1/responses", body.clone()).await.json();
+        assert_eq!(v["object"], "response");
+        assert_eq!(v["status"], "completed");
+        let text = v["output"][0]["content"][0]["text"].as_str().unwrap().to_owned();
+        assert_eq!(text.split_whitespace().count(), 16);
+        assert_eq!(v["usage"]["input_tokens"], 2);
+        assert_eq!(v["usage"]["output_tokens"], 16);
+
+        let mut streamed = body;
+        streamed["stream"] = json!(true);
+        let r = post(&server, "/v1/responses", streamed).await;
+        let events: Vec<Value> = r.data().iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            kinds[..4],
+            ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"]
+        );
+        assert_eq!(kinds.iter().filter(|k| **k == "response.output_text.delta").count(), 16);
+        assert_eq!(
+            kinds[kinds.len() - 4..],
+            [
+                "response.output_text.done",
+                "response.content_part.done",
+                "response.output_item.done",
+                "response.completed"
+            ]
+        );
+        assert!(events.iter().enumerate().all(|(i, e)| e["sequence_number"] == i));
+        assert!(r.body.split("\n\n").filter(|e| !e.is_empty()).all(|e| e.starts_with("event: ")));
+        let deltas: String = events.iter().filter_map(|e| e["delta"].as_str()).collect();
+        assert_eq!(deltas, text);
+        let done = events.last().unwrap();
+        assert_eq!(done["response"]["usage"]["output_tokens"], 16);
+        assert_eq!(done["response"]["output"][0]["content"][0]["text"], text);
+
+        let capped =
+            post(&server, "/v1/responses", json!({"model": "m", "input": "x", "max_output_tokens": 2})).await.json();
+        assert_eq!(capped["status"], "incomplete");
+        assert_eq!(capped["incomplete_details"]["reason"], "max_output_tokens");
+    }
+
+    #[tokio::test]
+    async fn serves_h2_and_stops_on_shutdown() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let h2: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+        let resp = h2.request(request(&server, Method::GET, "/v1/models", &[], "")).await.unwrap();
+        assert_eq!(resp.version(), http::Version::HTTP_2);
+        assert_eq!(resp.status(), StatusCode::OK);
+        let addr = server.addr;
+        server.shutdown();
+        let mut refused = false;
+        for _ in 0..50 {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(refused, "still accepting after shutdown");
     }
 }
