@@ -89,7 +89,7 @@ impl Accounts {
         let live = self.directory.account(&rec.id);
         AccountView {
             usage: live.as_ref().map(|a| a.usage.totals()).unwrap_or_default(),
-            risk_score: 0.0,
+            risk_score: live.as_ref().map(|a| a.risk_score()).unwrap_or(0.0),
             created_at: rfc3339_millis(rec.created_at),
             updated_at: rfc3339_millis(rec.updated_at),
             id: rec.id,

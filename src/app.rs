@@ -25,6 +25,8 @@ pub struct App {
     pub tokens: TokenCounter,
     /// The audit log: every request's record goes here, off the request path.
     pub audit: AuditSink,
+    /// The extraction detector, beside the request path.
+    pub detector: crate::detect::live::Detector,
     /// Rate limits and quotas, local or shared through Redis.
     pub limiter: Arc<Limiter>,
     /// One permit per request being handled; when none is left warden sheds load (503)
@@ -51,7 +53,11 @@ impl App {
         let limiter =
             Arc::new(Limiter { local: crate::limits::local::LocalLimits::new(Some(accounts.store().clone())), shared });
         spawn_limit_housekeeping(limiter.clone(), &config, metrics.limiter_accounts.clone());
+        let detector =
+            crate::detect::live::Detector::start(config.detection.clone(), accounts.clone(), metrics.detect.clone())
+                .await?;
         Ok(App {
+            detector,
             limiter,
             audit,
             upstream: Upstream::new(&config.upstream),
@@ -100,6 +106,8 @@ impl App {
                 "request finished"
             );
         }
+        let event = Arc::new(event);
+        self.detector.submit(&event);
         self.audit.submit(slot, event);
     }
 

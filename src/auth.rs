@@ -142,6 +142,10 @@ pub struct Account {
     /// Per-account overrides of the tier's limits.
     limits: RwLock<crate::config::Limits>,
     status: AtomicU8,
+    /// Set by the detector's `strip` action: soft-label parameters are removed.
+    strip_soft_labels: std::sync::atomic::AtomicBool,
+    /// The detector's latest score, in thousandths.
+    risk_milli: std::sync::atomic::AtomicU32,
     pub usage: UsageCounters,
 }
 
@@ -152,6 +156,8 @@ impl Account {
             tier: RwLock::new(Arc::from(tier)),
             limits: RwLock::new(Default::default()),
             status: AtomicU8::new(status.to_u8()),
+            strip_soft_labels: Default::default(),
+            risk_milli: Default::default(),
             usage: UsageCounters::default(),
         }
     }
@@ -160,6 +166,18 @@ impl Account {
     }
     pub fn set_status(&self, status: AccountStatus) {
         self.status.store(status.to_u8(), Ordering::Release);
+    }
+    pub fn strips_soft_labels(&self) -> bool {
+        self.strip_soft_labels.load(Ordering::Acquire)
+    }
+    pub fn set_strip_soft_labels(&self, on: bool) {
+        self.strip_soft_labels.store(on, Ordering::Release);
+    }
+    pub fn risk_score(&self) -> f64 {
+        self.risk_milli.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+    pub fn set_risk_score(&self, score: f64) {
+        self.risk_milli.store((score.clamp(0.0, 1.0) * 1000.0).round() as u32, Ordering::Relaxed);
     }
     pub fn tier(&self) -> Arc<str> {
         self.tier.read().expect("tier lock poisoned").clone()

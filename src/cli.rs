@@ -21,6 +21,12 @@ pub enum KeysCommand {
     Revoke { key_id: String },
 }
 
+pub enum AlertsCommand {
+    List { status: Option<String>, account: Option<String>, limit: Option<u32> },
+    Show { id: String },
+    Resolve { id: String, verdict: String, note: Option<String> },
+}
+
 fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -92,6 +98,53 @@ pub async fn keys(admin: &AdminClient, cmd: KeysCommand) -> anyhow::Result<()> {
             let path = format!("/admin/v1/keys/{}", path_segment(&key_id));
             admin.expect(Method::DELETE, &path, None).await?;
             println!("revoked {key_id}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn alerts(admin: &AdminClient, cmd: AlertsCommand) -> anyhow::Result<()> {
+    match cmd {
+        AlertsCommand::List { status, account, limit } => {
+            let mut query = vec![format!("status={}", path_segment(status.as_deref().unwrap_or("open")))];
+            if let Some(a) = account {
+                query.push(format!("account={}", path_segment(&a)));
+            }
+            if let Some(l) = limit {
+                query.push(format!("limit={l}"));
+            }
+            let v = admin.expect(Method::GET, &format!("/admin/v1/alerts?{}", query.join("&")), None).await?;
+            println!(
+                "{:<22} {:<20} {:<8} {:>5} {:<9} {:<8} {:<24} ACCOUNTS",
+                "ID", "KIND", "SEVERITY", "SCORE", "ACTION", "STATUS", "CREATED"
+            );
+            for a in v["alerts"].as_array().into_iter().flatten() {
+                let members: Vec<&str> =
+                    a["account_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+                let shown = if members.len() > 3 {
+                    format!("{} (+{} more)", members[..3].join(","), members.len() - 3)
+                } else {
+                    members.join(",")
+                };
+                println!(
+                    "{:<22} {:<20} {:<8} {:>5.2} {:<9} {:<8} {:<24} {}",
+                    a["id"].as_str().unwrap_or(""),
+                    a["kind"].as_str().unwrap_or(""),
+                    a["severity"].as_str().unwrap_or(""),
+                    a["score"].as_f64().unwrap_or(0.0),
+                    a["action"].as_str().unwrap_or(""),
+                    a["status"].as_str().unwrap_or(""),
+                    a["created_at"].as_str().unwrap_or(""),
+                    shown
+                );
+            }
+        }
+        AlertsCommand::Show { id } => {
+            print(&admin.expect(Method::GET, &format!("/admin/v1/alerts/{}", path_segment(&id)), None).await?);
+        }
+        AlertsCommand::Resolve { id, verdict, note } => {
+            let path = format!("/admin/v1/alerts/{}/resolve", path_segment(&id));
+            print(&admin.expect(Method::POST, &path, Some(json!({"verdict": verdict, "note": note}))).await?);
         }
     }
     Ok(())

@@ -210,6 +210,7 @@ pub struct RawConfig {
     pub logging: RawLogging,
     pub redis: Option<RawRedis>,
     pub audit: Option<RawAudit>,
+    pub detection: crate::detect::config::RawDetection,
     pub limits: RawLimits,
     pub tiers: Vec<RawTier>,
 }
@@ -234,6 +235,7 @@ impl RawConfig {
                 "logging" => raw.logging = section(&key, value, problems),
                 "redis" => raw.redis = Some(section(&key, value, problems)),
                 "audit" => raw.audit = Some(section(&key, value, problems)),
+                "detection" => raw.detection = section(&key, value, problems),
                 "limits" => raw.limits = section(&key, value, problems),
                 "tiers" => match value {
                     toml::Value::Array(items) => {
@@ -251,7 +253,7 @@ impl RawConfig {
 }
 
 /// Deserializes one section, reporting every unknown key and the first type error.
-fn section<T: DeserializeOwned + Default>(name: &str, value: toml::Value, problems: &mut Vec<String>) -> T {
+pub(crate) fn section<T: DeserializeOwned + Default>(name: &str, value: toml::Value, problems: &mut Vec<String>) -> T {
     let mut unknown = Vec::new();
     let result = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
     for key in unknown {
@@ -279,6 +281,7 @@ pub struct Config {
     pub logging: LoggingConfig,
     pub redis: Option<crate::limits::shared::SharedConfig>,
     pub audit: AuditConfig,
+    pub detection: crate::detect::config::DetectConfig,
     pub limits: LimitsConfig,
     pub tiers: Vec<Tier>,
 }
@@ -757,7 +760,8 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
         });
     }
 
-    Some(Config { server, upstream, admin, storage, logging, redis, audit, limits, tiers })
+    let detection = crate::detect::config::validate(raw.detection, problems);
+    Some(Config { server, upstream, admin, storage, logging, redis, audit, detection, limits, tiers })
 }
 
 #[cfg(test)]

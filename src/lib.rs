@@ -29,6 +29,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod demo;
+pub mod detect;
 pub mod error;
 pub mod events;
 pub mod limits;

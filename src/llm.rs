@@ -162,7 +162,7 @@ pub fn prompt_text_of(body: &Map<String, Value>) -> String {
 
 /// Appends every string that is prompt content: plain strings, `content`/`text` fields of
 /// message objects and content parts. Keys such as `role` or `type` are not content.
-fn collect_text(v: &Value, out: &mut String) {
+pub(crate) fn collect_text(v: &Value, out: &mut String) {
     match v {
         Value::String(s) => {
             if !out.is_empty() {

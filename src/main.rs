@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use warden::cli::{AccountsCommand, KeysCommand};
+use warden::cli::{AccountsCommand, AlertsCommand, KeysCommand};
 use warden::client::AdminClient;
 use warden::config::Config;
 
@@ -58,6 +58,48 @@ enum Command {
         admin: AdminArgs,
         #[command(subcommand)]
         command: KeysCmd,
+    },
+    /// Work the detector's alert queue through the admin API.
+    Alerts {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[command(subcommand)]
+        command: AlertsCmd,
+    },
+    /// Run the detector over audit JSONL files (in the order given), on the records' own
+    /// timestamps; print each alert created or changed as a JSON line on stdout.
+    Backtest {
+        /// Only the `[detection]` section is used (other sections need not be valid here).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertsCmd {
+    /// List alerts (open by default).
+    List {
+        /// open, resolved or all.
+        #[arg(long)]
+        status: Option<String>,
+        /// Only alerts naming this account.
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        limit: Option<u32>,
+    },
+    /// Show one alert: evidence, sample requests, member accounts, actions taken.
+    Show { id: String },
+    /// Close an alert as `confirmed` or `false_positive` (restores the accounts and
+    /// suppresses the same alert for a while).
+    Resolve {
+        id: String,
+        #[arg(long, value_parser = ["confirmed", "false_positive"])]
+        verdict: String,
+        #[arg(long)]
+        note: Option<String>,
     },
 }
 
@@ -154,6 +196,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             warden::cli::accounts(&client, cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Alerts { admin, command } => {
+            let client = admin_client(&admin)?;
+            let cmd = match command {
+                AlertsCmd::List { status, account, limit } => AlertsCommand::List { status, account, limit },
+                AlertsCmd::Show { id } => AlertsCommand::Show { id },
+                AlertsCmd::Resolve { id, verdict, note } => AlertsCommand::Resolve { id, verdict, note },
+            };
+            warden::cli::alerts(&client, cmd).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Backtest { config, files } => backtest(config.as_deref(), &files),
         Command::Keys { admin, command } => {
             let client = admin_client(&admin)?;
             let cmd = match command {
@@ -187,6 +240,34 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Resolves on SIGTERM or SIGINT.
+fn backtest(config: Option<&std::path::Path>, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let cfg = match config {
+        Some(path) => match warden::detect::config::load_section(path) {
+            Ok(c) => c,
+            Err(problems) => {
+                eprintln!("{}: invalid [detection] section:\n{problems}", path.display());
+                return Ok(ExitCode::from(1));
+            }
+        },
+        None => warden::detect::config::DetectConfig::default(),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let s = warden::detect::backtest::run(cfg, files, &mut out)?;
+    let secs = s.elapsed.as_secs_f64().max(1e-9);
+    eprintln!(
+        "backtest: {} records ({} skipped) in {:.2}s = {:.0} records/s; {} alerts, {} updates, {} accounts flagged",
+        s.records,
+        s.skipped,
+        secs,
+        s.records as f64 / secs,
+        s.alerts_created,
+        s.alert_updates,
+        s.accounts_flagged
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

@@ -128,6 +128,27 @@ pub fn apply(policy: &ParamPolicy, req: &mut LlmRequest) -> Result<Applied, Prox
     Ok(applied)
 }
 
+/// Removes every soft-label parameter (`logprobs`, `top_logprobs`, `logit_bias`) and caps
+/// `n`/`best_of` at 1: the detector's `strip` action for an account under suspicion.
+pub fn strip_soft_labels(req: &mut LlmRequest) -> Vec<&'static str> {
+    let mut stripped = Vec::new();
+    for key in ["logprobs", "top_logprobs", "logit_bias"] {
+        if req.body.remove(key).is_some() {
+            stripped.push(key);
+        }
+    }
+    for key in ["n", "best_of"] {
+        if req.body.get(key).and_then(Value::as_u64).is_some_and(|n| n > 1) {
+            req.body.insert(key.to_string(), Value::from(1));
+            stripped.push(key);
+        }
+    }
+    if req.n.is_some_and(|n| n > 1) {
+        req.n = Some(1);
+    }
+    stripped
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,7 +74,10 @@ async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<F
     // 6. Policy: the tier's model allow-list and parameter rules (strip, or refuse with 400).
     let tier = app.tier_of(&principal.account);
     if let Some(llm) = llm.as_mut() {
-        let applied = policy::apply(&tier.policy, llm)?;
+        let mut applied = policy::apply(&tier.policy, llm)?;
+        if principal.account.strips_soft_labels() {
+            applied.stripped.extend(policy::strip_soft_labels(llm));
+        }
         llm.modified = !applied.stripped.is_empty();
         ex.stripped = applied.stripped;
     }

@@ -88,6 +88,19 @@ const SCHEMA: &[&str] = &[
         target_id TEXT NOT NULL,
         reason TEXT)",
     "CREATE INDEX IF NOT EXISTS reviewer_actions_target ON reviewer_actions(target_kind, target_id)",
+    "CREATE TABLE IF NOT EXISTS alerts (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        updated_ms BIGINT NOT NULL,
+        body TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS alerts_status ON alerts(status, created_ms)",
+    "CREATE TABLE IF NOT EXISTS alert_members (
+        alert_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        PRIMARY KEY (alert_id, account_id))",
+    "CREATE INDEX IF NOT EXISTS alert_members_account ON alert_members(account_id)",
     "CREATE TABLE IF NOT EXISTS quota_usage (
         account_id TEXT NOT NULL,
         window_id TEXT NOT NULL,
@@ -364,6 +377,75 @@ impl Store {
             .collect()
     }
 
+    /// Inserts or replaces an alert (its JSON body, status and members).
+    pub async fn put_alert(&self, alert: &crate::detect::Alert) -> Result<(), StoreError> {
+        let body = serde_json::to_string(alert).expect("alerts serialize");
+        let created = crate::detect::backtest::parse_ts(&alert.created_at).unwrap_or_else(now_millis);
+        let updated = crate::detect::backtest::parse_ts(&alert.updated_at).unwrap_or_else(now_millis);
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM alerts WHERE id = $1").bind(&alert.id).execute(&mut *tx).await?;
+        sqlx::query(
+            "INSERT INTO alerts (id, status, kind, created_ms, updated_ms, body) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&alert.id)
+        .bind(&alert.status)
+        .bind(&alert.kind)
+        .bind(created)
+        .bind(updated)
+        .bind(&body)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM alert_members WHERE alert_id = $1").bind(&alert.id).execute(&mut *tx).await?;
+        for m in &alert.account_ids {
+            sqlx::query("INSERT INTO alert_members (alert_id, account_id) VALUES ($1, $2)")
+                .bind(&alert.id)
+                .bind(m)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn alert(&self, id: &str) -> Result<Option<crate::detect::Alert>, StoreError> {
+        let row = sqlx::query("SELECT body FROM alerts WHERE id = $1").bind(id).fetch_optional(&self.pool).await?;
+        row.map(|r| alert_from_row(&r)).transpose()
+    }
+
+    /// Alerts, newest first, filtered by status and/or member account.
+    pub async fn alerts(
+        &self,
+        status: Option<&str>,
+        account: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<crate::detect::Alert>, StoreError> {
+        let rows = match account {
+            Some(account) => {
+                sqlx::query(
+                    "SELECT a.body FROM alerts a JOIN alert_members m ON m.alert_id = a.id
+                     WHERE m.account_id = $1 AND ($2 = '' OR a.status = $2)
+                     ORDER BY a.created_ms DESC, a.id DESC LIMIT $3",
+                )
+                .bind(account)
+                .bind(status.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT body FROM alerts WHERE ($1 = '' OR status = $1)
+                     ORDER BY created_ms DESC, id DESC LIMIT $2",
+                )
+                .bind(status.unwrap_or(""))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter().map(alert_from_row).collect()
+    }
+
     /// Tokens an account used in a quota window (`2026-11-28`, `2026-11`), 0 if none.
     pub async fn quota_used(&self, account_id: &str, window_id: &str) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT tokens FROM quota_usage WHERE account_id = $1 AND window_id = $2")
@@ -439,6 +521,11 @@ fn key_from_row(r: &AnyRow) -> Result<KeyRecord, StoreError> {
         created_at: r.try_get("created_at")?,
         revoked_at: r.try_get("revoked_at")?,
     })
+}
+
+fn alert_from_row(r: &sqlx::any::AnyRow) -> Result<crate::detect::Alert, StoreError> {
+    let body: String = r.try_get("body")?;
+    serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("alert body: {e}")))
 }
 
 #[cfg(test)]

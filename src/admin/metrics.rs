@@ -45,6 +45,7 @@ pub struct Metrics {
     pub redis: crate::limits::shared::SharedMetrics,
     pub rate_limited: Family<KindLabel, Counter>,
     pub limiter_accounts: Gauge,
+    pub detect: crate::detect::live::DetectMetrics,
 }
 
 impl Default for Metrics {
@@ -118,7 +119,27 @@ impl Metrics {
         );
         let limiter_accounts = Gauge::default();
         registry.register("limiter_accounts", "Accounts with limit state in memory", limiter_accounts.clone());
+        let detect = crate::detect::live::DetectMetrics::default();
+        registry.register("detector_events", "Requests examined by the detector", detect.events.clone());
+        registry.register(
+            "detector_skipped",
+            "Requests not examined because the detector's queue was full (still audited)",
+            detect.skipped.clone(),
+        );
+        registry.register("detector_alerts", "Alerts raised, by kind", detect.alerts.clone());
+        registry.register("detector_actions", "Actions applied to accounts, by kind", detect.actions.clone());
+        registry.register(
+            "detector_accounts",
+            "Accounts with detector state in memory",
+            detect.tracked_accounts.clone(),
+        );
+        registry.register(
+            "detector_state_bytes",
+            "Memory held by per-account detector state",
+            detect.state_bytes.clone(),
+        );
         Metrics {
+            detect,
             redis,
             rate_limited,
             limiter_accounts,

@@ -203,6 +203,13 @@ struct Reason {
     reason: Option<String>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResolveBody {
+    verdict: String,
+    note: Option<String>,
+}
+
 async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.split('/').skip(3).collect(); // after /admin/v1
@@ -261,6 +268,72 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
             let body: Reason = json_body(req).await?;
             Ok(json_response(StatusCode::OK, &accounts.set_status(id, status, body.reason.as_deref(), actor).await?))
         }
+        (Method::GET, ["alerts"]) => {
+            let query = query_pairs(req.uri().query().unwrap_or(""));
+            let status = match query.get("status").map(String::as_str) {
+                None | Some("") | Some("all") => None,
+                Some(s @ ("open" | "resolved")) => Some(s),
+                Some(other) => {
+                    return Err(AdminError::BadRequest(format!(
+                        "`status` must be open, resolved or all, not `{other}`"
+                    )))
+                }
+            };
+            let limit = match query.get("limit") {
+                Some(l) => l.parse::<i64>().map_err(|_| AdminError::BadRequest("`limit` must be a number".into()))?,
+                None => 100,
+            }
+            .clamp(1, 1000);
+            let alerts = app
+                .detector
+                .alerts(status, query.get("account").map(String::as_str), limit)
+                .await
+                .map_err(|e| AdminError::Internal(e.to_string()))?;
+            Ok(json_response(StatusCode::OK, &json!({"alerts": alerts})))
+        }
+        (Method::GET, ["alerts", id]) => {
+            let alert = app
+                .detector
+                .alert(id)
+                .await
+                .map_err(|e| AdminError::Internal(e.to_string()))?
+                .ok_or_else(|| AdminError::NotFound(format!("alert `{id}`")))?;
+            // What a reviewer needs beside the evidence: each member's current state and
+            // what has been done about the alert.
+            let mut members = Vec::new();
+            for m in alert.account_ids.iter().take(200) {
+                if let Ok(a) = accounts.get(m).await {
+                    members.push(json!({"id": a.id, "tier": a.tier, "status": a.status,
+                        "status_reason": a.status_reason, "risk_score": a.risk_score, "usage": a.usage}));
+                }
+            }
+            let history = app
+                .accounts
+                .store()
+                .actions_on("alert", id, 50)
+                .await
+                .map_err(|e| AdminError::Internal(e.to_string()))?;
+            let mut v = serde_json::to_value(&alert).expect("alert serializes");
+            v["accounts"] = json!(members);
+            v["actions"] = serde_json::to_value(history).expect("actions serialize");
+            Ok(json_response(StatusCode::OK, &v))
+        }
+        (Method::POST, ["alerts", id, "resolve"]) => {
+            let body: ResolveBody = json_body(req).await?;
+            let resolution = crate::detect::live::Resolution { verdict: body.verdict, note: body.note };
+            match app.detector.resolve(id, resolution, actor).await {
+                Ok(alert) => Ok(json_response(StatusCode::OK, &alert)),
+                Err(crate::detect::live::ResolveError::NotFound(_)) => {
+                    Err(AdminError::NotFound(format!("alert `{id}`")))
+                }
+                Err(crate::detect::live::ResolveError::Account(e)) => Err(e.into()),
+                Err(e @ crate::detect::live::ResolveError::AlreadyResolved(_)) => {
+                    Err(AdminError::Conflict(e.to_string()))
+                }
+                Err(e) => Err(AdminError::BadRequest(e.to_string())),
+            }
+        }
+        (_, ["alerts"] | ["alerts", _] | ["alerts", _, "resolve"]) => Err(AdminError::MethodNotAllowed),
         (Method::DELETE, ["keys", key_id]) => {
             accounts.revoke_key(key_id, actor).await?;
             Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).expect("valid response"))

@@ -39,7 +39,7 @@ use crate::config::{AuditConfig, AuditOverflow, CaptureMode};
 use crate::error::ProxyError;
 
 /// A reserved place in the audit queue for one request's record.
-pub struct AuditSlot(OwnedPermit<RequestEvent>);
+pub struct AuditSlot(OwnedPermit<Arc<RequestEvent>>);
 
 /// Counters the audit log exposes (registered by [`crate::admin::metrics::Metrics`]).
 #[derive(Clone, Default)]
@@ -53,7 +53,7 @@ pub struct AuditMetrics {
 
 /// The request path's handle on the audit log.
 pub struct AuditSink {
-    tx: mpsc::Sender<RequestEvent>,
+    tx: mpsc::Sender<Arc<RequestEvent>>,
     overflow: AuditOverflow,
     metrics: AuditMetrics,
     close: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
@@ -150,7 +150,7 @@ impl AuditSink {
     }
 
     /// Hands a finished request's record to the writer. Never blocks.
-    pub fn submit(&self, slot: Option<AuditSlot>, event: RequestEvent) {
+    pub fn submit(&self, slot: Option<AuditSlot>, event: Arc<RequestEvent>) {
         match slot {
             Some(AuditSlot(permit)) => {
                 permit.send(event);
@@ -251,9 +251,9 @@ struct AuditRecord<'a> {
     reason: Option<&'a str>,
     ending: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    request_body: Option<Value>,
+    request_body: Option<std::borrow::Cow<'a, serde_json::Map<String, Value>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    completion_text: Option<String>,
+    completion_text: Option<std::borrow::Cow<'a, str>>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     completion_truncated: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -302,7 +302,8 @@ fn redact_value(v: &mut Value, patterns: &[regex::Regex]) {
 }
 
 /// Builds the JSON line of an event under the configured capture mode and redaction.
-pub fn render(event: RequestEvent, capture: CaptureMode, redact: &[regex::Regex]) -> Vec<u8> {
+pub fn render(event: &RequestEvent, capture: CaptureMode, redact: &[regex::Regex]) -> Vec<u8> {
+    use std::borrow::Cow;
     let (request_body, completion_text, prompt_hash, completion_hash) = match capture {
         CaptureMode::None => (None, None, None, None),
         CaptureMode::Hash => {
@@ -311,14 +312,24 @@ pub fn render(event: RequestEvent, capture: CaptureMode, redact: &[regex::Regex]
             (None, None, prompt, completion)
         }
         CaptureMode::Full => {
-            let body = event.request_body.map(|b| {
-                let mut v = Value::Object(b);
-                if !redact.is_empty() {
-                    redact_value(&mut v, redact);
+            // The event is shared with the detector: borrow it, copy only what redaction
+            // rewrites.
+            let body = event.request_body.as_ref().map(|b| {
+                if redact.is_empty() {
+                    Cow::Borrowed(b)
+                } else {
+                    let mut b = b.clone();
+                    b.values_mut().for_each(|v| redact_value(v, redact));
+                    Cow::Owned(b)
                 }
-                v
             });
-            let text = event.completion_text.map(|t| if redact.is_empty() { t } else { redact_text(&t, redact) });
+            let text = event.completion_text.as_deref().map(|t| {
+                if redact.is_empty() {
+                    Cow::Borrowed(t)
+                } else {
+                    Cow::Owned(redact_text(t, redact))
+                }
+            });
             (body, text, None, None)
         }
     };
@@ -406,7 +417,7 @@ impl Writer {
         Ok(w)
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<RequestEvent>, mut close: tokio::sync::oneshot::Receiver<()>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Arc<RequestEvent>>, mut close: tokio::sync::oneshot::Receiver<()>) {
         let mut tick = tokio::time::interval(self.config.flush_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
@@ -443,12 +454,12 @@ impl Writer {
         self.index.close().await;
     }
 
-    async fn write_batch(&mut self, batch: &mut Vec<RequestEvent>) {
+    async fn write_batch(&mut self, batch: &mut Vec<Arc<RequestEvent>>) {
         let mut placed = Vec::with_capacity(batch.len());
         for event in batch.drain(..) {
             let account_id = event.account_id.clone();
             let ts_ms = event.ts_ms;
-            let line = render(event, self.config.capture, &self.config.redact);
+            let line = render(&event, self.config.capture, &self.config.redact);
             // A failing disk is retried (the queue, and in reject mode admission, hold
             // the line) rather than losing the record.
             let mut attempt = 0u32;
@@ -645,7 +656,7 @@ mod tests {
     #[test]
     fn full_capture_keeps_text_and_applies_redaction() {
         let re = vec![regex::Regex::new(r"\d{4}-\d{4}-\d{4}-\d{4}").unwrap()];
-        let v = parse(&render(event(), CaptureMode::Full, &re));
+        let v = parse(&render(&event(), CaptureMode::Full, &re));
         assert_eq!(v["ts"], "2026-11-18T11:06:40.123Z");
         assert_eq!(v["account_id"], "acme");
         assert_eq!(v["usage"]["completion_tokens"], 4);
@@ -657,13 +668,13 @@ mod tests {
 
     #[test]
     fn hash_capture_keeps_stable_hashes_only() {
-        let a = parse(&render(event(), CaptureMode::Hash, &[]));
-        let b = parse(&render(event(), CaptureMode::Hash, &[]));
+        let a = parse(&render(&event(), CaptureMode::Hash, &[]));
+        let b = parse(&render(&event(), CaptureMode::Hash, &[]));
         assert!(a.get("request_body").is_none() && a.get("completion_text").is_none());
         assert_eq!(a["prompt_hash"], b["prompt_hash"]);
         assert_eq!(a["prompt_hash"].as_str().unwrap().len(), 32);
         assert!(!a.to_string().contains("4111"));
-        let none = parse(&render(event(), CaptureMode::None, &[]));
+        let none = parse(&render(&event(), CaptureMode::None, &[]));
         assert!(none.get("prompt_hash").is_none() && none.get("request_body").is_none());
     }
 

@@ -1,0 +1,368 @@
+//! Per-account state: fixed-size sketches updated by each event, and the signals read off
+//! them. Counters are halved every `HALF_LIFE` requests so shares follow recent behaviour
+//! (an account that turns to harvesting after months of normal use is seen quickly).
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+use super::config::{DetectConfig, SignalGroup, SignalName};
+use super::features::RequestFeatures;
+use super::sketch::{fnv1a, BucketRing, Hll, MinuteSet, Novelty, RecentRing, SpaceSaving, Welford};
+use super::Observation;
+
+/// Requests between halvings of the share counters.
+const HALF_LIFE: u32 = 512;
+/// Gaps longer than this are pauses between sessions, not cadence.
+const MAX_GAP_MS: i64 = 3_600_000;
+/// Evidence samples kept per account.
+const SAMPLES: usize = 3;
+
+/// One request shown to a reviewer as an example.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    pub ts_ms: i64,
+    pub request_id: String,
+    pub excerpt: String,
+    /// Why this request is an example: the reasoning pattern, `soft_labels`, `template`.
+    pub marks: Vec<&'static str>,
+}
+
+/// The /24 (IPv4) or /48 (IPv6) network of an address, hashed.
+pub fn subnet_of(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            fnv1a(&[4, o[0], o[1], o[2]]).max(1)
+        }
+        IpAddr::V6(v6) => {
+            let mut b = [6u8; 7];
+            b[1..].copy_from_slice(&v6.octets()[..6]);
+            fnv1a(&b).max(1)
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct AccountState {
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// Requests seen (never halved).
+    pub total: u64,
+    pub prompt_tokens_total: u64,
+    pub completion_tokens_total: u64,
+    /// Share counters (halved every HALF_LIFE requests).
+    n: u32,
+    text_n: u32,
+    single_turn: u32,
+    reasoning: u32,
+    soft: u32,
+    repeat: u32,
+    near_dup: u32,
+    fixed_system: u32,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    pub templates: SpaceSaving<12>,
+    systems: SpaceSaving<4>,
+    recent: RecentRing<32>,
+    distinct: Hll,
+    /// ln(inter-arrival gap in seconds).
+    gaps: Welford,
+    per_minute: BucketRing<60>,
+    per_hour: BucketRing<24>,
+    pub active_minutes: MinuteSet,
+    pub subnets: [u64; 4],
+    pub user_agents: [u64; 2],
+    pub reasoning_label: Option<&'static str>,
+    samples: VecDeque<Sample>,
+    /// The account's last score (for `risk_score`).
+    pub score: f32,
+}
+
+/// A signal as evaluated for one account, with what it takes to fire.
+#[derive(Debug, Clone, Serialize)]
+pub struct Signal {
+    pub name: &'static str,
+    pub group: SignalGroup,
+    pub value: f64,
+    /// Where the signal starts to count, and where it counts in full.
+    pub threshold: f64,
+    pub full_at: f64,
+    pub weight: f64,
+    /// weight × strength: what it adds to (or, for benign signals, removes from) the score.
+    pub contribution: f64,
+    pub fired: bool,
+}
+
+/// An account's score and the signals behind it.
+#[derive(Debug, Clone)]
+pub struct Assessment {
+    pub score: f64,
+    pub signals: Vec<Signal>,
+    /// At least one intent signal and one automation signal fired (an alert needs both).
+    pub corroborated: bool,
+}
+
+impl AccountState {
+    /// Folds one request into the state.
+    pub fn observe(&mut self, obs: &Observation<'_>) {
+        let f: &RequestFeatures = &obs.features;
+        if self.total == 0 {
+            self.first_ms = obs.ts_ms;
+        } else {
+            let gap = obs.ts_ms - self.last_ms;
+            if gap > 0 && gap <= MAX_GAP_MS {
+                self.gaps.push(((gap as f64) / 1000.0).max(0.05).ln());
+            } else if gap == 0 {
+                self.gaps.push((0.05f64).ln());
+            }
+        }
+        self.last_ms = self.last_ms.max(obs.ts_ms);
+        self.total += 1;
+        self.n += 1;
+        let minute = (obs.ts_ms.max(0) / 60_000) as u32;
+        self.per_minute.add(minute);
+        self.per_hour.add(minute / 60);
+        self.active_minutes.add(minute);
+        if let Some(ip) = obs.client_ip {
+            push_recent(&mut self.subnets, subnet_of(ip));
+        }
+        if let Some(ua) = obs.user_agent {
+            push_recent(&mut self.user_agents, fnv1a(ua.as_bytes()).max(1));
+        }
+        self.prompt_tokens += obs.prompt_tokens;
+        self.completion_tokens += obs.completion_tokens;
+        self.prompt_tokens_total += obs.prompt_tokens;
+        self.completion_tokens_total += obs.completion_tokens;
+        if f.soft_labels() {
+            self.soft += 1;
+        }
+        if f.has_text {
+            self.text_n += 1;
+            if f.single_turn {
+                self.single_turn += 1;
+            }
+            let mut marks = Vec::new();
+            if let Some(label) = f.reasoning {
+                self.reasoning += 1;
+                self.reasoning_label = Some(label);
+                marks.push(label);
+            }
+            if f.soft_labels() {
+                marks.push("soft_labels");
+            }
+            match self.recent.push(f.prompt_hash, f.simhash) {
+                Novelty::Repeat => self.repeat += 1,
+                Novelty::NearDuplicate => self.near_dup += 1,
+                Novelty::New => {}
+            }
+            self.distinct.insert(f.prompt_hash);
+            for k in f.template_keys {
+                self.templates.insert(k);
+            }
+            if let Some((top, c)) = self.templates.top() {
+                if f.template_keys.contains(&top) && c >= 3 {
+                    marks.push("template");
+                }
+            }
+            if f.system_hash != 0 && f.system_chars >= 80 {
+                self.systems.insert(f.system_hash);
+                if self.systems.top().is_some_and(|(k, _)| k == f.system_hash) {
+                    self.fixed_system += 1;
+                }
+            }
+            // Keep the most telling recent requests as examples.
+            if !marks.is_empty() || self.samples.len() < SAMPLES {
+                if self.samples.len() == SAMPLES {
+                    let drop = self.samples.iter().position(|s| s.marks.is_empty()).unwrap_or(0);
+                    self.samples.remove(drop);
+                }
+                self.samples.push_back(Sample {
+                    ts_ms: obs.ts_ms,
+                    request_id: obs.request_id.chars().take(64).collect(),
+                    excerpt: f.excerpt.clone(),
+                    marks,
+                });
+            }
+        }
+        if self.n >= HALF_LIFE {
+            self.halve();
+        }
+    }
+
+    fn halve(&mut self) {
+        for c in [
+            &mut self.n,
+            &mut self.text_n,
+            &mut self.single_turn,
+            &mut self.reasoning,
+            &mut self.soft,
+            &mut self.repeat,
+            &mut self.near_dup,
+            &mut self.fixed_system,
+        ] {
+            *c /= 2;
+        }
+        self.prompt_tokens /= 2;
+        self.completion_tokens /= 2;
+        self.templates.halve();
+        self.systems.halve();
+        self.gaps.halve();
+    }
+
+    fn share(&self, c: u32, of: u32) -> f64 {
+        if of == 0 {
+            0.0
+        } else {
+            c as f64 / of as f64
+        }
+    }
+
+    /// Distinct prompts seen (HyperLogLog estimate).
+    pub fn distinct_prompts(&self) -> f64 {
+        self.distinct.estimate()
+    }
+
+    pub fn top_template(&self) -> Option<(u64, f64)> {
+        self.templates.top().map(|(k, c)| (k, self.share(c, self.text_n).min(1.0)))
+    }
+
+    pub fn reasoning_share(&self) -> f64 {
+        self.share(self.reasoning, self.text_n)
+    }
+    pub fn single_turn_share(&self) -> f64 {
+        self.share(self.single_turn, self.text_n)
+    }
+    pub fn output_ratio(&self) -> f64 {
+        self.completion_tokens as f64 / self.prompt_tokens.max(1) as f64
+    }
+
+    /// The signal values (raw, before thresholds), by name.
+    pub fn value(&self, name: SignalName, now_ms: i64) -> Option<f64> {
+        let minute = (now_ms.max(0) / 60_000) as u32;
+        let novel = 1.0 - self.share(self.repeat, self.text_n);
+        Some(match name {
+            SignalName::ReasoningElicitation => {
+                if self.text_n == 0 {
+                    return None;
+                }
+                self.reasoning_share()
+            }
+            SignalName::SoftLabels => self.share(self.soft, self.n) * novel,
+            SignalName::TemplateReuse => {
+                if self.text_n == 0 {
+                    return None;
+                }
+                self.top_template().map(|(_, s)| s).unwrap_or(0.0) * novel
+            }
+            SignalName::Breadth => {
+                if self.text_n == 0 {
+                    return None;
+                }
+                let fresh = 1.0 - self.share(self.repeat + self.near_dup, self.text_n);
+                self.single_turn_share() * fresh * (1.0 - self.share(self.fixed_system, self.text_n))
+            }
+            SignalName::LongOutputs => {
+                if self.completion_tokens == 0 {
+                    return None;
+                }
+                self.output_ratio()
+            }
+            SignalName::Volume => self.per_minute.sum(minute) as f64,
+            SignalName::RegularCadence => {
+                if self.gaps.n < 10.0 {
+                    return None;
+                }
+                self.gaps.sd()
+            }
+            SignalName::AroundTheClock => self.per_hour.active(minute / 60) as f64,
+            SignalName::Conversation => {
+                if self.text_n == 0 {
+                    return None;
+                }
+                1.0 - self.single_turn_share()
+            }
+            SignalName::LowOutputs => {
+                if self.completion_tokens == 0 && self.prompt_tokens == 0 {
+                    return None;
+                }
+                self.output_ratio()
+            }
+            SignalName::Reruns => {
+                if self.text_n == 0 {
+                    return None;
+                }
+                self.share(self.repeat, self.text_n)
+            }
+        })
+    }
+
+    /// Scores the account at event time `now_ms`.
+    pub fn assess(&self, cfg: &DetectConfig, now_ms: i64) -> Assessment {
+        let mut signals = Vec::with_capacity(SignalName::ALL.len());
+        let mut score = 0.0;
+        let (mut intent, mut automation) = (false, false);
+        for &name in SignalName::ALL {
+            let p = cfg.signal(name);
+            if p.weight == 0.0 {
+                continue;
+            }
+            let Some(value) = self.value(name, now_ms) else { continue };
+            let strength = p.strength(value);
+            let contribution = p.weight * strength;
+            score += contribution;
+            let fired = strength >= 0.5;
+            match name.group() {
+                SignalGroup::Intent if fired => intent = true,
+                SignalGroup::Automation if fired => automation = true,
+                _ => {}
+            }
+            signals.push(Signal {
+                name: name.as_str(),
+                group: name.group(),
+                value: round3(value),
+                threshold: p.threshold,
+                full_at: p.full_at,
+                weight: p.weight,
+                contribution: round3(contribution),
+                fired: strength > 0.0,
+            });
+        }
+        Assessment { score: score.clamp(0.0, 1.0), signals, corroborated: intent && automation }
+    }
+
+    pub fn samples(&self) -> Vec<Sample> {
+        self.samples.iter().cloned().collect()
+    }
+
+    /// Requests counted since the last halving (the weight behind the shares).
+    pub fn weight(&self) -> u32 {
+        self.n
+    }
+
+    /// Bytes this state occupies, heap included.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.active_minutes.heap_bytes()
+            + self.samples.capacity() * std::mem::size_of::<Sample>()
+            + self
+                .samples
+                .iter()
+                .map(|s| s.excerpt.capacity() + s.request_id.capacity() + s.marks.capacity() * 16)
+                .sum::<usize>()
+    }
+}
+
+fn push_recent<const N: usize>(slots: &mut [u64; N], v: u64) {
+    if let Some(i) = slots.iter().position(|&s| s == v) {
+        slots[..=i].rotate_right(1);
+    } else {
+        slots.rotate_right(1);
+        slots[0] = v;
+    }
+}
+
+pub fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
+}

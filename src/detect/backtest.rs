@@ -1,0 +1,129 @@
+//! `warden backtest`: the live detector's engine run over audit JSONL files, on the
+//! records' own timestamps. Streams line by line, so memory is bounded by the engine's
+//! account cap, not by the size of the files.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::config::DetectConfig;
+use super::{features, Engine, Observation};
+
+/// The fields of an audit record the detector reads (design 3.5); others are ignored.
+#[derive(Deserialize)]
+struct Record {
+    ts: String,
+    #[serde(default)]
+    request_id: Option<String>,
+    #[serde(default)]
+    account_id: Option<String>,
+    #[serde(default)]
+    client_ip: Option<String>,
+    #[serde(default)]
+    user_agent: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
+    usage: Option<UsageRecord>,
+    #[serde(default)]
+    request_body: Option<Map<String, Value>>,
+}
+
+#[derive(Deserialize, Default)]
+struct UsageRecord {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+/// What a backtest run saw.
+#[derive(Debug, Default, Clone)]
+pub struct Summary {
+    pub records: u64,
+    pub skipped: u64,
+    pub alerts_created: u64,
+    pub alert_updates: u64,
+    pub accounts_flagged: u64,
+    pub elapsed: std::time::Duration,
+}
+
+pub fn parse_ts(ts: &str) -> Option<i64> {
+    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
+    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// Runs the detector over `files` (in the order given), writing one JSON line per alert
+/// created or changed to `out`. Malformed lines are skipped and counted.
+pub fn run(cfg: DetectConfig, files: &[PathBuf], out: &mut dyn Write) -> anyhow::Result<Summary> {
+    let started = std::time::Instant::now();
+    let mut engine = Engine::new(Arc::new(cfg));
+    let mut summary = Summary::default();
+    let mut flagged = std::collections::HashSet::new();
+    let mut line = String::new();
+    for path in files {
+        let file = std::fs::File::open(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let mut reader = BufReader::with_capacity(1 << 20, file);
+        let mut line_no = 0u64;
+        loop {
+            line.clear();
+            if reader.read_line(&mut line)? == 0 {
+                break;
+            }
+            line_no += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let rec: Record = match serde_json::from_str(&line) {
+                Ok(r) => r,
+                Err(e) => {
+                    summary.skipped += 1;
+                    if summary.skipped <= 10 {
+                        eprintln!("{}:{line_no}: skipped: {e}", path.display());
+                    }
+                    continue;
+                }
+            };
+            let (Some(ts_ms), Some(account)) = (parse_ts(&rec.ts), rec.account_id.as_deref()) else {
+                summary.skipped += 1;
+                continue;
+            };
+            summary.records += 1;
+            let path_s = rec.path.as_deref().unwrap_or("/v1/chat/completions");
+            let usage = rec.usage.unwrap_or_default();
+            let obs = Observation {
+                ts_ms,
+                request_id: rec.request_id.as_deref().unwrap_or(""),
+                account_id: account,
+                client_ip: rec.client_ip.as_deref().and_then(|ip| ip.parse().ok()),
+                user_agent: rec.user_agent.as_deref(),
+                path: path_s,
+                status: rec.status.unwrap_or(200),
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                features: features::extract(path_s, rec.request_body.as_ref()),
+            };
+            for change in engine.observe(&obs) {
+                if change.created {
+                    summary.alerts_created += 1;
+                } else {
+                    summary.alert_updates += 1;
+                }
+                for m in &change.new_members {
+                    flagged.insert(m.clone());
+                }
+                serde_json::to_writer(&mut *out, &change.alert)?;
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    out.flush()?;
+    summary.accounts_flagged = flagged.len() as u64;
+    summary.elapsed = started.elapsed();
+    Ok(summary)
+}

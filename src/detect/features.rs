@@ -1,0 +1,377 @@
+//! Per-request features: pure functions of one request body. Everything the per-account
+//! and cross-account state needs from the text is computed here once, so the text itself
+//! is never kept (apart from a short excerpt for evidence).
+
+use std::sync::OnceLock;
+
+use regex::RegexSet;
+use serde_json::{Map, Value};
+
+use super::sketch::{fnv1a, simhash};
+
+/// What one request tells the detector.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFeatures {
+    /// The request carries text the detector could read (an LLM call with a body).
+    pub has_text: bool,
+    /// No earlier turns: one user message and no assistant message.
+    pub single_turn: bool,
+    /// Hash of the system prompt / instructions (0 = none).
+    pub system_hash: u64,
+    /// Length of the system prompt in characters.
+    pub system_chars: u32,
+    /// Hash of the normalised user text (exact repeats).
+    pub prompt_hash: u64,
+    /// SimHash of the user text's word shingles (near-duplicates).
+    pub simhash: u64,
+    /// Template keys of the user text: fixed prefix, fixed suffix, line shape (0 = none).
+    pub template_keys: [u64; 3],
+    /// The reasoning-elicitation pattern matched, if any.
+    pub reasoning: Option<&'static str>,
+    /// `logprobs`/`top_logprobs` asked for.
+    pub logprobs: bool,
+    pub top_logprobs: u32,
+    pub logit_bias: bool,
+    /// Completions asked for (`n`, `best_of`).
+    pub n: u32,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u64>,
+    pub user_chars: u32,
+    /// The start of the user text, for evidence samples.
+    pub excerpt: String,
+}
+
+impl RequestFeatures {
+    /// Soft labels: token probabilities, several samples, or biased logits.
+    pub fn soft_labels(&self) -> bool {
+        self.logprobs || self.top_logprobs > 0 || self.logit_bias || self.n > 1
+    }
+}
+
+/// Reasoning-elicitation phrases (chain-of-thought coercion), in several languages. Each
+/// entry is (label, pattern); patterns are matched case-insensitively on the user text and
+/// the system prompt.
+pub const REASONING_PATTERNS: &[(&str, &str)] = &[
+    ("en:step_by_step", r"step[\s-]*by[\s-]*step|step-wise|stepwise"),
+    ("en:boxed", r"\\boxed|final answer (with)?in"),
+    (
+        "en:show_reasoning",
+        r"(show|explain|articulate|describe|detail|write out|walk (me )?through|lay out|spell out|outline|expose|reveal|provide|give)\s+(me\s+)?(all\s+|each\s+|every\s+|the\s+|your\s+|of\s+)*((full|complete|entire|detailed|internal|underlying|intermediate|hidden)\s+)*(reasoning|work|working|thought process|thinking|chain of thought|rationale|derivation|logic|steps)",
+    ),
+    (
+        "en:chain_of_thought",
+        r"chain[\s-]of[\s-]thoughts?|\bcot\b|thought process|internal reasoning|inner monologue|reasoning trace|scratchpad",
+    ),
+    (
+        "en:think",
+        r"let'?s think|think (carefully|aloud|out loud|it through|through)|reason (carefully|through|about each)|before answering,? (think|reason)|reason it out",
+    ),
+    (
+        "en:intermediate",
+        r"intermediate (steps|reasoning|results|calculations)|each step of|every step|all (the )?steps",
+    ),
+    (
+        "fr",
+        r"étape par étape|etape par etape|raisonne[zr]?\b|raisonnement|montre[zr]? (ton|votre) (travail|raisonnement)",
+    ),
+    ("es", r"paso a paso|razona(r|miento)?\b|muestra (tu|el) razonamiento|pensamiento"),
+    ("pt", r"passo a passo|raciocínio|raciocine|mostre (seu|o) raciocínio"),
+    (
+        "de",
+        r"schritt für schritt|schritt-für-schritt|schrittweise|denk(e|en|t)? (gründlich|sorgfältig|schrittweise|nach)|begründ|gedankengang|überlegung",
+    ),
+    ("it", r"passo dopo passo|passo passo|ragiona(mento)?\b|spiega il (tuo )?ragionamento"),
+    ("nl", r"stap voor stap|redeneer|redenering"),
+    ("pl", r"krok po kroku|rozumowanie"),
+    ("tr", r"adım adım|akıl yürüt"),
+    ("ru", r"шаг за шагом|пошагово|по шагам|рассужд|ход мысл|цепочк[аеу] рассуждений"),
+    ("uk", r"крок за кроком|міркуван"),
+    ("zh", r"一步一步|一步步|逐步|分步|推理过程|思考过程|思维链|详细推理|请推理|展示.*推理|解题过程"),
+    ("ja", r"ステップバイステップ|段階的に|順を追って|一歩ずつ|推論過程|思考過程|考え方を|推論して"),
+    ("ko", r"단계별로|차근차근|단계적으로|추론 과정|사고 과정"),
+    ("ar", r"خطوة بخطوة|خطوة خطوة|اشرح تفكيرك|استدلال"),
+    ("hi", r"चरण दर चरण|क़दम दर क़दम|कदम दर कदम|तर्क"),
+    ("vi", r"từng bước|suy luận"),
+    ("id", r"langkah demi langkah|langkah-langkah|penalaran"),
+    ("fa", r"گام به گام|قدم به قدم"),
+    ("he", r"צעד אחר צעד|שלב אחר שלב"),
+    ("th", r"ทีละขั้นตอน"),
+    ("sv", r"steg för steg|resonera"),
+];
+
+fn reasoning_set() -> &'static RegexSet {
+    static SET: OnceLock<RegexSet> = OnceLock::new();
+    SET.get_or_init(|| {
+        RegexSet::new(REASONING_PATTERNS.iter().map(|(_, p)| format!("(?i){p}"))).expect("reasoning patterns compile")
+    })
+}
+
+/// The first reasoning-elicitation pattern `text` matches.
+pub fn reasoning_match(text: &str) -> Option<&'static str> {
+    reasoning_set().matches(text).iter().next().map(|i| REASONING_PATTERNS[i].0)
+}
+
+/// Words of a text with the variable parts masked: lowercase, digits → `#`, quoted spans
+/// → `"q"`. Words are split on whitespace and punctuation; punctuation is dropped.
+pub fn masked_words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    let flush = |cur: &mut String, words: &mut Vec<String>| {
+        if !cur.is_empty() {
+            words.push(std::mem::take(cur));
+        }
+    };
+    for ch in text.chars() {
+        if ch == '"' || ch == '“' || ch == '”' || ch == '«' || ch == '»' {
+            flush(&mut cur, &mut words);
+            if !in_quote {
+                words.push("\"q\"".to_string());
+            }
+            in_quote = !in_quote;
+            continue;
+        }
+        if in_quote {
+            continue;
+        }
+        if ch.is_alphanumeric() {
+            if ch.is_ascii_digit() {
+                if !cur.ends_with('#') {
+                    cur.push('#');
+                }
+            } else {
+                cur.extend(ch.to_lowercase());
+            }
+        } else {
+            flush(&mut cur, &mut words);
+            // CJK has no spaces: every ideograph is its own word.
+        }
+        if is_cjk(ch) {
+            flush(&mut cur, &mut words);
+        }
+        if words.len() > 4096 {
+            break;
+        }
+    }
+    flush(&mut cur, &mut words);
+    words
+}
+
+fn is_cjk(ch: char) -> bool {
+    matches!(ch as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af)
+}
+
+/// Words a template's fixed part is made of at each end.
+const EDGE_WORDS: usize = 4;
+
+/// Template keys: the masked first and last `EDGE_WORDS` words (a fixed instruction
+/// before or after the filled-in input), and the shape of the lines (list layouts).
+pub fn template_keys(text: &str, words: &[String]) -> [u64; 3] {
+    let mut keys = [0u64; 3];
+    if words.len() >= 2 * EDGE_WORDS {
+        keys[0] = fnv1a(format!("p:{}", words[..EDGE_WORDS].join(" ")).as_bytes());
+        keys[1] = fnv1a(format!("s:{}", words[words.len() - EDGE_WORDS..].join(" ")).as_bytes());
+    }
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() >= 3 {
+        // Shape: per line, empty / list item / short / long.
+        let shape: String = lines
+            .iter()
+            .take(64)
+            .map(|l| {
+                let t = l.trim();
+                if t.is_empty() {
+                    '_'
+                } else if t.starts_with(['-', '*', '•']) || t.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                    'L'
+                } else if t.len() < 40 {
+                    's'
+                } else {
+                    'T'
+                }
+            })
+            .collect();
+        // A plain paragraph structure says nothing; only structured layouts count.
+        if shape.contains('L') {
+            keys[2] = fnv1a(format!("l:{shape}").as_bytes());
+        }
+    }
+    keys
+}
+
+/// Extracts the features of one request from its path and parsed body.
+pub fn extract(path: &str, body: Option<&Map<String, Value>>) -> RequestFeatures {
+    let mut f = RequestFeatures { n: 1, ..Default::default() };
+    let Some(body) = body else {
+        return f;
+    };
+    let mut user = String::new();
+    let mut system = String::new();
+    let mut user_turns = 0u32;
+    let mut assistant_turns = 0u32;
+    let mut visit_messages = |items: &[Value], user: &mut String, system: &mut String| {
+        // The last user message is the prompt; earlier turns only count as history.
+        let mut last_user: Option<&Value> = None;
+        for m in items {
+            let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+            let content = m.get("content").unwrap_or(&Value::Null);
+            match role {
+                "system" | "developer" => crate::llm::collect_text(content, system),
+                "assistant" => assistant_turns += 1,
+                "tool" | "function" => {}
+                _ => {
+                    user_turns += 1;
+                    last_user = Some(content);
+                }
+            }
+        }
+        if let Some(c) = last_user {
+            crate::llm::collect_text(c, user);
+        }
+    };
+    if let Some(Value::Array(items)) = body.get("messages") {
+        visit_messages(items, &mut user, &mut system);
+    } else if let Some(input) = body.get("input") {
+        match input {
+            Value::Array(items) if items.iter().any(|i| i.get("role").is_some()) => {
+                visit_messages(items, &mut user, &mut system)
+            }
+            other => {
+                user_turns = 1;
+                crate::llm::collect_text(other, &mut user);
+            }
+        }
+    } else if let Some(prompt) = body.get("prompt") {
+        user_turns = 1;
+        crate::llm::collect_text(prompt, &mut user);
+    }
+    for key in ["instructions", "system"] {
+        if let Some(v) = body.get(key) {
+            crate::llm::collect_text(v, &mut system);
+        }
+    }
+    if path.ends_with("/embeddings") {
+        // Embeddings return vectors, not text: nothing to harvest in the text sense.
+        return f;
+    }
+    f.has_text = !user.is_empty();
+    f.single_turn = user_turns <= 1 && assistant_turns == 0;
+    if !system.is_empty() {
+        f.system_hash = fnv1a(system.trim().as_bytes()).max(1);
+        f.system_chars = system.chars().count().min(u32::MAX as usize) as u32;
+    }
+    let words = masked_words(&user);
+    f.prompt_hash = fnv1a(user.trim().as_bytes()).max(1);
+    f.simhash = simhash(words.windows(3).map(|w| fnv1a(w.join(" ").as_bytes())));
+    f.template_keys = template_keys(&user, &words);
+    f.reasoning = reasoning_match(&user).or_else(|| if system.is_empty() { None } else { reasoning_match(&system) });
+    f.user_chars = user.chars().count().min(u32::MAX as usize) as u32;
+    f.excerpt = user.chars().take(160).collect();
+
+    let int = |k: &str| body.get(k).and_then(Value::as_u64);
+    f.logprobs = match body.get("logprobs") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) > 0,
+        _ => false,
+    };
+    f.top_logprobs = int("top_logprobs").unwrap_or(0).min(1000) as u32;
+    f.logit_bias = body.get("logit_bias").and_then(Value::as_object).is_some_and(|m| !m.is_empty());
+    f.n = int("n").unwrap_or(1).max(int("best_of").unwrap_or(1)).clamp(1, 1000) as u32;
+    f.temperature = body.get("temperature").and_then(Value::as_f64).map(|t| t as f32);
+    f.max_tokens = int("max_tokens").or_else(|| int("max_completion_tokens")).or_else(|| int("max_output_tokens"));
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn reasoning_elicitation_in_several_languages() {
+        for text in [
+            "Please reason step by step, and put your final answer within \\boxed{}.",
+            "Articulate the internal reasoning behind your answer.",
+            "Show your work.",
+            "Raisonne étape par étape avant de répondre.",
+            "Razona paso a paso.",
+            "Denke Schritt für Schritt nach.",
+            "请一步一步地推理。",
+            "ステップバイステップで考えてください。",
+            "Рассуждай шаг за шагом.",
+            "단계별로 설명해 주세요.",
+            "Let's think about it carefully.",
+        ] {
+            assert!(reasoning_match(text).is_some(), "{text}");
+        }
+        for text in [
+            "What is the capital of France?",
+            "Write a haiku about autumn leaves.",
+            "Translate 'good morning' into Italian.",
+            "How do I reset my password?",
+        ] {
+            assert_eq!(reasoning_match(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn template_keys_survive_filled_values() {
+        let a = "Found the following article online, use it to answer the question: Who wrote it?\n\nThe 1994 book was written by Ann.";
+        let b = "Found the following article online, use it to answer the question: When did it open?\n\nThe museum opened in 2001 after 3 years.";
+        let ka = template_keys(a, &masked_words(a));
+        let kb = template_keys(b, &masked_words(b));
+        assert_eq!(ka[0], kb[0], "same fixed prefix");
+        assert_ne!(ka[1], kb[1], "different endings");
+        let c = "Q: what is 12 + 30? Answer with a number only please";
+        let d = "Q: what is 7 + 1? Answer with a number only please";
+        assert_eq!(template_keys(c, &masked_words(c)), template_keys(d, &masked_words(d)));
+    }
+
+    #[test]
+    fn chat_features() {
+        let f = extract(
+            "/v1/chat/completions",
+            Some(&body(json!({
+                "model": "m",
+                "messages": [
+                    {"role": "system", "content": "You are a support bot for Acme."},
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                    {"role": "user", "content": "Explain step by step how to reset my router."}
+                ],
+                "logprobs": true, "top_logprobs": 5, "n": 3, "temperature": 0.7, "max_tokens": 4096
+            }))),
+        );
+        assert!(f.has_text);
+        assert!(!f.single_turn);
+        assert_ne!(f.system_hash, 0);
+        assert_eq!(f.reasoning, Some("en:step_by_step"));
+        assert!(f.soft_labels());
+        assert_eq!((f.top_logprobs, f.n, f.max_tokens), (5, 3, Some(4096)));
+        assert!(f.excerpt.starts_with("Explain step by step"));
+    }
+
+    #[test]
+    fn completions_and_responses_bodies() {
+        let f = extract("/v1/completions", Some(&body(json!({"model": "m", "prompt": "Say hi", "logprobs": 5}))));
+        assert!(f.has_text && f.single_turn && f.logprobs);
+        let r = extract(
+            "/v1/responses",
+            Some(&body(json!({"model": "m", "instructions": "Be brief.", "input": "Think step by step: 2+2?"}))),
+        );
+        assert!(r.single_turn);
+        assert_ne!(r.system_hash, 0);
+        assert!(r.reasoning.is_some());
+        let e = extract("/v1/embeddings", Some(&body(json!({"model": "m", "input": "step by step"}))));
+        assert!(!e.has_text);
+    }
+
+    #[test]
+    fn masking_numbers_and_quotes() {
+        assert_eq!(masked_words("Add 12 and 345, \"quoted stuff\" ok"), ["add", "#", "and", "#", "\"q\"", "ok"]);
+    }
+}

@@ -1,0 +1,290 @@
+//! The detector in `serve`: the engine runs on a thread of its own, fed from a bounded
+//! queue beside the request path (a full queue skips the event for detection and counts
+//! it; it is still audited). Alert changes go to an async task that persists them and
+//! applies the policy's action to the accounts at once.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use serde::Deserialize;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+
+use super::config::{Action, DetectConfig, Mode};
+use super::{features, Alert, AlertChange, Engine, Observation};
+use crate::accounts::{rfc3339_millis, AccountError, Accounts};
+use crate::admin::metrics::KindLabel;
+use crate::auth::AccountStatus;
+use crate::events::RequestEvent;
+use crate::store::now_millis;
+
+pub const ACTOR: &str = "detector";
+
+#[derive(Clone, Default)]
+pub struct DetectMetrics {
+    pub events: Counter,
+    /// Events not examined because the detector's queue was full.
+    pub skipped: Counter,
+    pub alerts: Family<KindLabel, Counter>,
+    pub actions: Family<KindLabel, Counter>,
+    pub tracked_accounts: Gauge,
+    pub state_bytes: Gauge,
+}
+
+enum Msg {
+    Event(Arc<RequestEvent>),
+    Resolved { id: String, false_positive: bool, at_ms: i64 },
+}
+
+/// A reviewer's decision on an alert.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Resolution {
+    pub verdict: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("alert `{0}` not found")]
+    NotFound(String),
+    #[error("alert `{0}` is already resolved")]
+    AlreadyResolved(String),
+    #[error("verdict must be `confirmed` or `false_positive`")]
+    BadVerdict,
+    #[error(transparent)]
+    Account(#[from] AccountError),
+}
+
+pub struct Detector {
+    cfg: Arc<DetectConfig>,
+    tx: Option<SyncSender<Msg>>,
+    accounts: Accounts,
+    metrics: DetectMetrics,
+}
+
+impl Detector {
+    /// Starts the engine thread and the alert applier task (no thread when mode is off).
+    pub async fn start(cfg: DetectConfig, accounts: Accounts, metrics: DetectMetrics) -> anyhow::Result<Detector> {
+        let cfg = Arc::new(cfg);
+        if cfg.mode == Mode::Off {
+            return Ok(Detector { cfg, tx: None, accounts, metrics });
+        }
+        let mut engine = Engine::new(cfg.clone());
+        // Open alerts keep being deduplicated across restarts; recent false positives stay
+        // suppressed; `strip` actions are re-applied (they live in memory only).
+        let now = now_millis();
+        for alert in accounts.store().alerts(Some("open"), None, 100_000).await? {
+            if alert.enforced && matches!(alert.action.as_str(), "strip" | "throttle" | "block") {
+                for m in &alert.account_ids {
+                    if let Some(a) = accounts.directory().account(m) {
+                        a.set_strip_soft_labels(true);
+                    }
+                }
+            }
+            engine.restore(alert);
+        }
+        for alert in accounts.store().alerts(Some("resolved"), None, 100_000).await? {
+            if alert.verdict.as_deref() == Some("false_positive") {
+                let at = alert.resolved_at.as_deref().and_then(super::backtest::parse_ts).unwrap_or(0);
+                let until = at + cfg.suppress_after_false_positive.as_millis() as i64;
+                if until > now {
+                    for m in &alert.account_ids {
+                        engine.suppress(m, until);
+                    }
+                }
+            }
+        }
+        let (tx, rx) = sync_channel(cfg.queue_capacity);
+        let (changes_tx, changes_rx) = unbounded_channel();
+        let directory = accounts.directory().clone();
+        let m = metrics.clone();
+        std::thread::Builder::new()
+            .name("warden-detect".into())
+            .spawn(move || run_engine(engine, rx, changes_tx, directory, m))?;
+        tokio::spawn(apply_changes(changes_rx, accounts.clone(), cfg.clone(), metrics.clone()));
+        Ok(Detector { cfg, tx: Some(tx), accounts, metrics })
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.cfg.mode
+    }
+
+    /// Hands a finished request to the detector. Never blocks.
+    pub fn submit(&self, event: &Arc<RequestEvent>) {
+        let Some(tx) = &self.tx else { return };
+        if event.account_id.is_none() {
+            return;
+        }
+        match tx.try_send(Msg::Event(event.clone())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.metrics.skipped.inc();
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+
+    pub async fn alerts(
+        &self,
+        status: Option<&str>,
+        account: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Alert>, crate::store::StoreError> {
+        self.accounts.store().alerts(status, account, limit).await
+    }
+
+    pub async fn alert(&self, id: &str) -> Result<Option<Alert>, crate::store::StoreError> {
+        self.accounts.store().alert(id).await
+    }
+
+    /// Records a reviewer's verdict. `false_positive` restores the accounts (active, no
+    /// stripping) and suppresses the same alert for them for the configured period.
+    pub async fn resolve(&self, id: &str, resolution: Resolution, actor: &str) -> Result<Alert, ResolveError> {
+        let false_positive = match resolution.verdict.as_str() {
+            "confirmed" => false,
+            "false_positive" => true,
+            _ => return Err(ResolveError::BadVerdict),
+        };
+        let store = self.accounts.store();
+        let mut alert =
+            store.alert(id).await.map_err(AccountError::from)?.ok_or_else(|| ResolveError::NotFound(id.to_string()))?;
+        if alert.status == "resolved" {
+            return Err(ResolveError::AlreadyResolved(id.to_string()));
+        }
+        let now = now_millis();
+        alert.status = "resolved".into();
+        alert.verdict = Some(resolution.verdict.clone());
+        alert.note = resolution.note.clone();
+        alert.resolved_by = Some(actor.to_string());
+        alert.resolved_at = Some(rfc3339_millis(now));
+        store.put_alert(&alert).await.map_err(AccountError::from)?;
+        let why = match &resolution.note {
+            Some(n) => format!("{}: {n}", resolution.verdict),
+            None => resolution.verdict.clone(),
+        };
+        store.record_action(actor, "resolve_alert", "alert", id, Some(&why)).await.map_err(AccountError::from)?;
+        if false_positive {
+            for m in &alert.account_ids {
+                if let Some(a) = self.accounts.directory().account(m) {
+                    a.set_strip_soft_labels(false);
+                    if a.status() != AccountStatus::Active {
+                        let reason = format!("alert {id} resolved as false positive");
+                        self.accounts.set_status(m, AccountStatus::Active, Some(&reason), actor).await?;
+                    }
+                }
+            }
+        }
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(Msg::Resolved { id: id.to_string(), false_positive, at_ms: now });
+        }
+        Ok(alert)
+    }
+}
+
+fn run_engine(
+    mut engine: Engine,
+    rx: Receiver<Msg>,
+    changes: UnboundedSender<AlertChange>,
+    directory: Arc<crate::auth::Directory>,
+    metrics: DetectMetrics,
+) {
+    let mut n: u64 = 0;
+    while let Ok(msg) = rx.recv() {
+        match msg {
+            Msg::Event(event) => {
+                let Some(account) = event.account_id.as_deref() else { continue };
+                let usage = event.usage.unwrap_or_default();
+                let obs = Observation {
+                    ts_ms: event.ts_ms,
+                    request_id: &event.request_id,
+                    account_id: account,
+                    client_ip: event.client_ip.parse().ok(),
+                    user_agent: event.user_agent.as_deref(),
+                    path: &event.path,
+                    status: event.status,
+                    prompt_tokens: usage.prompt_tokens,
+                    completion_tokens: usage.completion_tokens,
+                    features: features::extract(&event.path, event.request_body.as_ref()),
+                };
+                metrics.events.inc();
+                for c in engine.observe(&obs) {
+                    let _ = changes.send(c);
+                }
+                if let (Some(state), Some(a)) = (engine.account(account), directory.account(account)) {
+                    a.set_risk_score(state.score as f64);
+                }
+                n += 1;
+                if n % 1024 == 0 {
+                    metrics.tracked_accounts.set(engine.tracked() as i64);
+                    metrics.state_bytes.set(engine.memory_bytes() as i64);
+                }
+            }
+            Msg::Resolved { id, false_positive, at_ms } => {
+                engine.resolve(&id, false_positive, at_ms);
+            }
+        }
+    }
+}
+
+async fn apply_changes(
+    mut rx: UnboundedReceiver<AlertChange>,
+    accounts: Accounts,
+    cfg: Arc<DetectConfig>,
+    metrics: DetectMetrics,
+) {
+    while let Some(change) = rx.recv().await {
+        let alert = &change.alert;
+        let kind: &'static str =
+            if alert.kind == super::KIND_CLUSTER { super::KIND_CLUSTER } else { super::KIND_ACCOUNT };
+        if change.created {
+            metrics.alerts.get_or_create(&KindLabel { kind }).inc();
+        }
+        tracing::warn!(
+            target: "warden::detect",
+            alert_id = %alert.id,
+            kind = %alert.kind,
+            score = alert.score,
+            action = %alert.action,
+            accounts = alert.account_ids.len(),
+            created = change.created,
+            enforced = alert.enforced,
+            "detector alert"
+        );
+        if let Err(e) = accounts.store().put_alert(alert).await {
+            tracing::error!(error = %e, alert_id = %alert.id, "cannot persist alert");
+        }
+        if cfg.mode != Mode::Enforce || change.action < Action::Strip {
+            continue;
+        }
+        // Act on every member (escalations apply to those already flagged too).
+        for id in &alert.account_ids {
+            let Some(account) = accounts.directory().account(id) else { continue };
+            let reason = format!("detector alert {} (score {:.2})", alert.id, alert.score);
+            if !account.strips_soft_labels() {
+                account.set_strip_soft_labels(true);
+                metrics.actions.get_or_create(&KindLabel { kind: "strip" }).inc();
+                let _ = accounts.store().record_action(ACTOR, "strip_params", "account", id, Some(&reason)).await;
+            }
+            let target = match change.action {
+                Action::Block => AccountStatus::Blocked,
+                Action::Throttle => AccountStatus::Throttled,
+                _ => continue,
+            };
+            let current = account.status();
+            let escalates = matches!(
+                (current, target),
+                (AccountStatus::Active, _) | (AccountStatus::Throttled, AccountStatus::Blocked)
+            );
+            if escalates {
+                let kind = if target == AccountStatus::Blocked { "block" } else { "throttle" };
+                metrics.actions.get_or_create(&KindLabel { kind }).inc();
+                if let Err(e) = accounts.set_status(id, target, Some(&reason), ACTOR).await {
+                    tracing::error!(error = %e, account_id = %id, "detector action failed");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Extraction and distillation detection.
+//!
+//! The [`Engine`] is a pure, single-threaded state machine: it is fed [`Observation`]s
+//! (one per request, carrying the request's own timestamp) and returns alert changes. The
+//! same engine runs live beside the proxy ([`live`]) and offline over audit files
+//! ([`backtest`]), so an operator can try a policy on past traffic and get exactly what
+//! the live detector would have done.
+//!
+//! - [`features`]: per-request features (pure functions of the body).
+//! - [`sketch`]: bounded sketches (HyperLogLog, Space-Saving, SimHash, rings).
+//! - [`account`]: per-account state (≤ 4 KiB) and the explainable signals read off it.
+//! - [`cluster`]: cross-account groups (shared template, subnet, synchronised activity).
+
+pub mod account;
+pub mod backtest;
+pub mod cluster;
+pub mod config;
+pub mod features;
+pub mod live;
+pub mod sketch;
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use account::{round3, AccountState};
+use cluster::{ClusterIndex, Finding};
+use config::{Action, DetectConfig};
+use features::RequestFeatures;
+use sketch::fnv1a;
+
+use crate::accounts::rfc3339_millis;
+
+/// What the detector learns from one request.
+#[derive(Debug, Clone)]
+pub struct Observation<'a> {
+    pub ts_ms: i64,
+    pub request_id: &'a str,
+    pub account_id: &'a str,
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<&'a str>,
+    pub path: &'a str,
+    pub status: u16,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub features: RequestFeatures,
+}
+
+/// An alert as the admin API, the CLI and `warden backtest` show it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Alert {
+    pub id: String,
+    /// The account, or every member of a coordinated cluster.
+    pub account_ids: Vec<String>,
+    /// `extraction` (one account) or `coordinated_cluster`.
+    pub kind: String,
+    /// `low`, `medium` or `high`, from the score.
+    pub severity: String,
+    pub score: f64,
+    /// `open` or `resolved`.
+    pub status: String,
+    /// Event time of the request that raised the alert.
+    pub created_at: String,
+    /// Event time of the last change (more members, higher score).
+    pub updated_at: String,
+    /// The action the policy chose for the score.
+    pub action: String,
+    /// False when the action was not applied (shadow mode).
+    pub enforced: bool,
+    pub evidence: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<String>,
+}
+
+pub const KIND_ACCOUNT: &str = "extraction";
+pub const KIND_CLUSTER: &str = "coordinated_cluster";
+
+fn severity(score: f64) -> &'static str {
+    if score >= 0.85 {
+        "high"
+    } else if score >= 0.65 {
+        "medium"
+    } else {
+        "low"
+    }
+}
+
+/// A new or changed alert, and what should happen to its accounts.
+#[derive(Debug, Clone)]
+pub struct AlertChange {
+    pub alert: Alert,
+    pub created: bool,
+    pub action: Action,
+    /// Accounts that joined the alert with this change (all of them when created).
+    pub new_members: Vec<String>,
+}
+
+struct OpenAlert {
+    alert: Alert,
+    action: Action,
+    members: HashSet<Arc<str>>,
+}
+
+/// The detector's state over all accounts.
+pub struct Engine {
+    cfg: Arc<DetectConfig>,
+    accounts: HashMap<Arc<str>, AccountState>,
+    clusters: ClusterIndex,
+    open: HashMap<String, OpenAlert>,
+    /// Open per-account alert of each account.
+    account_alert: HashMap<Arc<str>, String>,
+    /// Open cluster alert of each member.
+    cluster_alert: HashMap<Arc<str>, String>,
+    /// Accounts whose alerts are suppressed until the given event time.
+    suppressed: HashMap<Arc<str>, i64>,
+    last_pass_ms: i64,
+    /// The latest event time seen.
+    now_ms: i64,
+    seq: u64,
+}
+
+impl Engine {
+    pub fn new(cfg: Arc<DetectConfig>) -> Engine {
+        Engine {
+            cfg,
+            accounts: HashMap::new(),
+            clusters: ClusterIndex::default(),
+            open: HashMap::new(),
+            account_alert: HashMap::new(),
+            cluster_alert: HashMap::new(),
+            suppressed: HashMap::new(),
+            last_pass_ms: i64::MIN,
+            now_ms: 0,
+            seq: 0,
+        }
+    }
+
+    pub fn config(&self) -> &DetectConfig {
+        &self.cfg
+    }
+
+    /// Accounts currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn account(&self, id: &str) -> Option<&AccountState> {
+        self.accounts.get(id)
+    }
+
+    /// Bytes of per-account state, heap included (for the memory bench and metrics).
+    pub fn memory_bytes(&self) -> usize {
+        self.accounts.iter().map(|(k, v)| k.len() + 16 + v.memory_bytes()).sum::<usize>()
+            + self.accounts.capacity() * (std::mem::size_of::<Arc<str>>() + 8)
+    }
+
+    /// Folds one request in; returns the alerts it created or changed.
+    pub fn observe(&mut self, obs: &Observation<'_>) -> Vec<AlertChange> {
+        let mut changes = Vec::new();
+        if self.cfg.allow_accounts.contains(obs.account_id) {
+            return changes;
+        }
+        self.now_ms = self.now_ms.max(obs.ts_ms);
+        let key: Arc<str> = match self.accounts.get_key_value(obs.account_id) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(obs.account_id),
+        };
+        let state = self.accounts.entry(key.clone()).or_default();
+        state.observe(obs);
+        self.clusters.observe(&key, state, obs.ts_ms);
+        if state.total >= self.cfg.min_requests as u64 {
+            let assessment = state.assess(&self.cfg, obs.ts_ms);
+            state.score = assessment.score as f32;
+            let action = if assessment.corroborated { self.cfg.action_for(assessment.score) } else { Action::Observe };
+            // One open alert per account or cluster: a cluster member's evidence goes to
+            // the cluster alert.
+            let in_cluster = self.cluster_alert.contains_key(&key);
+            if action >= Action::Alert && !in_cluster && !self.is_suppressed(&key, obs.ts_ms) {
+                let state = &self.accounts[&key];
+                let evidence = account_evidence(state, &assessment);
+                if let Some(c) = self.raise_account(&key, assessment.score, action, evidence, obs.ts_ms) {
+                    changes.push(c);
+                }
+            }
+        }
+        let interval = self.cfg.cluster_interval.as_millis() as i64;
+        if self.last_pass_ms == i64::MIN {
+            self.last_pass_ms = obs.ts_ms;
+        } else if obs.ts_ms - self.last_pass_ms >= interval {
+            self.last_pass_ms = obs.ts_ms;
+            self.evict(obs.ts_ms);
+            let findings = self.clusters.find(&self.accounts, &self.cfg);
+            for f in findings {
+                changes.extend(self.raise_cluster(f, obs.ts_ms));
+            }
+        }
+        changes
+    }
+
+    fn is_suppressed(&self, account: &str, ts_ms: i64) -> bool {
+        self.suppressed.get(account).is_some_and(|&until| ts_ms < until)
+    }
+
+    fn next_id(&mut self, seed: &str, ts_ms: i64) -> String {
+        self.seq += 1;
+        let h = fnv1a(format!("{seed}/{ts_ms}/{}", self.seq).as_bytes());
+        format!("alr_{h:016x}")
+    }
+
+    fn raise_account(
+        &mut self,
+        account: &Arc<str>,
+        score: f64,
+        action: Action,
+        evidence: Value,
+        ts_ms: i64,
+    ) -> Option<AlertChange> {
+        let score = round3(score);
+        if let Some(id) = self.account_alert.get(account) {
+            let open = self.open.get_mut(id).expect("indexed alert is open");
+            if action > open.action || score >= open.alert.score + self.cfg.rescore_step {
+                open.action = open.action.max(action);
+                open.alert.score = score.max(open.alert.score);
+                open.alert.severity = severity(open.alert.score).into();
+                open.alert.action = open.action.as_str().into();
+                open.alert.evidence = evidence;
+                open.alert.updated_at = rfc3339_millis(ts_ms);
+                return Some(AlertChange {
+                    alert: open.alert.clone(),
+                    created: false,
+                    action: open.action,
+                    new_members: Vec::new(),
+                });
+            }
+            return None;
+        }
+        let id = self.next_id(account, ts_ms);
+        let at = rfc3339_millis(ts_ms);
+        let alert = Alert {
+            id: id.clone(),
+            account_ids: vec![account.to_string()],
+            kind: KIND_ACCOUNT.into(),
+            severity: severity(score).into(),
+            score,
+            status: "open".into(),
+            created_at: at.clone(),
+            updated_at: at,
+            action: action.as_str().into(),
+            enforced: self.cfg.mode == config::Mode::Enforce,
+            evidence,
+            verdict: None,
+            note: None,
+            resolved_by: None,
+            resolved_at: None,
+        };
+        self.account_alert.insert(account.clone(), id.clone());
+        self.open.insert(id, OpenAlert { alert: alert.clone(), action, members: HashSet::from([account.clone()]) });
+        Some(AlertChange { alert, created: true, action, new_members: vec![account.to_string()] })
+    }
+
+    fn raise_cluster(&mut self, finding: Finding, ts_ms: i64) -> Vec<AlertChange> {
+        if finding.score < self.cfg.cluster_min_score {
+            return Vec::new();
+        }
+        let members: Vec<Arc<str>> = finding.members.into_iter().filter(|m| !self.is_suppressed(m, ts_ms)).collect();
+        if members.len() < self.cfg.cluster_min_accounts {
+            return Vec::new();
+        }
+        let action = self.cfg.action_for(finding.score).max(Action::Alert);
+        let samples: Vec<Value> = members
+            .iter()
+            .take(3)
+            .filter_map(|m| self.accounts.get(m).map(|s| json!({"account_id": &**m, "samples": s.samples()})))
+            .collect();
+        let mut evidence = finding.evidence;
+        evidence["samples"] = Value::Array(samples);
+        let score = finding.score;
+        // Same operator as the open cluster alerts any member is already in: the oldest
+        // of them absorbs the group (and the others, which are closed as merged).
+        let mut existing: Vec<String> = Vec::new();
+        for m in &members {
+            if let Some(id) = self.cluster_alert.get(m) {
+                if !existing.contains(id) {
+                    existing.push(id.clone());
+                }
+            }
+        }
+        existing.sort_by(|a, b| self.open[a].alert.created_at.cmp(&self.open[b].alert.created_at).then(a.cmp(b)));
+        if let Some(id) = existing.first().cloned() {
+            let mut changes = Vec::new();
+            let mut absorbed: Vec<Arc<str>> = Vec::new();
+            for other in &existing[1..] {
+                let mut gone = self.open.remove(other).expect("indexed alert is open");
+                absorbed.extend(gone.members.iter().cloned());
+                gone.alert.status = "merged".into();
+                gone.alert.evidence["merged_into"] = json!(id);
+                gone.alert.updated_at = rfc3339_millis(ts_ms);
+                changes.push(AlertChange {
+                    alert: gone.alert,
+                    created: false,
+                    action: gone.action,
+                    new_members: vec![],
+                });
+            }
+            let open = self.open.get_mut(&id).expect("indexed alert is open");
+            let mut new_members: Vec<Arc<str>> = Vec::new();
+            for m in members.iter().chain(absorbed.iter()) {
+                if open.members.insert(m.clone()) && !absorbed.contains(m) {
+                    new_members.push(m.clone());
+                }
+                self.cluster_alert.insert(m.clone(), id.clone());
+            }
+            let grew = !new_members.is_empty() || !absorbed.is_empty();
+            if !grew && action <= open.action && score < open.alert.score + self.cfg.rescore_step {
+                return changes;
+            }
+            let mut ids: Vec<String> = open.members.iter().map(|m| m.to_string()).collect();
+            ids.sort();
+            open.alert.account_ids = ids;
+            open.action = open.action.max(action);
+            open.alert.score = score.max(open.alert.score);
+            open.alert.severity = severity(open.alert.score).into();
+            open.alert.action = open.action.as_str().into();
+            open.alert.evidence = evidence;
+            open.alert.updated_at = rfc3339_millis(ts_ms);
+            changes.push(AlertChange {
+                alert: open.alert.clone(),
+                created: false,
+                action: open.action,
+                new_members: new_members.iter().map(|m| m.to_string()).collect(),
+            });
+            return changes;
+        }
+        let id = self.next_id(&members[0], ts_ms);
+        let at = rfc3339_millis(ts_ms);
+        let alert = Alert {
+            id: id.clone(),
+            account_ids: members.iter().map(|m| m.to_string()).collect(),
+            kind: KIND_CLUSTER.into(),
+            severity: severity(score).into(),
+            score,
+            status: "open".into(),
+            created_at: at.clone(),
+            updated_at: at,
+            action: action.as_str().into(),
+            enforced: self.cfg.mode == config::Mode::Enforce,
+            evidence,
+            verdict: None,
+            note: None,
+            resolved_by: None,
+            resolved_at: None,
+        };
+        for m in &members {
+            self.cluster_alert.insert(m.clone(), id.clone());
+        }
+        let new_members = alert.account_ids.clone();
+        self.open.insert(id, OpenAlert { alert: alert.clone(), action, members: members.into_iter().collect() });
+        vec![AlertChange { alert, created: true, action, new_members }]
+    }
+
+    /// Closes an open alert. A `false_positive` verdict suppresses alerts for its accounts
+    /// for the configured period (from `now_ms`).
+    pub fn resolve(&mut self, alert_id: &str, false_positive: bool, now_ms: i64) -> bool {
+        let Some(open) = self.open.remove(alert_id) else { return false };
+        for m in &open.members {
+            if self.account_alert.get(m).is_some_and(|id| id == alert_id) {
+                self.account_alert.remove(m);
+            }
+            if self.cluster_alert.get(m).is_some_and(|id| id == alert_id) {
+                self.cluster_alert.remove(m);
+            }
+            if false_positive {
+                let until = now_ms + self.cfg.suppress_after_false_positive.as_millis() as i64;
+                self.suppressed.insert(m.clone(), until);
+            }
+        }
+        true
+    }
+
+    /// Re-opens alerts known from before a restart, so they keep being deduplicated.
+    pub fn restore(&mut self, alert: Alert) {
+        let action = [Action::Alert, Action::Strip, Action::Throttle, Action::Block]
+            .into_iter()
+            .find(|a| a.as_str() == alert.action)
+            .unwrap_or(Action::Alert);
+        let members: HashSet<Arc<str>> = alert.account_ids.iter().map(|m| Arc::from(m.as_str())).collect();
+        for m in &members {
+            if alert.kind == KIND_CLUSTER {
+                self.cluster_alert.insert(m.clone(), alert.id.clone());
+            } else {
+                self.account_alert.insert(m.clone(), alert.id.clone());
+            }
+        }
+        self.open.insert(alert.id.clone(), OpenAlert { alert, action, members });
+    }
+
+    /// Suppresses alerts for an account until `until_ms` (restored false positives).
+    pub fn suppress(&mut self, account: &str, until_ms: i64) {
+        self.suppressed.insert(Arc::from(account), until_ms);
+    }
+
+    /// Forgets accounts idle past the configured period, and the longest idle beyond the
+    /// account cap.
+    fn evict(&mut self, now_ms: i64) {
+        let cutoff = now_ms - self.cfg.idle_evict.as_millis() as i64;
+        self.accounts.retain(|_, s| s.last_ms >= cutoff);
+        if self.accounts.len() > self.cfg.max_accounts {
+            let mut by_age: Vec<(i64, Arc<str>)> = self.accounts.iter().map(|(k, s)| (s.last_ms, k.clone())).collect();
+            by_age.sort();
+            let excess = self.accounts.len() - self.cfg.max_accounts;
+            for (_, k) in by_age.into_iter().take(excess) {
+                self.accounts.remove(&k);
+            }
+        }
+        self.clusters.expire(cutoff);
+        self.suppressed.retain(|_, &mut until| until > now_ms);
+    }
+}
+
+fn account_evidence(state: &AccountState, a: &account::Assessment) -> Value {
+    json!({
+        "signals": a.signals.iter().filter(|s| s.fired).collect::<Vec<_>>(),
+        "requests": state.total,
+        "prompt_tokens": state.prompt_tokens_total,
+        "completion_tokens": state.completion_tokens_total,
+        "distinct_prompts_estimate": state.distinct_prompts().round(),
+        "first_seen": rfc3339_millis(state.first_ms),
+        "last_seen": rfc3339_millis(state.last_ms),
+        "reasoning_pattern": state.reasoning_label,
+        "samples": state.samples(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

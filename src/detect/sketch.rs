@@ -1,0 +1,457 @@
+//! Fixed-size sketches the detector keeps per account: each is bounded in memory no matter
+//! how many events it sees, and each is a pure function of the events fed to it.
+
+/// 64-bit FNV-1a: stable across runs and platforms (std's hasher is randomly seeded), so
+/// template keys and prompt hashes mean the same thing in `serve` and in `backtest`.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A finaliser (splitmix64) that spreads FNV output over all bits, for HLL buckets and
+/// SimHash bits.
+pub fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// HyperLogLog with 2^P one-byte registers (P = 8: 256 bytes, ~6.5% standard error).
+#[derive(Clone)]
+pub struct Hll {
+    regs: [u8; 256],
+}
+
+impl Default for Hll {
+    fn default() -> Self {
+        Hll { regs: [0; 256] }
+    }
+}
+
+impl Hll {
+    const P: u32 = 8;
+
+    pub fn insert(&mut self, hash: u64) {
+        let h = mix(hash);
+        let idx = (h >> (64 - Self::P)) as usize;
+        let rest = h << Self::P;
+        let rank = (rest.leading_zeros() + 1).min(64 - Self::P + 1) as u8;
+        if rank > self.regs[idx] {
+            self.regs[idx] = rank;
+        }
+    }
+
+    pub fn estimate(&self) -> f64 {
+        let m = self.regs.len() as f64;
+        let alpha = 0.7213 / (1.0 + 1.079 / m);
+        let sum: f64 = self.regs.iter().map(|&r| 2f64.powi(-(r as i32))).sum();
+        let raw = alpha * m * m / sum;
+        let zeros = self.regs.iter().filter(|&&r| r == 0).count();
+        if raw <= 2.5 * m && zeros > 0 {
+            m * (m / zeros as f64).ln()
+        } else {
+            raw
+        }
+    }
+
+    /// Union: the sketch of both streams together.
+    pub fn merge(&mut self, other: &Hll) {
+        for (a, b) in self.regs.iter_mut().zip(other.regs.iter()) {
+            *a = (*a).max(*b);
+        }
+    }
+}
+
+/// Space-Saving top-k (Metwally et al.): the K most frequent keys with counts that
+/// overestimate by at most `err`. K is small (8-16); a linear scan beats a heap here.
+#[derive(Clone)]
+pub struct SpaceSaving<const K: usize> {
+    keys: [u64; K],
+    counts: [u32; K],
+    errs: [u32; K],
+}
+
+impl<const K: usize> Default for SpaceSaving<K> {
+    fn default() -> Self {
+        SpaceSaving { keys: [0; K], counts: [0; K], errs: [0; K] }
+    }
+}
+
+impl<const K: usize> SpaceSaving<K> {
+    /// Counts one occurrence of `key` (0 is reserved for "empty").
+    pub fn insert(&mut self, key: u64) {
+        if key == 0 {
+            return;
+        }
+        let mut min_i = 0;
+        for i in 0..K {
+            if self.keys[i] == key {
+                self.counts[i] += 1;
+                return;
+            }
+            if self.counts[i] < self.counts[min_i] {
+                min_i = i;
+            }
+        }
+        // Not tracked: replace the least counted entry, inheriting its count as error.
+        let floor = self.counts[min_i];
+        self.keys[min_i] = key;
+        self.errs[min_i] = floor;
+        self.counts[min_i] = floor + 1;
+    }
+
+    /// The most frequent key with its guaranteed count (count - error).
+    pub fn top(&self) -> Option<(u64, u32)> {
+        (0..K)
+            .filter(|&i| self.keys[i] != 0)
+            .map(|i| (self.keys[i], self.counts[i] - self.errs[i]))
+            .max_by_key(|&(_, c)| c)
+    }
+
+    /// Entries with their guaranteed counts, most frequent first.
+    pub fn entries(&self) -> Vec<(u64, u32)> {
+        let mut v: Vec<(u64, u32)> =
+            (0..K).filter(|&i| self.keys[i] != 0).map(|i| (self.keys[i], self.counts[i] - self.errs[i])).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        v
+    }
+
+    pub fn count_of(&self, key: u64) -> u32 {
+        (0..K).find(|&i| self.keys[i] == key && key != 0).map(|i| self.counts[i] - self.errs[i]).unwrap_or(0)
+    }
+
+    /// Halves every count (exponential forgetting).
+    pub fn halve(&mut self) {
+        for i in 0..K {
+            self.counts[i] /= 2;
+            self.errs[i] /= 2;
+            if self.counts[i] == 0 {
+                self.keys[i] = 0;
+            }
+        }
+    }
+}
+
+/// SimHash of a set of feature hashes: near-identical texts get fingerprints a few bits
+/// apart (Charikar).
+pub fn simhash(features: impl Iterator<Item = u64>) -> u64 {
+    let mut acc = [0i32; 64];
+    let mut any = false;
+    for f in features {
+        any = true;
+        let h = mix(f);
+        for (bit, a) in acc.iter_mut().enumerate() {
+            if h >> bit & 1 == 1 {
+                *a += 1;
+            } else {
+                *a -= 1;
+            }
+        }
+    }
+    if !any {
+        return 0;
+    }
+    acc.iter().enumerate().fold(0u64, |out, (bit, &a)| if a > 0 { out | 1 << bit } else { out })
+}
+
+/// The last N prompts of an account: exact hash and SimHash, for repeat and
+/// near-duplicate shares over recent traffic.
+#[derive(Clone)]
+pub struct RecentRing<const N: usize> {
+    exact: [u64; N],
+    sim: [u64; N],
+    next: usize,
+    len: usize,
+}
+
+impl<const N: usize> Default for RecentRing<N> {
+    fn default() -> Self {
+        RecentRing { exact: [0; N], sim: [0; N], next: 0, len: 0 }
+    }
+}
+
+/// How a new prompt relates to the recent ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Novelty {
+    /// Same text as a recent prompt.
+    Repeat,
+    /// Within `NEAR_BITS` of a recent prompt's SimHash.
+    NearDuplicate,
+    New,
+}
+
+pub const NEAR_BITS: u32 = 3;
+
+impl<const N: usize> RecentRing<N> {
+    /// Classifies the prompt against the ring, then adds it.
+    pub fn push(&mut self, exact: u64, sim: u64) -> Novelty {
+        let mut novelty = Novelty::New;
+        for i in 0..self.len {
+            if self.exact[i] == exact {
+                novelty = Novelty::Repeat;
+                break;
+            }
+            if sim != 0 && (self.sim[i] ^ sim).count_ones() <= NEAR_BITS {
+                novelty = Novelty::NearDuplicate;
+            }
+        }
+        self.exact[self.next] = exact;
+        self.sim[self.next] = sim;
+        self.next = (self.next + 1) % N;
+        self.len = (self.len + 1).min(N);
+        novelty
+    }
+}
+
+/// Welford's running mean and variance, with halving for forgetting.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Welford {
+    pub n: f64,
+    pub mean: f64,
+    m2: f64,
+}
+
+impl Welford {
+    pub fn push(&mut self, x: f64) {
+        self.n += 1.0;
+        let d = x - self.mean;
+        self.mean += d / self.n;
+        self.m2 += d * (x - self.mean);
+    }
+    pub fn sd(&self) -> f64 {
+        if self.n < 2.0 {
+            0.0
+        } else {
+            (self.m2 / (self.n - 1.0)).max(0.0).sqrt()
+        }
+    }
+    /// Keeps mean and variance, halves the weight of the past.
+    pub fn halve(&mut self) {
+        self.n /= 2.0;
+        self.m2 /= 2.0;
+    }
+}
+
+/// Counts per time bucket over the last N buckets (a sliding window of event time).
+#[derive(Clone)]
+pub struct BucketRing<const N: usize> {
+    /// Bucket index (time / width) of each slot's count.
+    idx: [u32; N],
+    counts: [u16; N],
+}
+
+impl<const N: usize> Default for BucketRing<N> {
+    fn default() -> Self {
+        BucketRing { idx: [u32::MAX; N], counts: [0; N] }
+    }
+}
+
+impl<const N: usize> BucketRing<N> {
+    pub fn add(&mut self, bucket: u32) {
+        let slot = bucket as usize % N;
+        if self.idx[slot] != bucket {
+            self.idx[slot] = bucket;
+            self.counts[slot] = 0;
+        }
+        self.counts[slot] = self.counts[slot].saturating_add(1);
+    }
+    /// Sum over buckets in `(now - N, now]`.
+    pub fn sum(&self, now: u32) -> u32 {
+        self.live(now).map(|(_, c)| c as u32).sum()
+    }
+    /// Buckets in the window with at least one event.
+    pub fn active(&self, now: u32) -> u32 {
+        self.live(now).filter(|&(_, c)| c > 0).count() as u32
+    }
+    fn live(&self, now: u32) -> impl Iterator<Item = (u32, u16)> + '_ {
+        (0..N)
+            .filter(move |&i| self.idx[i] != u32::MAX && self.idx[i] <= now && now - self.idx[i] < N as u32)
+            .map(move |i| (self.idx[i], self.counts[i]))
+    }
+}
+
+/// The last N distinct active minutes, kept sorted for Jaccard comparisons between
+/// accounts (synchronised activity).
+#[derive(Clone, Default)]
+pub struct MinuteSet {
+    minutes: Vec<u32>,
+}
+
+impl MinuteSet {
+    pub const CAP: usize = 64;
+
+    pub fn add(&mut self, minute: u32) {
+        if let Err(pos) = self.minutes.binary_search(&minute) {
+            self.minutes.insert(pos, minute);
+            if self.minutes.len() > Self::CAP {
+                self.minutes.remove(0);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.minutes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.minutes.is_empty()
+    }
+
+    /// Shared minutes, counting a minute as shared when the other set has one within
+    /// `slack` minutes (schedulers fire in the same minute, give or take queueing).
+    /// Only minutes inside both sets' overlapping time span are compared.
+    pub fn overlap(&self, other: &MinuteSet, slack: u32) -> (usize, usize) {
+        if self.minutes.is_empty() || other.minutes.is_empty() {
+            return (0, 0);
+        }
+        let lo = self.minutes[0].max(other.minutes[0]);
+        let hi = self.minutes[self.minutes.len() - 1].min(other.minutes[other.minutes.len() - 1]);
+        if lo > hi {
+            return (0, 0);
+        }
+        let a: Vec<u32> = self.minutes.iter().copied().filter(|&m| m >= lo && m <= hi).collect();
+        let b: Vec<u32> = other.minutes.iter().copied().filter(|&m| m >= lo && m <= hi).collect();
+        let mut shared = 0;
+        let mut j = 0;
+        for &m in &a {
+            while j < b.len() && b[j] + slack < m {
+                j += 1;
+            }
+            if j < b.len() && b[j] <= m + slack {
+                shared += 1;
+            }
+        }
+        let union = a.len() + b.len() - shared.min(b.len());
+        (shared, union)
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.minutes.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn hll_estimates_within_error() {
+        for n in [10u64, 100, 1000, 10_000, 100_000] {
+            let mut h = Hll::default();
+            for i in 0..n {
+                h.insert(fnv1a(&i.to_le_bytes()));
+            }
+            let e = h.estimate();
+            let err = (e - n as f64).abs() / n as f64;
+            assert!(err < 0.2, "n={n} estimate={e}");
+        }
+    }
+
+    #[test]
+    fn hll_ignores_repeats() {
+        let mut h = Hll::default();
+        for _ in 0..10_000 {
+            h.insert(42);
+        }
+        assert!(h.estimate() < 1.5);
+    }
+
+    #[test]
+    fn space_saving_finds_heavy_hitter() {
+        let mut s = SpaceSaving::<8>::default();
+        for i in 0..10_000u64 {
+            s.insert(if i % 3 == 0 { 7 } else { 1000 + i });
+        }
+        let (k, c) = s.top().unwrap();
+        assert_eq!(k, 7);
+        // Guaranteed count never exceeds the true count (3334) and is close to it.
+        assert!(c <= 3334 && c > 2000, "count {c}");
+    }
+
+    #[test]
+    fn ring_classifies_repeats_and_near_duplicates() {
+        let mut r = RecentRing::<4>::default();
+        assert_eq!(r.push(1, 0b1111_0000), Novelty::New);
+        assert_eq!(r.push(1, 0b1111_0000), Novelty::Repeat);
+        assert_eq!(r.push(2, 0b1111_0011), Novelty::NearDuplicate);
+        assert_eq!(r.push(3, !0b1111_0000u64), Novelty::New);
+    }
+
+    #[test]
+    fn bucket_ring_slides() {
+        let mut b = BucketRing::<60>::default();
+        for m in 0..120 {
+            b.add(m);
+        }
+        assert_eq!(b.sum(119), 60);
+        assert_eq!(b.sum(170), 9); // minutes 111..=119 remain in (110, 170]
+        assert_eq!(b.active(119), 60);
+    }
+
+    #[test]
+    fn minute_overlap_with_slack() {
+        let mut a = MinuteSet::default();
+        let mut b = MinuteSet::default();
+        for m in [10, 20, 30, 40] {
+            a.add(m);
+        }
+        for m in [10, 21, 35, 40] {
+            b.add(m);
+        }
+        assert_eq!(a.overlap(&b, 0).0, 2);
+        assert_eq!(a.overlap(&b, 1).0, 3);
+    }
+
+    proptest! {
+        #[test]
+        fn hll_merge_is_union(a in proptest::collection::vec(any::<u64>(), 0..500), b in proptest::collection::vec(any::<u64>(), 0..500)) {
+            let mut ha = Hll::default();
+            let mut hb = Hll::default();
+            let mut hu = Hll::default();
+            for x in &a { ha.insert(*x); hu.insert(*x); }
+            for x in &b { hb.insert(*x); hu.insert(*x); }
+            ha.merge(&hb);
+            prop_assert_eq!(ha.regs, hu.regs);
+        }
+
+        #[test]
+        fn space_saving_never_overcounts_guaranteed(keys in proptest::collection::vec(1u64..40, 1..2000)) {
+            let mut s = SpaceSaving::<8>::default();
+            for k in &keys { s.insert(*k); }
+            for (k, c) in s.entries() {
+                let truth = keys.iter().filter(|&&x| x == k).count() as u32;
+                prop_assert!(c <= truth);
+            }
+            // A key holding more than 1/8 of the stream is always tracked.
+            let mut freq = std::collections::HashMap::new();
+            for k in &keys { *freq.entry(*k).or_insert(0u32) += 1; }
+            for (k, f) in freq {
+                if f as usize * 8 > keys.len() {
+                    prop_assert!(s.entries().iter().any(|e| e.0 == k));
+                }
+            }
+        }
+
+        #[test]
+        fn minute_set_stays_bounded_and_sorted(ms in proptest::collection::vec(0u32..100_000, 0..500)) {
+            let mut s = MinuteSet::default();
+            for m in ms { s.add(m); }
+            prop_assert!(s.len() <= MinuteSet::CAP);
+            prop_assert!(s.minutes.windows(2).all(|w| w[0] < w[1]));
+        }
+
+        #[test]
+        fn simhash_is_stable_under_small_change(words in proptest::collection::vec("[a-z]{3,8}", 40..80)) {
+            let base: Vec<u64> = words.iter().map(|w| fnv1a(w.as_bytes())).collect();
+            let mut changed = base.clone();
+            changed[0] = fnv1a(b"zzzzzz");
+            let d = (simhash(base.into_iter()) ^ simhash(changed.into_iter())).count_ones();
+            prop_assert!(d <= 16, "distance {}", d);
+        }
+    }
+}

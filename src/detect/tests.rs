@@ -1,0 +1,319 @@
+//! Engine tests on synthetic streams with controlled timestamps.
+
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+
+use super::config::{DetectConfig, Mode, RawDetection};
+use super::*;
+
+const T0: i64 = 1_793_577_600_000; // 2026-11-01T00:00:00Z
+
+struct Req {
+    ts_ms: i64,
+    account: String,
+    ip: &'static str,
+    body: Map<String, Value>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+fn chat(messages: Value, extra: Value) -> Map<String, Value> {
+    let mut m = json!({"model": "gpt-4o-mini", "messages": messages}).as_object().unwrap().clone();
+    if let Value::Object(e) = extra {
+        m.extend(e);
+    }
+    m
+}
+
+fn feed(engine: &mut Engine, reqs: &[Req]) -> Vec<AlertChange> {
+    let mut out = Vec::new();
+    for (i, r) in reqs.iter().enumerate() {
+        let id = format!("r{i}");
+        let obs = Observation {
+            ts_ms: r.ts_ms,
+            request_id: &id,
+            account_id: &r.account,
+            client_ip: r.ip.parse().ok(),
+            user_agent: Some("OpenAI/Python 1.54.0"),
+            path: "/v1/chat/completions",
+            status: 200,
+            prompt_tokens: r.prompt_tokens,
+            completion_tokens: r.completion_tokens,
+            features: features::extract("/v1/chat/completions", Some(&r.body)),
+        };
+        out.extend(engine.observe(&obs));
+    }
+    out
+}
+
+fn engine() -> Engine {
+    Engine::new(Arc::new(DetectConfig::default()))
+}
+
+const TOPICS: &[&str] = &[
+    "a farmer sells 17 eggs at 3 dollars each and buys 4 hens",
+    "a train leaves at 9 and travels 120 km at 80 km per hour",
+    "Mia has 45 stickers and gives a third to her brother",
+    "a rectangle is 12 m long and 7 m wide; what is its area",
+    "John reads 30 pages a day for 2 weeks and then 10 more",
+    "a shop discounts a 60 dollar coat by 15 percent",
+];
+
+const WORDS: &[&str] = &[
+    "meeting",
+    "notes",
+    "from",
+    "our",
+    "quarterly",
+    "review",
+    "please",
+    "invoice",
+    "customer",
+    "refund",
+    "product",
+    "launch",
+    "email",
+    "draft",
+    "blog",
+    "post",
+    "about",
+    "hiring",
+    "remote",
+    "team",
+    "policy",
+    "update",
+    "weekly",
+    "newsletter",
+    "summary",
+    "apology",
+    "delay",
+    "shipping",
+    "partner",
+    "proposal",
+    "budget",
+    "travel",
+    "request",
+    "onboarding",
+    "guide",
+    "feedback",
+    "survey",
+    "results",
+    "holiday",
+    "schedule",
+];
+
+/// End-user text of a product: varied openings, lengths and wording.
+fn varied(i: usize) -> String {
+    let n = 6 + i * 31 % 20;
+    (0..n).map(|k| WORDS[(i * 7919 + k * 104_729 + k * k * 13) % WORDS.len()]).collect::<Vec<_>>().join(" ")
+}
+
+fn question(i: usize) -> String {
+    format!("{} (case {i}, variant {})", TOPICS[i % TOPICS.len()], i * 7919 % 1000)
+}
+
+/// A reasoning-trace harvester: fixed CoT suffix, every 20 s, around the clock.
+fn reasoning_harvester(account: &str, n: usize) -> Vec<Req> {
+    (0..n)
+        .map(|i| Req {
+            ts_ms: T0 + i as i64 * 20_000 + (i as i64 * 37 % 5) * 100,
+            account: account.into(),
+            ip: "198.51.100.7",
+            body: chat(
+                json!([{"role": "user", "content": format!("{} Please reason step by step, and put your final answer within \\boxed{{}}.", question(i))}]),
+                json!({"max_tokens": 4096, "temperature": 0.6}),
+            ),
+            prompt_tokens: 60,
+            completion_tokens: 700,
+        })
+        .collect()
+}
+
+#[test]
+fn reasoning_harvester_is_flagged_with_evidence() {
+    let mut e = engine();
+    let changes = feed(&mut e, &reasoning_harvester("harvester", 400));
+    let first = changes.iter().find(|c| c.created).expect("an alert");
+    assert_eq!(first.alert.kind, KIND_ACCOUNT);
+    assert_eq!(first.alert.account_ids, vec!["harvester".to_string()]);
+    let requests = first.alert.evidence["requests"].as_u64().unwrap();
+    assert!(requests <= 200, "flagged after {requests} requests");
+    let fired: Vec<&str> =
+        first.alert.evidence["signals"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(fired.contains(&"reasoning_elicitation"), "{fired:?}");
+    assert!(!first.alert.evidence["samples"].as_array().unwrap().is_empty());
+    // Deduplicated: one open alert, later changes are updates.
+    assert_eq!(changes.iter().filter(|c| c.created).count(), 1);
+}
+
+#[test]
+fn student_asking_for_steps_at_human_pace_is_not_flagged() {
+    let mut e = engine();
+    let mut reqs = Vec::new();
+    let mut t = T0 + 9 * 3_600_000;
+    for i in 0..300 {
+        // A few questions per evening, follow-ups in conversation, days apart.
+        t += if i % 6 == 0 { 20 * 3_600_000 } else { 60_000 + (i as i64 * 7_919 % 400) * 1_000 };
+        let first = format!("Can you explain step by step how to solve this? {}", question(i));
+        let messages = if i % 3 == 0 {
+            json!([{"role": "user", "content": first}])
+        } else {
+            json!([{"role": "user", "content": first}, {"role": "assistant", "content": "First, ..."},
+                   {"role": "user", "content": "why did you multiply there?"}])
+        };
+        reqs.push(Req {
+            ts_ms: t,
+            account: "student".into(),
+            ip: "203.0.113.9",
+            body: chat(messages, json!({})),
+            prompt_tokens: 80,
+            completion_tokens: 300,
+        });
+    }
+    let changes = feed(&mut e, &reqs);
+    assert!(changes.is_empty(), "{:?}", changes.first().map(|c| &c.alert.evidence));
+}
+
+#[test]
+fn product_with_fixed_system_prompt_is_not_flagged() {
+    let mut e = engine();
+    let system = "You are Acme Writer, a writing assistant for the Acme docs platform. Keep the user's tone, \
+                  fix grammar, never invent facts, answer in the user's language.";
+    let reqs: Vec<Req> = (0..3000)
+        .map(|i| Req {
+            // Poisson-like arrivals: gaps from a fixed pseudo-random sequence, mean ~10 s.
+            ts_ms: T0
+                + (0..i)
+                    .map(|j| (((j * 7919 % 1000) as f64 / 1000.0 + 0.0005).ln().abs() * 30_000.0) as i64)
+                    .sum::<i64>(),
+            account: "acme".into(),
+            ip: "192.0.2.10",
+            body: chat(
+                json!([{"role": "system", "content": system}, {"role": "user", "content": varied(i)}]),
+                json!({"temperature": 0.7}),
+            ),
+            prompt_tokens: 90,
+            completion_tokens: 80,
+        })
+        .collect();
+    let changes = feed(&mut e, &reqs);
+    assert!(changes.is_empty(), "{:?}", changes.first().map(|c| &c.alert.evidence));
+}
+
+/// A hydra: 30 accounts on 3 subnets, ~30 requests a day each, fired together by one
+/// scheduler, half of it templated harvesting, half cover traffic.
+fn hydra(accounts: usize, days: i64) -> Vec<Req> {
+    let mut reqs = Vec::new();
+    for day in 0..days {
+        for slot in 0..30 {
+            let minute = T0 + day * 86_400_000 + slot * 47 * 60_000;
+            for a in 0..accounts {
+                let i = (day * 30 + slot) as usize * accounts + a;
+                let content = if slot % 2 == 0 {
+                    format!("{} Think step by step and show all intermediate reasoning.", question(i))
+                } else {
+                    format!("what's a good name for a {} shop", ["coffee", "bike", "book", "flower"][i % 4])
+                };
+                reqs.push(Req {
+                    ts_ms: minute + a as i64 * 900,
+                    account: format!("hydra-{a:02}"),
+                    ip: ["203.0.113.5", "198.51.100.20", "192.0.2.33"][a % 3],
+                    body: chat(json!([{"role": "user", "content": content}]), json!({"max_tokens": 2048})),
+                    prompt_tokens: 50,
+                    completion_tokens: 500,
+                });
+            }
+        }
+    }
+    reqs
+}
+
+#[test]
+fn hydra_cluster_is_one_alert_listing_its_members() {
+    let mut e = engine();
+    let changes = feed(&mut e, &hydra(30, 3));
+    let clusters: Vec<&AlertChange> = changes.iter().filter(|c| c.alert.kind == KIND_CLUSTER).collect();
+    // Groups found before their links were complete are merged: one open alert remains,
+    // listing every member.
+    let mut open: std::collections::HashMap<&str, &Alert> = std::collections::HashMap::new();
+    for c in &clusters {
+        open.insert(&c.alert.id, &c.alert);
+    }
+    open.retain(|_, a| a.status == "open");
+    assert_eq!(open.len(), 1, "one open cluster alert");
+    let last = open.values().next().unwrap();
+    assert_eq!(last.account_ids.len(), 30, "{:?}", last.account_ids);
+    // Each member was flagged within its first 50 requests.
+    let first = clusters[0];
+    let created = backtest::parse_ts(&first.alert.created_at).unwrap();
+    let per_account_before = (created - T0) / (47 * 60_000) + 1;
+    assert!(per_account_before <= 50, "{per_account_before}");
+}
+
+#[test]
+fn false_positive_suppresses_and_allow_list_exempts() {
+    let mut e = engine();
+    let reqs = reasoning_harvester("h", 300);
+    let changes = feed(&mut e, &reqs[..150]);
+    let alert = changes.iter().find(|c| c.created).expect("alert").alert.clone();
+    assert!(e.resolve(&alert.id, true, reqs[149].ts_ms));
+    assert!(feed(&mut e, &reqs[150..]).is_empty(), "suppressed after false positive");
+
+    let raw = RawDetection { allow_accounts: Some(vec!["h".into()]), ..Default::default() };
+    let mut problems = Vec::new();
+    let mut allowed = Engine::new(Arc::new(config::validate(raw, &mut problems)));
+    assert!(problems.is_empty());
+    assert!(feed(&mut allowed, &reqs).is_empty());
+    assert_eq!(allowed.tracked(), 0);
+}
+
+#[test]
+fn shadow_mode_marks_alerts_not_enforced() {
+    let raw = RawDetection { mode: Some(Mode::Shadow), ..Default::default() };
+    let mut e = Engine::new(Arc::new(config::validate(raw, &mut Vec::new())));
+    let changes = feed(&mut e, &reasoning_harvester("h", 300));
+    assert!(!changes.is_empty());
+    assert!(changes.iter().all(|c| !c.alert.enforced));
+}
+
+#[test]
+fn per_account_state_stays_under_4_kib() {
+    let mut e = engine();
+    let mut reqs = reasoning_harvester("big", 3000);
+    for (i, r) in reqs.iter_mut().enumerate() {
+        // Long prompts and many client addresses must not grow the state.
+        let long = "word ".repeat(2000) + &i.to_string();
+        r.body = chat(json!([{"role": "user", "content": long}]), json!({}));
+        r.ip = ["203.0.113.1", "203.0.114.1", "203.0.115.1", "203.0.116.1", "203.0.117.1"][i % 5];
+    }
+    feed(&mut e, &reqs);
+    let bytes = e.account("big").unwrap().memory_bytes();
+    assert!(bytes <= 4096, "{bytes} bytes");
+}
+
+#[test]
+fn idle_accounts_are_evicted() {
+    let raw = RawDetection { idle_evict_hours: Some(1), ..Default::default() };
+    let mut e = Engine::new(Arc::new(config::validate(raw, &mut Vec::new())));
+    let mut reqs = reasoning_harvester("old", 5);
+    let mut later = reasoning_harvester("new", 50);
+    for r in later.iter_mut() {
+        r.ts_ms += 3 * 3_600_000;
+    }
+    reqs.extend(later);
+    feed(&mut e, &reqs);
+    assert!(e.account("old").is_none());
+    assert!(e.account("new").is_some());
+}
+
+#[test]
+fn same_events_same_alerts() {
+    let reqs = hydra(10, 2).into_iter().chain(reasoning_harvester("solo", 300)).collect::<Vec<_>>();
+    let mut sorted = reqs;
+    sorted.sort_by_key(|r| r.ts_ms);
+    let a: Vec<Alert> = feed(&mut engine(), &sorted).into_iter().map(|c| c.alert).collect();
+    let b: Vec<Alert> = feed(&mut engine(), &sorted).into_iter().map(|c| c.alert).collect();
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+}
