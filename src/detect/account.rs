@@ -60,6 +60,9 @@ pub struct AccountState {
     soft: u32,
     repeat: u32,
     near_dup: u32,
+    /// Prompts under a template already seen at least 3 times (any of the tracked ones:
+    /// harvesters rotate several).
+    templated: u32,
     fixed_system: u32,
     prompt_tokens: u64,
     completion_tokens: u64,
@@ -158,6 +161,9 @@ impl AccountState {
                 Novelty::New => {}
             }
             self.distinct.insert(f.prompt_hash);
+            if f.template_keys.iter().any(|&k| k != 0 && self.templates.count_of(k) >= 3) {
+                self.templated += 1;
+            }
             for k in f.template_keys {
                 self.templates.insert(k);
             }
@@ -166,7 +172,7 @@ impl AccountState {
                     marks.push("template");
                 }
             }
-            if f.system_hash != 0 && f.system_chars >= 80 {
+            if f.system_hash != 0 && f.system_chars >= super::features::PERSONA_CHARS {
                 self.systems.insert(f.system_hash);
                 if self.systems.top().is_some_and(|(k, _)| k == f.system_hash) {
                     self.fixed_system += 1;
@@ -200,6 +206,7 @@ impl AccountState {
             &mut self.soft,
             &mut self.repeat,
             &mut self.near_dup,
+            &mut self.templated,
             &mut self.fixed_system,
         ] {
             *c /= 2;
@@ -228,6 +235,11 @@ impl AccountState {
         self.templates.top().map(|(k, c)| (k, self.share(c, self.text_n).min(1.0)))
     }
 
+    /// Share of prompts that fill a template the account has used before.
+    pub fn templated_share(&self) -> f64 {
+        self.share(self.templated, self.text_n)
+    }
+
     pub fn reasoning_share(&self) -> f64 {
         self.share(self.reasoning, self.text_n)
     }
@@ -254,14 +266,20 @@ impl AccountState {
                 if self.text_n == 0 {
                     return None;
                 }
-                self.top_template().map(|(_, s)| s).unwrap_or(0.0) * novel
+                self.templated_share() * novel
             }
             SignalName::Breadth => {
                 if self.text_n == 0 {
                     return None;
                 }
+                // Wide and shallow: single-turn, fresh prompts that are neither fills of one
+                // template nor end-user input behind a product's fixed system prompt.
                 let fresh = 1.0 - self.share(self.repeat + self.near_dup, self.text_n);
-                self.single_turn_share() * fresh * (1.0 - self.share(self.fixed_system, self.text_n))
+                let templated = self.templated_share();
+                self.single_turn_share()
+                    * fresh
+                    * (1.0 - templated)
+                    * (1.0 - self.share(self.fixed_system, self.text_n))
             }
             SignalName::LongOutputs => {
                 if self.completion_tokens == 0 {
@@ -288,6 +306,12 @@ impl AccountState {
                     return None;
                 }
                 self.output_ratio()
+            }
+            SignalName::FixedSystemPrompt => {
+                if self.text_n == 0 {
+                    return None;
+                }
+                self.share(self.fixed_system, self.text_n)
             }
             SignalName::Reruns => {
                 if self.text_n == 0 {

@@ -208,7 +208,7 @@ fn score_group(
     let sync_share = edges.iter().filter(|e| e.2.sync).count() as f64 / pairs;
     let mean = |f: &dyn Fn(&AccountState) -> f64| states.iter().map(|s| f(s)).sum::<f64>() / n;
     let reasoning = mean(&|s| s.reasoning_share());
-    let template_use = mean(&|s| s.top_template().map(|t| t.1).unwrap_or(0.0));
+    let template_use = mean(&|s| s.templated_share());
     let conversation = mean(&|s| 1.0 - s.single_turn_share());
     let per_day = mean(&|s| {
         let days = ((s.last_ms - s.first_ms) as f64 / 86_400_000.0).max(1.0);

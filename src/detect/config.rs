@@ -80,13 +80,13 @@ signals! {
         "share of prompts asking for step-by-step reasoning or the model's chain of thought (many languages)";
     SoftLabels = "soft_labels", Intent, 0.2, 0.6, 0.35,
         "share of requests asking for logprobs/top_logprobs, logit_bias or n > 1, on prompts that are not repeats";
-    TemplateReuse = "template_reuse", Intent, 0.4, 0.8, 0.25,
-        "share of prompts under the account's top template (fixed prefix, suffix or list layout), on prompts that are not repeats";
+    TemplateReuse = "template_reuse", Intent, 0.4, 0.8, 0.35,
+        "share of prompts filling a template (fixed prefix, suffix or list layout) the account used at least 3 times before, on prompts that are not repeats";
     Breadth = "breadth", Intent, 0.7, 0.9, 0.2,
-        "single-turn share x fresh-prompt share x share without a fixed product system prompt: wide, shallow coverage";
-    LongOutputs = "long_outputs", Intent, 1.5, 5.0, 0.1,
+        "single-turn share x fresh-prompt share x (1 - templated share) x (1 - fixed system prompt share): wide, shallow coverage";
+    LongOutputs = "long_outputs", Intent, 1.5, 4.0, 0.2,
         "completion tokens per prompt token";
-    Volume = "volume", Automation, 30.0, 120.0, 0.25,
+    Volume = "volume", Automation, 20.0, 90.0, 0.25,
         "requests in the last 60 minutes (event time)";
     RegularCadence = "regular_cadence", Automation, 0.9, 0.4, 0.2,
         "standard deviation of ln(inter-arrival gap) within sessions: low means machine-regular (Poisson is ~1.3, people higher)";
@@ -94,8 +94,10 @@ signals! {
         "hours with activity in the last 24 hours";
     Conversation = "conversation", Benign, 0.15, 0.5, -0.35,
         "share of requests continuing a conversation (earlier turns present)";
-    LowOutputs = "low_outputs", Benign, 0.5, 0.15, -0.35,
+    LowOutputs = "low_outputs", Benign, 0.5, 0.15, -0.4,
         "completion tokens per prompt token, when low (summaries, classification: little model output is taken)";
+    FixedSystemPrompt = "fixed_system_prompt", Benign, 0.5, 0.9, -0.35,
+        "share of requests under the account's one long (>= 80 chars) system prompt: a product wrapping its users' input";
     Reruns = "reruns", Benign, 0.3, 0.6, -0.25,
         "share of prompts repeated verbatim from the last 32 (re-running the same prompts, e.g. parameter sweeps)";
 }

@@ -4,10 +4,13 @@
 
 use std::sync::OnceLock;
 
-use regex::RegexSet;
+use regex::Regex;
 use serde_json::{Map, Value};
 
 use super::sketch::{fnv1a, simhash};
+
+/// System prompts at least this long are treated as a product persona.
+pub const PERSONA_CHARS: u32 = 80;
 
 /// What one request tells the detector.
 #[derive(Debug, Clone, Default)]
@@ -53,7 +56,7 @@ impl RequestFeatures {
 /// the system prompt.
 pub const REASONING_PATTERNS: &[(&str, &str)] = &[
     ("en:step_by_step", r"step[\s-]*by[\s-]*step|step-wise|stepwise"),
-    ("en:boxed", r"\\boxed|final answer (with)?in"),
+    ("en:boxed", r"[\\]boxed|final answer (with)?in"),
     (
         "en:show_reasoning",
         r"(show|explain|articulate|describe|detail|write out|walk (me )?through|lay out|spell out|outline|expose|reveal|provide|give)\s+(me\s+)?(all\s+|each\s+|every\s+|the\s+|your\s+|of\s+)*((full|complete|entire|detailed|internal|underlying|intermediate|hidden)\s+)*(reasoning|work|working|thought process|thinking|chain of thought|rationale|derivation|logic|steps)",
@@ -99,16 +102,37 @@ pub const REASONING_PATTERNS: &[(&str, &str)] = &[
     ("sv", r"steg för steg|resonera"),
 ];
 
-fn reasoning_set() -> &'static RegexSet {
-    static SET: OnceLock<RegexSet> = OnceLock::new();
-    SET.get_or_init(|| {
-        RegexSet::new(REASONING_PATTERNS.iter().map(|(_, p)| format!("(?i){p}"))).expect("reasoning patterns compile")
+struct Reasoning {
+    /// All patterns as one alternation: one lazy-DFA pass over the text.
+    any: Regex,
+    /// Each pattern alone, to name the one that matched (only for matching texts).
+    each: Vec<Regex>,
+}
+
+fn reasoning() -> &'static Reasoning {
+    static R: OnceLock<Reasoning> = OnceLock::new();
+    R.get_or_init(|| {
+        // ASCII word boundaries keep the whole set in the lazy DFA (Unicode `\b` would
+        // force the slow NFA simulation on every request).
+        let ascii = |p: &str| p.replace(r"\b", r"(?-u:\b)");
+        let any = REASONING_PATTERNS.iter().map(|(_, p)| format!("(?:{})", ascii(p))).collect::<Vec<_>>().join("|");
+        Reasoning {
+            any: Regex::new(&format!("(?i){any}")).expect("reasoning patterns compile"),
+            each: REASONING_PATTERNS
+                .iter()
+                .map(|(_, p)| Regex::new(&format!("(?i){}", ascii(p))).expect("reasoning pattern compiles"))
+                .collect(),
+        }
     })
 }
 
 /// The first reasoning-elicitation pattern `text` matches.
 pub fn reasoning_match(text: &str) -> Option<&'static str> {
-    reasoning_set().matches(text).iter().next().map(|i| REASONING_PATTERNS[i].0)
+    let r = reasoning();
+    if !r.any.is_match(text) {
+        return None;
+    }
+    r.each.iter().position(|re| re.is_match(text)).map(|i| REASONING_PATTERNS[i].0)
 }
 
 /// Words of a text with the variable parts masked: lowercase, digits → `#`, quoted spans
@@ -262,9 +286,24 @@ pub fn extract(path: &str, body: Option<&Map<String, Value>>) -> RequestFeatures
     }
     let words = masked_words(&user);
     f.prompt_hash = fnv1a(user.trim().as_bytes()).max(1);
-    f.simhash = simhash(words.windows(3).map(|w| fnv1a(w.join(" ").as_bytes())));
+    // Word 3-shingles, hashed without building strings: each word hashed once, shingles
+    // combined arithmetically.
+    let word_hashes: Vec<u64> = words.iter().map(|w| fnv1a(w.as_bytes())).collect();
+    f.simhash = simhash(
+        word_hashes
+            .windows(3)
+            .map(|w| w[0].rotate_left(42) ^ w[1].rotate_left(21) ^ w[2].wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+    );
     f.template_keys = template_keys(&user, &words);
-    f.reasoning = reasoning_match(&user).or_else(|| if system.is_empty() { None } else { reasoning_match(&system) });
+    // A short system message is an instruction like any other; a long one is a product's
+    // persona, whose wording says nothing about the account's intent.
+    f.reasoning = reasoning_match(&user).or_else(|| {
+        if system.is_empty() || f.system_chars >= PERSONA_CHARS {
+            None
+        } else {
+            reasoning_match(&system)
+        }
+    });
     f.user_chars = user.chars().count().min(u32::MAX as usize) as u32;
     f.excerpt = user.chars().take(160).collect();
 
