@@ -58,6 +58,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         [server]
         listen = "127.0.0.1:0"
         admin_listen = "127.0.0.1:0"
+        trusted_proxies = ["127.0.0.1"]
         [upstream]
         base_url = "{upstream}"
         api_key_env = "DEMO_UPSTREAM_KEY"
@@ -67,11 +68,16 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         path = "{db}"
         [logging]
         format = "pretty"
-        level = "warn"
+        # The demo prints what happens itself; only errors go to the log.
+        level = "error"
         [[tiers]]
         name = "default"
-        requests_per_minute = 60
-        tokens_per_minute = 100000
+        requests_per_minute = 6000
+        tokens_per_minute = 10000000
+        [detection]
+        mode = "enforce"
+        # The demo lasts seconds, not days: look for clusters every second.
+        cluster_interval_secs = 1
         "#,
         upstream = mock.base_url(),
         db = data_dir.join("warden.db").display(),
@@ -204,6 +210,8 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("\n  reviewer blocked `mallory` (reason recorded); its next request:");
     run_step(chat("mallory", "chat", "One more question.", false)).await?;
 
+    simulate(&http, &admin, &format!("http://{proxy_addr}")).await?;
+
     // Let the last streamed responses finish their accounting before reading totals.
     tokio::time::sleep(Duration::from_millis(50)).await;
     println!("\n  per-account totals from the admin API:");
@@ -232,6 +240,162 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     mock.shutdown();
     let _ = std::fs::remove_dir_all(&data_dir);
     println!("\n  demo finished; warden shut down gracefully.");
+    Ok(())
+}
+
+/// One simulated account of the detection phase.
+struct Sim {
+    id: String,
+    kind: &'static str,
+    /// Client address (warden sits behind a trusted proxy that sets X-Forwarded-For).
+    ip: String,
+    per_round: usize,
+    key: String,
+    sent: usize,
+    ok: usize,
+    refused: usize,
+}
+
+const QUESTIONS: &[&str] = &[
+    "A baker makes 24 loaves and sells 3/4 of them. How many are left?",
+    "Tom has twice as many marbles as Ann, who has 17. How many do they have together?",
+    "A car travels 180 km in 2.5 hours. What is its average speed?",
+    "If 5 pencils cost 1.25 dollars, how much do 18 pencils cost?",
+    "A tank holds 350 litres and leaks 12 litres an hour. When is it half empty?",
+    "Write a short poem about the sea.",
+    "Explain how vaccines train the immune system.",
+    "Give three tips for a job interview.",
+];
+
+fn sim_body(kind: &str, i: usize) -> Value {
+    let q = QUESTIONS[i % QUESTIONS.len()];
+    let user = |content: String| json!([{"role": "user", "content": content}]);
+    let messages = match kind {
+        "product" => json!([
+            {"role": "system", "content": "You are the help-desk assistant of Northwind Traders. Answer questions \
+                about orders, shipping and returns politely and briefly; escalate legal questions."},
+            {"role": "user", "content": format!("Hi, my order {} has not arrived", 1000 + i * 7)},
+            {"role": "assistant", "content": "Sorry to hear that. Could you share your postcode?"},
+            {"role": "user", "content": format!("Sure, it's {}.", 10_000 + i * 13)},
+        ]),
+        "student" => json!([
+            {"role": "user", "content": format!("Can you explain step by step how to solve this? {q}")},
+            {"role": "assistant", "content": "First, ..."},
+            {"role": "user", "content": "why did you divide there?"},
+        ]),
+        "reasoning" => {
+            user(format!("{q} (item {i}) Please reason step by step, and put your final answer within \\boxed{{}}."))
+        }
+        "logprobs" => user(format!("{q} (variant {i})")),
+        _ if i % 2 == 0 => user(format!("Answer the following question given this paragraph: {q} ({i})\n\nA:")),
+        _ => user(format!("what's a good name for a {} shop?", ["coffee", "bike", "book", "flower"][i % 4])),
+    };
+    let mut body = json!({"model": "mock-small", "messages": messages, "max_tokens": 1024});
+    if kind == "logprobs" {
+        body["logprobs"] = json!(true);
+        body["top_logprobs"] = json!(10);
+        body["n"] = json!(4);
+        body["temperature"] = json!(1.0);
+    }
+    body
+}
+
+/// Benign and harvesting accounts send interleaved traffic; the detector works beside the
+/// proxy and the demo prints its alerts and actions as they happen.
+async fn simulate(http: &HttpClient, admin: &AdminClient, proxy: &str) -> anyhow::Result<()> {
+    println!("\n  simulated traffic: benign and harvesting accounts, interleaved");
+    let mut sims = Vec::new();
+    let mut add = |id: String, kind: &'static str, ip: String, per_round: usize| {
+        sims.push(Sim { id, kind, ip, per_round, key: String::new(), sent: 0, ok: 0, refused: 0 })
+    };
+    add("northwind".into(), "product", "192.0.2.10".into(), 6);
+    add("student-amy".into(), "student", "198.51.100.23".into(), 1);
+    add("distill-co".into(), "reasoning", "203.0.113.50".into(), 6);
+    add("lp-farm".into(), "logprobs", "203.0.113.99".into(), 4);
+    for h in 0..10 {
+        // A "hydra": quiet accounts on one subnet sharing one template.
+        add(format!("hydra-{h:02}"), "hydra", format!("100.64.7.{}", 10 + h), 1);
+    }
+    for s in sims.iter_mut() {
+        admin.expect(Method::POST, "/admin/v1/accounts", Some(json!({"id": s.id, "tier": "default"}))).await?;
+        let k = admin.expect(Method::POST, &format!("/admin/v1/accounts/{}/keys", s.id), None).await?;
+        s.key = k["key"].as_str().unwrap_or_default().to_string();
+    }
+    let mut seen = std::collections::HashMap::<String, String>::new();
+    for round in 0..50 {
+        for s in sims.iter_mut() {
+            for j in 0..s.per_round {
+                let i = round * s.per_round + j;
+                let auth = format!("Bearer {}", s.key);
+                let reply = http
+                    .send(
+                        Method::POST,
+                        &format!("{proxy}/v1/chat/completions"),
+                        &[("authorization", &auth), ("content-type", "application/json"), ("x-forwarded-for", &s.ip)],
+                        Some(Bytes::from(sim_body(s.kind, i).to_string())),
+                    )
+                    .await?;
+                s.sent += 1;
+                if reply.status.is_success() {
+                    s.ok += 1;
+                } else {
+                    s.refused += 1;
+                }
+            }
+        }
+        // Brief pause so the detector's actions land between rounds, then report news.
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let alerts = admin.expect(Method::GET, "/admin/v1/alerts?status=all", None).await?;
+        for a in alerts["alerts"].as_array().into_iter().flatten().rev() {
+            let id = a["id"].as_str().unwrap_or("").to_string();
+            let stamp = format!("{}/{}/{}", a["score"], a["action"], a["account_ids"].as_array().map_or(0, Vec::len));
+            if seen.get(&id) == Some(&stamp) {
+                continue;
+            }
+            let verb = if seen.contains_key(&id) { "updated" } else { "raised " };
+            seen.insert(id.clone(), stamp);
+            let members: Vec<&str> =
+                a["account_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let signals: Vec<String> = match a["evidence"]["signals"].as_array() {
+                Some(sig) => sig
+                    .iter()
+                    .filter(|s| s["contribution"].as_f64().unwrap_or(0.0) > 0.0)
+                    .map(|s| format!("{}={}", s["name"].as_str().unwrap_or(""), s["value"]))
+                    .collect(),
+                None => a["evidence"]["features"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|f| f["contribution"].as_f64().unwrap_or(0.0) > 0.0)
+                    .map(|f| format!("{}={}", f["name"].as_str().unwrap_or(""), f["value"]))
+                    .collect(),
+            };
+            println!(
+                "  [round {round:>2}] alert {verb} {} {:<19} score {:.2} action {:<8} accounts {}",
+                id,
+                a["kind"].as_str().unwrap_or(""),
+                a["score"].as_f64().unwrap_or(0.0),
+                a["action"].as_str().unwrap_or(""),
+                if members.len() > 3 { format!("{} members", members.len()) } else { members.join(",") }
+            );
+            println!("             evidence: {}", signals.join(", "));
+        }
+    }
+    println!("\n  {:<12} {:<10} {:>5} {:>5} {:>8}  status", "account", "profile", "sent", "ok", "refused");
+    for s in &sims {
+        let a = admin.expect(Method::GET, &format!("/admin/v1/accounts/{}", s.id), None).await?;
+        println!(
+            "  {:<12} {:<10} {:>5} {:>5} {:>8}  {} (risk {:.2})",
+            s.id,
+            s.kind,
+            s.sent,
+            s.ok,
+            s.refused,
+            a["status"].as_str().unwrap_or(""),
+            a["risk_score"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!("  (review with: warden alerts list / show ID / resolve ID --verdict false_positive)");
     Ok(())
 }
 

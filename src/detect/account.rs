@@ -155,13 +155,17 @@ impl AccountState {
             if f.soft_labels() {
                 marks.push("soft_labels");
             }
-            match self.recent.push(f.prompt_hash, f.simhash) {
+            let novelty = self.recent.push(f.prompt_hash, f.simhash);
+            match novelty {
                 Novelty::Repeat => self.repeat += 1,
                 Novelty::NearDuplicate => self.near_dup += 1,
                 Novelty::New => {}
             }
             self.distinct.insert(f.prompt_hash);
-            if f.template_keys.iter().any(|&k| k != 0 && self.templates.count_of(k) >= 3) {
+            // A template is fixed text around varying input: re-sending the same prompt is
+            // a rerun, not a fill.
+            if novelty != Novelty::Repeat && f.template_keys.iter().any(|&k| k != 0 && self.templates.count_of(k) >= 3)
+            {
                 self.templated += 1;
             }
             for k in f.template_keys {

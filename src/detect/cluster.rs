@@ -68,8 +68,11 @@ struct Links {
 }
 
 fn links(a: &AccountState, b: &AccountState) -> Links {
+    // Only accounts that actually fill templates (not ones that happen to send a prompt
+    // another account also sent) are linked by them.
+    let fills = |s: &AccountState| s.templated_share() >= 0.2;
     let ta = templates_of(a);
-    let template = templates_of(b).iter().any(|k| ta.contains(k));
+    let template = fills(a) && fills(b) && templates_of(b).iter().any(|k| ta.contains(k));
     let subnet = a.subnets.iter().any(|s| *s != 0 && b.subnets.contains(s));
     let (shared, _) = a.active_minutes.overlap(&b.active_minutes, SYNC_SLACK_MIN);
     let smaller = a.active_minutes.len().min(b.active_minutes.len()).max(1);

@@ -317,3 +317,59 @@ fn same_events_same_alerts() {
     assert!(!a.is_empty());
     assert_eq!(a, b);
 }
+
+/// Detector memory with 100k active accounts (the figure is printed; the bound asserted is
+/// the 4 KiB-per-account budget, heap included).
+#[test]
+fn memory_with_100k_active_accounts() {
+    let mut e = engine();
+    let accounts = 100_000;
+    let bodies: Vec<Map<String, Value>> = (0..8)
+        .map(|i| {
+            chat(
+                json!([{"role": "user", "content": format!("{} Please show your reasoning.", question(i))}]),
+                json!({}),
+            )
+        })
+        .collect();
+    for round in 0..3 {
+        for a in 0..accounts {
+            let account = format!("acct-{a:06}");
+            let ip = format!("10.{}.{}.{}", a >> 16 & 255, a >> 8 & 255, a & 255);
+            let obs = Observation {
+                ts_ms: T0 + round * 600_000 + a as i64,
+                request_id: "r",
+                account_id: &account,
+                client_ip: ip.parse().ok(),
+                user_agent: Some("OpenAI/Python 1.54.0"),
+                path: "/v1/chat/completions",
+                status: 200,
+                prompt_tokens: 40,
+                completion_tokens: 200,
+                features: features::extract("/v1/chat/completions", Some(&bodies[(a + round as usize) % 8])),
+            };
+            e.observe(&obs);
+        }
+    }
+    assert_eq!(e.tracked(), accounts);
+    let total = e.memory_bytes();
+    let per = total / accounts;
+    println!("detector state: {accounts} accounts, {:.1} MiB, {per} bytes/account", total as f64 / 1048576.0);
+    assert!(per <= 4096, "{per} bytes per account");
+}
+
+/// `config/warden.toml` documents the defaults; keep it true to the code.
+#[test]
+fn example_config_states_the_real_defaults() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/warden.toml");
+    let documented = config::load_section(&path).expect("example [detection] is valid");
+    let defaults = DetectConfig::default();
+    assert_eq!(documented.signals, defaults.signals);
+    let bands = |c: &DetectConfig| c.actions.iter().map(|b| (b.min_score, b.action)).collect::<Vec<_>>();
+    assert_eq!(bands(&documented), bands(&defaults));
+    assert_eq!(documented.min_requests, defaults.min_requests);
+    assert_eq!(documented.cluster_min_accounts, defaults.cluster_min_accounts);
+    assert_eq!(documented.idle_evict, defaults.idle_evict);
+    let eval = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/detector.toml");
+    assert_eq!(bands(&config::load_section(&eval).unwrap()), bands(&defaults));
+}
