@@ -16,7 +16,12 @@ Targets:
   warden-full   auth, limits, parameter policy, audit with full capture
   warden-full-redis  the same with Redis
 
-Usage: benches/run.py [--duration S] [--rounds N] [--connections C] [--quick]
+Every scenario runs twice per target: at saturation (wrk, closed loop, 32 connections)
+and at a fixed request rate (oha, open loop with latency correction, so a slow target
+cannot hide latency by slowing the load down). A soak run then holds warden-full under
+a steady mixed load for --soak seconds and samples its RSS.
+
+Usage: benches/run.py [--quick] [--rounds N] [--duration S] [--soak S] [--scenarios ..] [--targets ..]
 """
 
 import argparse
@@ -63,6 +68,13 @@ def ensure_tools():
         pkgs = {"wrk": "wrk", "nginx": "nginx", "redis-server": "redis-server"}
         subprocess.run(["apt-get", "install", "-y", "-qq"] + [pkgs[m] for m in missing], check=True,
                        env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+    if shutil.which("oha") is None and not os.path.exists(OHA):
+        # oha is not packaged by Debian; building it takes ~9 minutes on 2 cores, once.
+        print("installing oha (cargo install oha --locked, one time, ~9 min on 2 cores) ...", file=sys.stderr)
+        subprocess.run(["cargo", "install", "oha", "--locked", "--version", "1.16.0"], check=True)
+
+
+OHA = shutil.which("oha") or os.path.expanduser("~/.cargo/bin/oha")
 
 
 class Procs:
@@ -130,11 +142,11 @@ http {{
 
 
 WARDEN_VARIANTS = {
-    "warden-off": {"limits": False, "policy": False, "capture": "none", "redis": False},
-    "warden-limits": {"limits": True, "policy": False, "capture": "none", "redis": False},
-    "warden-redis": {"limits": True, "policy": False, "capture": "none", "redis": True},
-    "warden-full": {"limits": True, "policy": True, "capture": "full", "redis": False},
-    "warden-full-redis": {"limits": True, "policy": True, "capture": "full", "redis": True},
+    "warden-off": {"limits": False, "policy": False, "capture": "none", "redis": False, "detect": False},
+    "warden-limits": {"limits": True, "policy": False, "capture": "none", "redis": False, "detect": False},
+    "warden-redis": {"limits": True, "policy": False, "capture": "none", "redis": True, "detect": False},
+    "warden-full": {"limits": True, "policy": True, "capture": "full", "redis": False, "detect": True},
+    "warden-full-redis": {"limits": True, "policy": True, "capture": "full", "redis": True, "detect": True},
 }
 
 
@@ -174,6 +186,8 @@ access_log = false
 dir = "{d}/audit"
 capture = "{variant['capture']}"
 queue_capacity = 65536
+[detection]
+mode = "{'enforce' if variant['detect'] else 'off'}"
 {redis}
 [[tiers]]
 {chr(10).join(tier)}
@@ -195,6 +209,11 @@ queue_capacity = 65536
     call("POST", "/admin/v1/accounts", {"id": "bench", "tier": "bench"})
     key = call("POST", "/admin/v1/accounts/bench/keys")["key"]
     return port, p, key, d
+
+
+# Fixed request rates, per scenario: well below what every target sustains here, so the
+# latency measured is the cost of each request rather than queueing.
+FIXED_RATES = {"small": 2000, "stream50": 400, "prompt32k": 150}
 
 
 def scenario_bodies():
@@ -253,9 +272,33 @@ def median(xs):
     return xs[len(xs) // 2] if xs else float("nan")
 
 
+def run_oha(url, body, headers, key, duration, rate, connections=64):
+    """Open-loop load at `rate` requests/s with latency correction; latencies in us."""
+    args = [OHA, "-z", f"{duration}s", "-q", str(rate), "--latency-correction", "-c", str(connections),
+            "--no-tui", "--output-format", "json", "-m", "POST", "-H", "content-type: application/json",
+            "-d", json.dumps(body)]
+    h = dict(headers)
+    if key:
+        h["Authorization"] = f"Bearer {key}"
+    for k, v in h.items():
+        args += ["-H", f"{k}: {v}"]
+    out = subprocess.run(args + [url], capture_output=True, text=True)
+    try:
+        d = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        raise RuntimeError(f"oha failed: {out.stdout[:500]}\n{out.stderr[:500]}")
+    lp, fb = d["latencyPercentiles"], d.get("firstBytePercentiles") or {}
+    ok = d["statusCodeDistribution"].get("200", 0)
+    total = sum(d["statusCodeDistribution"].values()) + sum(d["errorDistribution"].values())
+    us = lambda v: (v or float("nan")) * 1e6  # noqa: E731
+    return {"rps": d["summary"]["requestsPerSec"], "p50": us(lp["p50"]), "p99": us(lp["p99"]),
+            "p999": us(lp["p99.9"]), "fb50": us(fb.get("p50")), "fb99": us(fb.get("p99")),
+            "errors": total - ok}
+
+
 def ttft_probe(url, body, headers, key, n=200):
-    """Time from sending a streamed request to its first SSE byte, n times; returns
-    (median, p99) in ms. The mock sends its first chunk at once, so the difference
+    """Time from sending a streamed request to its first SSE byte, n times in sequence;
+    returns (median, p99) in ms. The mock sends its first chunk at once, so the difference
     between direct and a proxy is the proxy's added first-token delay."""
     import http.client
     host, port = url.split("//")[1].split("/")[0].split(":")
@@ -278,17 +321,59 @@ def ttft_probe(url, body, headers, key, n=200):
     return samples[len(samples) // 2], samples[int(len(samples) * 0.99) - 1]
 
 
+def rss_mb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def soak(port, pid, key, scenarios, seconds):
+    """Holds a steady mixed load (every scenario at a fraction of its fixed rate) on one
+    target for `seconds`, sampling its RSS every 5 s. Returns the samples and the loads'
+    results."""
+    loads = []
+    for sname, (body, headers) in scenarios.items():
+        rate = max(10, FIXED_RATES[sname] // 2)
+        args = [OHA, "-z", f"{seconds}s", "-q", str(rate), "-c", "32", "--no-tui", "--output-format", "json",
+                "-m", "POST", "-H", "content-type: application/json", "-H", f"Authorization: Bearer {key}",
+                "-d", json.dumps(body)]
+        for k, v in headers.items():
+            args += ["-H", f"{k}: {v}"]
+        loads.append((sname, rate, subprocess.Popen(args + [f"http://127.0.0.1:{port}/v1/chat/completions"],
+                                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)))
+    samples = []
+    t0 = time.time()
+    while any(p.poll() is None for _, _, p in loads):
+        samples.append((time.time() - t0, rss_mb(pid)))
+        time.sleep(5)
+    results = []
+    for sname, rate, p in loads:
+        d = json.loads(p.stdout.read())
+        ok = d["statusCodeDistribution"].get("200", 0)
+        results.append((sname, rate, d["summary"]["requestsPerSec"], ok,
+                        sum(d["statusCodeDistribution"].values()) + sum(d["errorDistribution"].values()) - ok))
+    return samples, results
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
-    ap.add_argument("--rounds", type=int, default=2, help="interleaved rounds (median is reported)")
-    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--duration", type=int, default=4, help="seconds per load run (saturation and fixed rate)")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds (the median is reported)")
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections at saturation")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--quick", action="store_true", help="1 round of 2 s, for a smoke run")
+    ap.add_argument("--soak", type=int, default=300, help="seconds of the RSS soak run on warden-full (0: skip)")
+    ap.add_argument("--quick", action="store_true", help="2 s runs and a 20 s soak, for a smoke run")
     ap.add_argument("--out", default=os.path.join(ROOT, "benches", "RESULTS.md"))
+    ap.add_argument("--scenarios", default="small,stream50,prompt32k", help="comma-separated subset")
+    ap.add_argument("--targets", default="", help="comma-separated subset of warden variants (default: all)")
     args = ap.parse_args()
     if args.quick:
-        args.duration, args.rounds = 2, 1
+        args.duration, args.rounds, args.soak = 2, 1, min(args.soak, 20)
 
     ensure_tools()
     if not os.path.exists(os.path.join(BIN, "warden")) or os.environ.get("BENCH_BUILD", "1") == "1":
@@ -297,6 +382,7 @@ def main():
     procs = Procs()
     tmp = tempfile.mkdtemp(prefix="warden-bench-")
     started = time.time()
+    soak_target = "warden-full"
     try:
         mock = procs.start([os.path.join(BIN, "warden-mock-llm"), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
                            text=True)
@@ -308,79 +394,147 @@ def main():
         wait_port(redis_port)
         nginx_port, nginx = start_nginx(procs, tmp, mock_port)
         targets = {"direct": (mock_port, mock, None), "nginx": (nginx_port, nginx, None)}
+        wanted = set(filter(None, args.targets.split(",")))
         for name, variant in WARDEN_VARIANTS.items():
+            if wanted and name not in wanted:
+                continue
             port, p, key, _ = start_warden(procs, tmp, name, variant, mock_port, redis_port)
             targets[name] = (port, p, key)
 
-        scenarios = scenario_bodies()
-        results = {}  # (scenario, target) -> [runs]
+        scenarios = {k: v for k, v in scenario_bodies().items() if k in args.scenarios.split(",")}
+        sat, fixed = {}, {}  # (scenario, target) -> [runs]
         for rnd in range(args.rounds):
             for sname, (body, headers) in scenarios.items():
                 for tname, (port, _, key) in targets.items():
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
                     r = run_wrk(tmp, url, body, headers, key, args.duration, args.connections, args.threads)
-                    results.setdefault((sname, tname), []).append(r)
-                    print(f"round {rnd + 1} {sname:10} {tname:18} {r['rps']:9.0f} req/s  p50 {r['p50'] / 1000:6.2f} ms"
-                          f"  p99 {r['p99'] / 1000:6.2f} ms  errors {r['errors']}", file=sys.stderr)
+                    sat.setdefault((sname, tname), []).append(r)
+                    f = run_oha(url, body, headers, key, args.duration, FIXED_RATES[sname])
+                    fixed.setdefault((sname, tname), []).append(f)
+                    print(f"round {rnd + 1} {sname:10} {tname:18} saturation {r['rps']:7.0f} req/s p99 "
+                          f"{r['p99'] / 1000:6.2f} ms | {FIXED_RATES[sname]} req/s: p50 {f['p50'] / 1000:6.3f} ms "
+                          f"p99 {f['p99'] / 1000:6.3f} ms errors {r['errors']}+{f['errors']}", file=sys.stderr)
 
         ttft = {}
-        sbody, sheaders = scenarios["stream50"]
-        for tname, (port, _, key) in targets.items():
-            ttft[tname] = ttft_probe(f"http://127.0.0.1:{port}/v1/chat/completions", sbody, sheaders, key)
+        if "stream50" in scenarios:
+            sbody, sheaders = scenarios["stream50"]
+            for tname, (port, _, key) in targets.items():
+                ttft[tname] = ttft_probe(f"http://127.0.0.1:{port}/v1/chat/completions", sbody, sheaders, key)
 
         rss = {t: peak_rss_mb(p.pid) for t, (_, p, _) in targets.items()}
+        soak_samples, soak_results = [], []
+        if args.soak > 0 and soak_target in targets:
+            port, p, key = targets[soak_target]
+            print(f"soak: {soak_target} under steady mixed load for {args.soak} s ...", file=sys.stderr)
+            soak_samples, soak_results = soak(port, p.pid, key, scenarios, args.soak)
     finally:
         procs.stop()
     elapsed = time.time() - started
 
-    lines = []
-    lines.append("# Benchmark results\n")
-    lines.append(f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    lines.append(f"- Machine: {platform.machine()}, {os.cpu_count()} cores, "
-                 f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.platform()}")
-    lines.append(f"- Command: `benches/run.py {' '.join(sys.argv[1:])}` ({elapsed:.0f} s)")
-    lines.append(f"- Load: wrk, {args.connections} connections, {args.threads} threads, {args.duration} s per run, "
-                 f"{args.rounds} interleaved round(s), median of rounds. Everything (load generator, proxies, "
-                 "mock upstream, Redis) shares the same 2 cores, so absolute numbers are low and noisy; the ratios "
-                 "measured side by side are the result.\n")
+    L = []
+    L.append("# Benchmark results\n")
+    L.append(f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    L.append(f"- Machine: {platform.machine()}, {os.cpu_count()} cores, "
+             f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.platform()}")
+    L.append(f"- Command: `python3 benches/run.py {' '.join(sys.argv[1:])}` ({elapsed:.0f} s)")
+    L.append(f"- Saturation: wrk, {args.connections} connections, {args.threads} threads, {args.duration} s per run. "
+             f"Fixed rate: oha -q with latency correction, {args.duration} s per run. {args.rounds} interleaved "
+             "round(s) (every target in each round), median of rounds.")
+    L.append("- Everything (load generator, proxies, mock upstream, Redis) shares the same 2 cores, so absolute "
+             "numbers are low and noisy; the ratios measured side by side in one run are the result.")
+    L.append("- Targets: " + "; ".join(f"`{k}` {v}" for k, v in TARGET_NOTES.items() if k in targets) + ".\n")
     for sname in scenarios:
-        lines.append(f"## {sname}\n")
-        lines.append("| target | req/s | p50 ms | p99 ms | p99.9 ms | added p50 ms vs direct | errors | "
-                     "throughput / nginx | p99 / nginx | throughput / direct |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        base_n = results[(sname, "nginx")]
-        base_d = results[(sname, "direct")]
-        n_rps, n_p99 = median([r["rps"] for r in base_n]), median([r["p99"] for r in base_n])
-        d_rps, d_p50 = median([r["rps"] for r in base_d]), median([r["p50"] for r in base_d])
+        L.append(f"## {sname}: saturation\n")
+        L.append("| target | req/s | p50 ms | p99 ms | p99.9 ms | errors | throughput / nginx | p99 / nginx | "
+                 "throughput / direct |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        n_rps = median([r["rps"] for r in sat[(sname, "nginx")]])
+        n_p99 = median([r["p99"] for r in sat[(sname, "nginx")]])
+        d_rps = median([r["rps"] for r in sat[(sname, "direct")]])
         for tname in targets:
-            runs = results[(sname, tname)]
+            runs = sat[(sname, tname)]
             rps = median([r["rps"] for r in runs])
             p50, p99, p999 = (median([r[k] for r in runs]) / 1000 for k in ("p50", "p99", "p999"))
-            errors = sum(r["errors"] for r in runs)
-            lines.append(f"| {tname} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {p999:.2f} | {p50 - d_p50 / 1000:+.2f} | "
-                         f"{errors} | {rps / n_rps:.2f} | {p99 / (n_p99 / 1000):.2f} | {rps / d_rps:.2f} |")
-        lines.append("")
-    lines.append("## Time to first byte of a stream (sequential, 200 requests)\n")
-    lines.append("| target | median ms | p99 ms | added median ms vs direct |")
-    lines.append("|---|---:|---:|---:|")
-    for tname, (med, p99) in ttft.items():
-        lines.append(f"| {tname} | {med:.3f} | {p99:.3f} | {med - ttft['direct'][0]:+.3f} |")
-    lines.append("")
-    lines.append("## Peak RSS (VmHWM) over the whole run\n")
-    lines.append("| target | MiB |")
-    lines.append("|---|---:|")
+            L.append(f"| {tname} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {p999:.2f} | {sum(r['errors'] for r in runs)} | "
+                     f"{rps / n_rps:.2f} | {p99 / (n_p99 / 1000):.2f} | {rps / d_rps:.2f} |")
+        L.append("")
+        L.append(f"## {sname}: fixed rate, {FIXED_RATES[sname]} req/s\n")
+        L.append("| target | achieved req/s | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | errors | "
+                 "p50 / nginx | p99 / nginx |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        med = lambda t, k: median([r[k] for r in fixed[(sname, t)]])  # noqa: E731
+        for tname in targets:
+            L.append(f"| {tname} | {med(tname, 'rps'):.0f} | {med(tname, 'p50') / 1000:.3f} | "
+                     f"{med(tname, 'p99') / 1000:.3f} | {med(tname, 'p999') / 1000:.3f} | "
+                     f"{(med(tname, 'p50') - med('direct', 'p50')) / 1000:+.3f} | "
+                     f"{(med(tname, 'p99') - med('direct', 'p99')) / 1000:+.3f} | "
+                     f"{sum(r['errors'] for r in fixed[(sname, tname)])} | "
+                     f"{med(tname, 'p50') / med('nginx', 'p50'):.2f} | {med(tname, 'p99') / med('nginx', 'p99'):.2f} |")
+        L.append("")
+    if ttft:
+        sname = "stream50"
+        L.append("## Time to first byte of a stream\n")
+        L.append("Sequential (one request at a time, 200 requests), and under the fixed-rate stream50 load "
+                 "(oha's first-byte percentiles). The mock sends its first chunk at once, so the difference to "
+                 "`direct` is the delay the proxy adds before the first token.\n")
+        L.append(f"| target | sequential median ms | added ms | at {FIXED_RATES[sname]} req/s: p50 ms | added ms | "
+                 "p99 ms | added ms |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        fb = lambda t, k: median([r[k] for r in fixed[(sname, t)]]) / 1000  # noqa: E731
+        for tname, (m, _) in ttft.items():
+            L.append(f"| {tname} | {m:.3f} | {m - ttft['direct'][0]:+.3f} | {fb(tname, 'fb50'):.3f} | "
+                     f"{fb(tname, 'fb50') - fb('direct', 'fb50'):+.3f} | {fb(tname, 'fb99'):.3f} | "
+                     f"{fb(tname, 'fb99') - fb('direct', 'fb99'):+.3f} |")
+        L.append("")
+    L.append("## Peak RSS (VmHWM) over the load runs\n")
+    L.append("| target | MiB |")
+    L.append("|---|---:|")
     for tname, mb in rss.items():
-        lines.append(f"| {tname} | {mb:.1f} |")
-    lines.append("")
-    lines.append("Limits layer cost (small scenario, p50 added over warden-off): "
-                 + ", ".join(
-                     f"{t}: {median([r['p50'] for r in results[('small', t)]]) / median([r['p50'] for r in results[('small', 'warden-off')]]):.2f}x p50, "
-                     f"{median([r['rps'] for r in results[('small', t)]]) / median([r['rps'] for r in results[('small', 'warden-off')]]):.2f}x throughput"
-                     for t in ("warden-limits", "warden-redis")))
-    text = "\n".join(lines) + "\n"
+        L.append(f"| {tname} | {mb:.1f} |")
+    L.append("")
+    if soak_samples:
+        L.append(f"## Soak: {soak_target} for {args.soak} s\n")
+        L.append("Steady mixed load, all at once: " + ", ".join(
+            f"{s} at {rate} req/s (achieved {rps:.0f}, {ok} ok, {bad} not)" for s, rate, rps, ok, bad in soak_results)
+            + ".\n")
+        L.append("| t (s) | RSS MiB |")
+        L.append("|---:|---:|")
+        step = max(1, len(soak_samples) // 12)
+        shown = soak_samples[::step] + ([soak_samples[-1]] if (len(soak_samples) - 1) % step else [])
+        for t, mb in shown:
+            L.append(f"| {t:.0f} | {mb:.1f} |")
+        warm = [mb for t, mb in soak_samples if t >= min(60, args.soak / 3)]
+        if len(warm) >= 2:
+            L.append(f"\nAfter warm-up: min {min(warm):.1f} MiB, max {max(warm):.1f} MiB, "
+                     f"last - first {warm[-1] - warm[0]:+.1f} MiB.")
+        L.append("")
+    if all(("small", t) in sat for t in ("warden-off", "warden-limits", "warden-redis")):
+        off = sat[("small", "warden-off")]
+        L.append("## Limits layer (small scenario, against warden-off)\n")
+        for t in ("warden-limits", "warden-redis"):
+            runs = sat[("small", t)]
+            fo, ft = fixed[("small", "warden-off")], fixed[("small", t)]
+            L.append(f"- {t}: saturation throughput {median([r['rps'] for r in runs]) / median([r['rps'] for r in off]):.2f}x, "
+                     f"p50 {median([r['p50'] for r in runs]) / median([r['p50'] for r in off]):.2f}x; at "
+                     f"{FIXED_RATES['small']} req/s p50 {median([r['p50'] for r in ft]) / 1000:.3f} ms vs "
+                     f"{median([r['p50'] for r in fo]) / 1000:.3f} ms "
+                     f"({(median([r['p50'] for r in ft]) - median([r['p50'] for r in fo])) / 1000:+.3f} ms)")
+        L.append("")
+    text = "\n".join(L) + "\n"
     print(text)
     with open(args.out, "w") as f:
         f.write(text)
+
+
+TARGET_NOTES = {
+    "direct": "the mock upstream itself",
+    "nginx": "nginx proxy_pass, buffering off, keepalive upstream",
+    "warden-off": "auth, audit (capture none); no limits, policy or detection",
+    "warden-limits": "warden-off + every limit of a tier, local",
+    "warden-redis": "warden-limits shared through Redis",
+    "warden-full": "auth, limits, parameter policy, detection (enforce), audit with full capture",
+    "warden-full-redis": "warden-full with the limits in Redis",
+}
 
 
 if __name__ == "__main__":

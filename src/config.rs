@@ -53,6 +53,8 @@ pub struct RawServer {
     pub shutdown_grace_ms: Option<u64>,
     /// Requests handled at once; beyond it warden sheds load with 503.
     pub max_in_flight: Option<usize>,
+    /// Proxy worker threads, each an event loop of its own; 0 means one per CPU.
+    pub workers: Option<usize>,
     /// Proxies (CIDRs) whose `X-Forwarded-For` is believed when finding the client IP.
     pub trusted_proxies: Option<Vec<String>>,
 }
@@ -300,6 +302,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     pub shutdown_grace: Duration,
     pub max_in_flight: usize,
+    /// Proxy worker threads (resolved: never 0).
+    pub workers: usize,
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
@@ -508,6 +512,10 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
                 0
             }
             v => v,
+        },
+        workers: match s.workers.unwrap_or(0) {
+            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            n => n,
         },
         trusted_proxies: s
             .trusted_proxies

@@ -1,9 +1,18 @@
-//! Listeners and graceful shutdown.
+//! Listeners, proxy workers and graceful shutdown.
 //!
 //! [`run`] serves the proxy and admin listeners until `shutdown` resolves, then stops
 //! accepting, lets in-flight requests (streams included) finish up to
 //! `server.shutdown_grace`, and returns. Tests bind `127.0.0.1:0` and call it directly.
+//!
+//! Proxy connections are served thread-per-core, the way nginx runs: `server.workers`
+//! threads, each a single-threaded event loop with its own upstream connection pool, and
+//! accepted connections handed to them in turn. A request, its upstream connection and
+//! its streamed response then stay on one thread: no work stealing, no cross-thread
+//! wake-ups on the request path (the multi-threaded runtime spent ~15-20% more CPU per
+//! proxied request here; see benches/RESULTS.md). The admin listener, the audit writer
+//! and the detector stay off these threads.
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,7 +23,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::app::App;
@@ -39,6 +48,48 @@ impl Listeners {
     }
 }
 
+thread_local! {
+    static WORKER: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The proxy worker running on this thread (0 on any other thread).
+pub fn worker_index() -> usize {
+    WORKER.with(Cell::get)
+}
+
+/// A proxy worker thread: a current-thread runtime that serves the connections it is sent.
+struct Worker {
+    tx: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr, Watcher)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+fn start_workers(app: &Arc<App>, builder: &auto::Builder<TokioExecutor>) -> Vec<Worker> {
+    (0..app.config.server.workers)
+        .map(|index| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Watcher)>();
+            let (app, builder) = (app.clone(), builder.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("warden-proxy-{index}"))
+                .spawn(move || {
+                    WORKER.with(|w| w.set(index));
+                    let runtime =
+                        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
+                    runtime.block_on(async move {
+                        while let Some((stream, peer, watcher)) = rx.recv().await {
+                            match TcpStream::from_std(stream) {
+                                Ok(stream) => serve_connection(&app, &builder, watcher, Side::Proxy, stream, peer),
+                                Err(e) => tracing::warn!(error = %e, "could not register a connection"),
+                            }
+                        }
+                    });
+                    // Anything still open past the grace period is dropped with the runtime.
+                })
+                .expect("spawning a proxy worker thread");
+            Worker { tx, thread }
+        })
+        .collect()
+}
+
 #[derive(Clone, Copy)]
 enum Side {
     Proxy,
@@ -55,6 +106,8 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let workers = start_workers(&app, &builder);
+    let mut next = 0usize;
     let Listeners { proxy, admin } = listeners;
     tokio::pin!(shutdown);
     loop {
@@ -64,7 +117,17 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
             () = &mut shutdown => break,
         };
         match accepted {
-            Ok((stream, peer)) => serve_connection(&app, &builder, &graceful, side, stream, peer),
+            Ok((stream, peer)) if matches!(side, Side::Proxy) => {
+                // Leave this runtime's reactor; the worker registers it with its own.
+                match stream.into_std() {
+                    Ok(stream) => {
+                        let _ = workers[next % workers.len()].tx.send((stream, peer, graceful.watcher()));
+                        next = next.wrapping_add(1);
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not hand a connection to a worker"),
+                }
+            }
+            Ok((stream, peer)) => serve_connection(&app, &builder, graceful.watcher(), side, stream, peer),
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
@@ -84,12 +147,16 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
         () = graceful.shutdown() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
+    for w in workers {
+        drop(w.tx);
+        let _ = tokio::task::spawn_blocking(move || w.thread.join()).await;
+    }
 }
 
 fn serve_connection(
     app: &Arc<App>,
     builder: &auto::Builder<TokioExecutor>,
-    graceful: &GracefulShutdown,
+    watcher: Watcher,
     side: Side,
     stream: TcpStream,
     peer: SocketAddr,
@@ -107,7 +174,7 @@ fn serve_connection(
             })
         }
     });
-    let conn = graceful.watch(builder.serve_connection(io, service).into_owned());
+    let conn = watcher.watch(builder.serve_connection(io, service).into_owned());
     tokio::spawn(async move {
         if let Err(e) = conn.await {
             tracing::debug!(error = %e, %peer, "connection ended with an error");

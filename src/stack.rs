@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use rand::RngCore;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::accounting::{BodyFormat, Ending, TapBody, TapOutcome, Usage};
+use crate::accounting::{BodyFormat, Ending, Source, TapBody, TapOutcome, Usage};
 use crate::admin::metrics::{KindLabel, RouteLabel};
 use crate::app::App;
 use crate::auth::{presented_key, AccountStatus, Principal};
@@ -341,7 +341,13 @@ impl Exchange {
         let idle = app.upstream.idle_timeout;
         let limit = app.capture_limit;
         let on_finish = Box::new(move |outcome: TapOutcome| self.finish(&app, status, outcome));
-        Response::from_parts(parts, TapBody::new(incoming, format, idle, limit, on_finish).boxed_unsync())
+        // Streams are read ahead so that events arriving together leave together; other
+        // bodies come in few, large frames and are read directly.
+        let source = match format {
+            BodyFormat::Sse { .. } => Source::coalesced(incoming),
+            _ => Source::Direct(incoming),
+        };
+        Response::from_parts(parts, TapBody::new(source, format, idle, limit, on_finish).boxed_unsync())
     }
 
     /// Ends a forwarded request once its response body is over.
@@ -465,11 +471,26 @@ fn estimate_tokens(
 
 /// `x-ratelimit-*` headers as OpenAI sends them.
 fn rate_limit_headers(headers: &mut http::HeaderMap, (requests, tokens): (Option<Standing>, Option<Standing>)) {
-    for (kind, standing) in [("requests", requests), ("tokens", tokens)] {
+    use http::header::HeaderName;
+    const NAMES: [[HeaderName; 3]; 2] = [
+        [
+            HeaderName::from_static("x-ratelimit-limit-requests"),
+            HeaderName::from_static("x-ratelimit-remaining-requests"),
+            HeaderName::from_static("x-ratelimit-reset-requests"),
+        ],
+        [
+            HeaderName::from_static("x-ratelimit-limit-tokens"),
+            HeaderName::from_static("x-ratelimit-remaining-tokens"),
+            HeaderName::from_static("x-ratelimit-reset-tokens"),
+        ],
+    ];
+    for ([limit, remaining, reset], standing) in NAMES.into_iter().zip([requests, tokens]) {
         if let Some(s) = standing {
-            put(headers, &format!("x-ratelimit-limit-{kind}"), s.limit.to_string());
-            put(headers, &format!("x-ratelimit-remaining-{kind}"), s.remaining.to_string());
-            put(headers, &format!("x-ratelimit-reset-{kind}"), crate::limits::gcra::reset_header(s.reset_ns));
+            headers.insert(limit, HeaderValue::from(s.limit));
+            headers.insert(remaining, HeaderValue::from(s.remaining));
+            if let Ok(v) = HeaderValue::from_str(&crate::limits::gcra::reset_header(s.reset_ns)) {
+                headers.insert(reset, v);
+            }
         }
     }
 }
@@ -489,12 +510,6 @@ fn denial_label(denial: &Denial) -> &'static str {
         Denial::Rate { .. } | Denial::TooLarge { .. } => denial.kind(),
         Denial::Concurrency { .. } => "concurrency",
         Denial::Quota { .. } => "quota",
-    }
-}
-
-fn put(headers: &mut http::HeaderMap, name: &str, value: String) {
-    if let (Ok(n), Ok(v)) = (http::HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
-        headers.insert(n, v);
     }
 }
 

@@ -37,7 +37,10 @@ impl UpstreamFailure {
 }
 
 pub struct Upstream {
-    client: Client<Connector, Body>,
+    /// One connection pool per proxy worker (see [`crate::server`]), so a request and its
+    /// upstream connection live on the same event loop; index 0 also serves any other
+    /// thread.
+    clients: Vec<Client<Connector, Body>>,
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
     /// `base_url`'s path without a trailing slash; request paths are appended to it.
@@ -88,7 +91,26 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[HeaderName]) {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig) -> Upstream {
+    pub fn new(config: &UpstreamConfig, workers: usize) -> Upstream {
+        let clients = (0..workers.max(1)).map(|_| Self::client(config)).collect();
+        let parts = config.base_url.clone().into_parts();
+        let credential = config.api_key.as_ref().map(|k| {
+            let mut v = HeaderValue::from_str(&format!("Bearer {k}")).expect("upstream key is a valid header value");
+            v.set_sensitive(true);
+            v
+        });
+        Upstream {
+            clients,
+            scheme: parts.scheme.expect("validated: base_url has a scheme"),
+            authority: parts.authority.expect("validated: base_url has an authority"),
+            base_path: parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default(),
+            credential,
+            first_byte_timeout: config.first_byte_timeout,
+            idle_timeout: config.idle_timeout,
+        }
+    }
+
+    fn client(config: &UpstreamConfig) -> Client<Connector, Body> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -99,27 +121,12 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
+        Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(https);
-        let parts = config.base_url.clone().into_parts();
-        let credential = config.api_key.as_ref().map(|k| {
-            let mut v = HeaderValue::from_str(&format!("Bearer {k}")).expect("upstream key is a valid header value");
-            v.set_sensitive(true);
-            v
-        });
-        Upstream {
-            client,
-            scheme: parts.scheme.expect("validated: base_url has a scheme"),
-            authority: parts.authority.expect("validated: base_url has an authority"),
-            base_path: parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default(),
-            credential,
-            first_byte_timeout: config.first_byte_timeout,
-            idle_timeout: config.idle_timeout,
-        }
+            .build(https)
     }
 
     /// The upstream URI for a client's path and query.
@@ -153,7 +160,12 @@ impl Upstream {
 
     /// Sends a request and waits for the response headers, within the first-byte timeout.
     pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, (ProxyError, UpstreamFailure)> {
-        match tokio::time::timeout(self.first_byte_timeout, self.client.request(req)).await {
+        match tokio::time::timeout(
+            self.first_byte_timeout,
+            self.clients[crate::server::worker_index() % self.clients.len()].request(req),
+        )
+        .await
+        {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(e)) => {
                 let failure = if e.is_connect() { UpstreamFailure::Connect } else { UpstreamFailure::Protocol };
@@ -191,7 +203,7 @@ mod tests {
             pool_max_idle_per_host: 1,
             pool_idle_timeout: Duration::from_secs(1),
         };
-        Upstream::new(&cfg)
+        Upstream::new(&cfg, 1)
     }
 
     #[test]
