@@ -274,7 +274,9 @@ def median(xs):
 
 def run_oha(url, body, headers, key, duration, rate, connections=64):
     """Open-loop load at `rate` requests/s with latency correction; latencies in us."""
-    args = [OHA, "-z", f"{duration}s", "-q", str(rate), "--latency-correction", "-c", str(connections),
+    # -w: requests still running at the deadline finish and count, instead of being
+    # cancelled and reported as errors.
+    args = [OHA, "-z", f"{duration}s", "-w", "-q", str(rate), "--latency-correction", "-c", str(connections),
             "--no-tui", "--output-format", "json", "-m", "POST", "-H", "content-type: application/json",
             "-d", json.dumps(body)]
     h = dict(headers)
@@ -339,7 +341,7 @@ def soak(port, pid, key, scenarios, seconds):
     loads = []
     for sname, (body, headers) in scenarios.items():
         rate = max(10, FIXED_RATES[sname] // 2)
-        args = [OHA, "-z", f"{seconds}s", "-q", str(rate), "-c", "32", "--no-tui", "--output-format", "json",
+        args = [OHA, "-z", f"{seconds}s", "-w", "-q", str(rate), "-c", "32", "--no-tui", "--output-format", "json",
                 "-m", "POST", "-H", "content-type: application/json", "-H", f"Authorization: Bearer {key}",
                 "-d", json.dumps(body)]
         for k, v in headers.items():

@@ -15,7 +15,10 @@
 //!   file would pass `max_file_bytes`; files older than `retention_days` are deleted.
 //! - **Reviewer access.** An index (`index.db`, SQLite, beside the files) maps account and
 //!   time to file and offset, so an account's recent requests are read directly, without
-//!   scanning files.
+//!   scanning files. It is updated in bulk once per flush interval (one transaction of
+//!   multi-row inserts), so reviewer reads lag the files by at most that.
+//! - **Cheap for the request path.** The writer wakes at most every few milliseconds and
+//!   takes everything queued, rather than once per record.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
