@@ -9,7 +9,7 @@
 //! accepted connections handed to them in turn. A request, its upstream connection and
 //! its streamed response then stay on one thread: no work stealing, no cross-thread
 //! wake-ups on the request path (the multi-threaded runtime spent ~15-20% more CPU per
-//! proxied request here; see benches/RESULTS.md). The admin listener, the audit writer
+//! proxied request in perf measurements on 2 cores). The admin listener, the audit writer
 //! and the detector stay off these threads.
 
 use std::cell::Cell;
