@@ -97,11 +97,12 @@ class Procs:
                 p.kill()
 
 
-def peak_rss_mb(pid):
+def status_mb(pid, field):
+    """A memory figure of /proc/PID/status (VmRSS, VmHWM) in MiB."""
     try:
         with open(f"/proc/{pid}/status") as f:
             for line in f:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
@@ -272,30 +273,41 @@ def median(xs):
     return xs[len(xs) // 2] if xs else float("nan")
 
 
-def run_oha(url, body, headers, key, duration, rate, connections=64):
-    """Open-loop load at `rate` requests/s with latency correction; latencies in us."""
-    # -w: requests still running at the deadline finish and count, instead of being
-    # cancelled and reported as errors.
-    args = [OHA, "-z", f"{duration}s", "-w", "-q", str(rate), "--latency-correction", "-c", str(connections),
-            "--no-tui", "--output-format", "json", "-m", "POST", "-H", "content-type: application/json",
-            "-d", json.dumps(body)]
+def oha_args(url, body, headers, key, duration, rate, connections, correct_latency=True):
+    """oha at `rate` requests/s for `duration` s; requests still running at the deadline
+    finish and count (-w) instead of being cancelled and reported as errors."""
+    args = [OHA, "-z", f"{duration}s", "-w", "-q", str(rate), "-c", str(connections), "--no-tui",
+            "--output-format", "json", "-m", "POST", "-H", "content-type: application/json", "-d", json.dumps(body)]
+    if correct_latency:
+        args.append("--latency-correction")
     h = dict(headers)
     if key:
         h["Authorization"] = f"Bearer {key}"
     for k, v in h.items():
         args += ["-H", f"{k}: {v}"]
-    out = subprocess.run(args + [url], capture_output=True, text=True)
+    return args + [url]
+
+
+def oha_result(stdout, stderr=""):
+    """oha's JSON report, plus how many requests were answered 200 and how many not."""
     try:
-        d = json.loads(out.stdout)
+        d = json.loads(stdout)
     except json.JSONDecodeError:
-        raise RuntimeError(f"oha failed: {out.stdout[:500]}\n{out.stderr[:500]}")
-    lp, fb = d["latencyPercentiles"], d.get("firstBytePercentiles") or {}
+        raise RuntimeError(f"oha failed: {stdout[:500]}\n{stderr[:500]}")
     ok = d["statusCodeDistribution"].get("200", 0)
     total = sum(d["statusCodeDistribution"].values()) + sum(d["errorDistribution"].values())
+    return d, ok, total - ok
+
+
+def run_oha(url, body, headers, key, duration, rate, connections=64):
+    """Open-loop load at `rate` requests/s with latency correction; latencies in us."""
+    out = subprocess.run(oha_args(url, body, headers, key, duration, rate, connections), capture_output=True,
+                         text=True)
+    d, _, errors = oha_result(out.stdout, out.stderr)
+    lp, fb = d["latencyPercentiles"], d.get("firstBytePercentiles") or {}
     us = lambda v: (v or float("nan")) * 1e6  # noqa: E731
     return {"rps": d["summary"]["requestsPerSec"], "p50": us(lp["p50"]), "p99": us(lp["p99"]),
-            "p999": us(lp["p99.9"]), "fb50": us(fb.get("p50")), "fb99": us(fb.get("p99")),
-            "errors": total - ok}
+            "p999": us(lp["p99.9"]), "fb50": us(fb.get("p50")), "fb99": us(fb.get("p99")), "errors": errors}
 
 
 def ttft_probe(url, body, headers, key, n=200):
@@ -323,42 +335,25 @@ def ttft_probe(url, body, headers, key, n=200):
     return samples[len(samples) // 2], samples[int(len(samples) * 0.99) - 1]
 
 
-def rss_mb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
 def soak(port, pid, key, scenarios, seconds):
     """Holds a steady mixed load (every scenario at a fraction of its fixed rate) on one
     target for `seconds`, sampling its RSS every 5 s. Returns the samples and the loads'
     results."""
     loads = []
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
     for sname, (body, headers) in scenarios.items():
         rate = max(10, FIXED_RATES[sname] // 2)
-        args = [OHA, "-z", f"{seconds}s", "-w", "-q", str(rate), "-c", "32", "--no-tui", "--output-format", "json",
-                "-m", "POST", "-H", "content-type: application/json", "-H", f"Authorization: Bearer {key}",
-                "-d", json.dumps(body)]
-        for k, v in headers.items():
-            args += ["-H", f"{k}: {v}"]
-        loads.append((sname, rate, subprocess.Popen(args + [f"http://127.0.0.1:{port}/v1/chat/completions"],
-                                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)))
+        args = oha_args(url, body, headers, key, seconds, rate, 32, correct_latency=False)
+        loads.append((sname, rate, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)))
     samples = []
     t0 = time.time()
     while any(p.poll() is None for _, _, p in loads):
-        samples.append((time.time() - t0, rss_mb(pid)))
+        samples.append((time.time() - t0, status_mb(pid, "VmRSS")))
         time.sleep(5)
     results = []
     for sname, rate, p in loads:
-        d = json.loads(p.stdout.read())
-        ok = d["statusCodeDistribution"].get("200", 0)
-        results.append((sname, rate, d["summary"]["requestsPerSec"], ok,
-                        sum(d["statusCodeDistribution"].values()) + sum(d["errorDistribution"].values()) - ok))
+        d, ok, bad = oha_result(p.stdout.read())
+        results.append((sname, rate, d["summary"]["requestsPerSec"], ok, bad))
     return samples, results
 
 
@@ -423,7 +418,7 @@ def main():
             for tname, (port, _, key) in targets.items():
                 ttft[tname] = ttft_probe(f"http://127.0.0.1:{port}/v1/chat/completions", sbody, sheaders, key)
 
-        rss = {t: peak_rss_mb(p.pid) for t, (_, p, _) in targets.items()}
+        rss = {t: status_mb(p.pid, "VmHWM") for t, (_, p, _) in targets.items()}
         soak_samples, soak_results = [], []
         if args.soak > 0 and soak_target in targets:
             port, p, key = targets[soak_target]

@@ -210,6 +210,36 @@ impl Engine {
         self.suppressed.get(account).is_some_and(|&until| ts_ms < until)
     }
 
+    /// A new open alert raised at `ts_ms`, its id seeded by its first account.
+    fn new_alert(
+        &mut self,
+        account_ids: Vec<String>,
+        kind: &str,
+        score: f64,
+        action: config::Action,
+        evidence: Value,
+        ts_ms: i64,
+    ) -> Alert {
+        let at = rfc3339_millis(ts_ms);
+        Alert {
+            id: self.next_id(&account_ids[0], ts_ms),
+            account_ids,
+            kind: kind.into(),
+            severity: severity(score).into(),
+            score,
+            status: "open".into(),
+            created_at: at.clone(),
+            updated_at: at,
+            action: action.as_str().into(),
+            enforced: self.cfg.mode == config::Mode::Enforce,
+            evidence,
+            verdict: None,
+            note: None,
+            resolved_by: None,
+            resolved_at: None,
+        }
+    }
+
     fn next_id(&mut self, seed: &str, ts_ms: i64) -> String {
         self.seq += 1;
         let h = fnv1a(format!("{seed}/{ts_ms}/{}", self.seq).as_bytes());
@@ -243,25 +273,8 @@ impl Engine {
             }
             return None;
         }
-        let id = self.next_id(account, ts_ms);
-        let at = rfc3339_millis(ts_ms);
-        let alert = Alert {
-            id: id.clone(),
-            account_ids: vec![account.to_string()],
-            kind: KIND_ACCOUNT.into(),
-            severity: severity(score).into(),
-            score,
-            status: "open".into(),
-            created_at: at.clone(),
-            updated_at: at,
-            action: action.as_str().into(),
-            enforced: self.cfg.mode == config::Mode::Enforce,
-            evidence,
-            verdict: None,
-            note: None,
-            resolved_by: None,
-            resolved_at: None,
-        };
+        let alert = self.new_alert(vec![account.to_string()], KIND_ACCOUNT, score, action, evidence, ts_ms);
+        let id = alert.id.clone();
         self.account_alert.insert(account.clone(), id.clone());
         self.open.insert(id, OpenAlert { alert: alert.clone(), action, members: HashSet::from([account.clone()]) });
         Some(AlertChange { alert, created: true, action, new_members: vec![account.to_string()] })
@@ -340,25 +353,9 @@ impl Engine {
             });
             return changes;
         }
-        let id = self.next_id(&members[0], ts_ms);
-        let at = rfc3339_millis(ts_ms);
-        let alert = Alert {
-            id: id.clone(),
-            account_ids: members.iter().map(|m| m.to_string()).collect(),
-            kind: KIND_CLUSTER.into(),
-            severity: severity(score).into(),
-            score,
-            status: "open".into(),
-            created_at: at.clone(),
-            updated_at: at,
-            action: action.as_str().into(),
-            enforced: self.cfg.mode == config::Mode::Enforce,
-            evidence,
-            verdict: None,
-            note: None,
-            resolved_by: None,
-            resolved_at: None,
-        };
+        let account_ids = members.iter().map(|m| m.to_string()).collect();
+        let alert = self.new_alert(account_ids, KIND_CLUSTER, score, action, evidence, ts_ms);
+        let id = alert.id.clone();
         for m in &members {
             self.cluster_alert.insert(m.clone(), id.clone());
         }

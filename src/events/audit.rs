@@ -414,7 +414,7 @@ const INDEX_ROWS_PER_STATEMENT: usize = 500;
 
 /// Where one record landed, for the index.
 struct Placed {
-    account_id: Option<Arc<str>>,
+    account_id: Arc<str>,
     ts_ms: i64,
     file: Arc<str>,
     offset: u64,
@@ -472,10 +472,8 @@ impl Writer {
     }
 
     async fn write_batch(&mut self, batch: &mut Vec<Arc<RequestEvent>>) {
-        let mut placed = Vec::with_capacity(batch.len());
+        let mut written = 0u64;
         for event in batch.drain(..) {
-            let account_id = event.account_id.clone();
-            let ts_ms = event.ts_ms;
             let line = render(&event, self.config.capture, &self.config.redact);
             // A failing disk is retried (the queue, and in reject mode admission, hold
             // the line) rather than losing the record.
@@ -483,13 +481,17 @@ impl Writer {
             loop {
                 match self.append(&line) {
                     Ok((file, offset)) => {
-                        placed.push(Placed {
-                            account_id: account_id.clone(),
-                            ts_ms,
-                            file,
-                            offset,
-                            len: line.len() as u64,
-                        });
+                        written += 1;
+                        // Only records with an account can be asked for by account.
+                        if let Some(account_id) = &event.account_id {
+                            self.unindexed.push(Placed {
+                                account_id: account_id.clone(),
+                                ts_ms: event.ts_ms,
+                                file,
+                                offset,
+                                len: line.len() as u64,
+                            });
+                        }
                         break;
                     }
                     Err(e) => {
@@ -514,8 +516,7 @@ impl Writer {
                 tracing::error!(error = %e, "audit flush failed");
             }
         }
-        self.metrics.written.inc_by(placed.len() as u64);
-        self.unindexed.extend(placed.into_iter().filter(|p| p.account_id.is_some()));
+        self.metrics.written.inc_by(written);
         if self.unindexed.len() >= 16 * INDEX_ROWS_PER_STATEMENT {
             self.index_pending().await;
         }
@@ -604,7 +605,7 @@ impl Writer {
                     "INSERT INTO requests (account_id, ts_ms, file, offset, len) ",
                 );
                 q.push_values(chunk, |mut row, p| {
-                    row.push_bind(p.account_id.as_deref())
+                    row.push_bind(&*p.account_id)
                         .push_bind(p.ts_ms)
                         .push_bind(&*p.file)
                         .push_bind(p.offset as i64)
