@@ -22,13 +22,13 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use serde::Deserialize;
 use tokio::time::{Instant, Sleep};
 
 use crate::body::BoxError;
 use crate::llm::LlmRoute;
+use crate::upstream::UpstreamBody;
 
 /// Tokens a response used, as the upstream reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -78,152 +78,10 @@ pub enum BodyFormat {
 /// usage is estimated instead).
 const MAX_JSON_KEPT: usize = 8 * 1024 * 1024;
 
-/// Where the tap reads the upstream body from.
-///
-/// hyper's client hands a body over one chunk at a time from its connection task, so
-/// read directly, every SSE event of a burst costs the client its own write and wake-up
-/// (50 chunks that arrived in one TCP segment left as 50 `writev`s). A stream is
-/// therefore read by a small task of its own into a queue, and the tap forwards
-/// everything that has arrived by the time it runs as one chunk. Nothing waits: what is
-/// there goes out at once, a lone chunk as before.
-pub enum Source {
-    Direct(Incoming),
-    Coalesced(Coalesced),
-}
-
-/// The queue end of a stream read ahead by its own task; see [`Source`].
-pub struct Coalesced {
-    rx: tokio::sync::mpsc::Receiver<Result<Frame<Bytes>, hyper::Error>>,
-    /// A trailers frame or an error that ended the last coalesced chunk.
-    held: Option<Result<Frame<Bytes>, hyper::Error>>,
-    ended: bool,
-    /// The chunk being gathered, and how many times this poll yielded for more.
-    gathering: Option<BytesMut>,
-    yields: u8,
-}
-
-/// Scheduler turns a chunk waits for the rest of its burst, at most.
-const MAX_YIELDS: u8 = 4;
-
-/// Most bytes joined into one chunk.
-const MAX_COALESCED: usize = 256 * 1024;
-
-impl Source {
-    /// Reads `body` ahead on a task of its own. Dropping the returned source (the client
-    /// hung up) stops that task, which drops the upstream body and so cancels the
-    /// upstream request, as dropping the body directly would.
-    pub fn coalesced(mut body: Incoming) -> Source {
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(async move {
-            loop {
-                let frame = tokio::select! {
-                    biased;
-                    () = tx.closed() => break,
-                    f = http_body_util::BodyExt::frame(&mut body) => f,
-                };
-                let Some(frame) = frame else { break };
-                let failed = frame.is_err();
-                if tx.send(frame).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
-        Source::Coalesced(Coalesced { rx, held: None, ended: false, gathering: None, yields: 0 })
-    }
-
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self {
-            Source::Direct(body) => Pin::new(body).poll_frame(cx).map_err(|e| Box::new(e) as BoxError),
-            Source::Coalesced(c) => c.poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            Source::Direct(body) => body.is_end_stream(),
-            Source::Coalesced(c) => c.ended && c.held.is_none() && c.gathering.is_none(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            Source::Direct(body) => body.size_hint(),
-            Source::Coalesced(_) => SizeHint::default(),
-        }
-    }
-}
-
-impl Coalesced {
-    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        if self.gathering.is_none() {
-            let first = match self.held.take() {
-                Some(held) => held,
-                None if self.ended => return Poll::Ready(None),
-                None => match ready!(self.rx.poll_recv(cx)) {
-                    Some(frame) => frame,
-                    None => {
-                        self.ended = true;
-                        return Poll::Ready(None);
-                    }
-                },
-            };
-            let data = match first {
-                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
-                Ok(frame) => match frame.into_data() {
-                    Ok(data) => data,
-                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
-                },
-            };
-            self.gathering = Some(BytesMut::from(&data[..]));
-            self.yields = 0;
-        }
-        // Take what else has arrived; while a burst keeps arriving, give the reading
-        // task a turn (a yield, not a timer) and look again.
-        let grew = self.drain();
-        let size = self.gathering.as_ref().map_or(0, BytesMut::len);
-        if self.held.is_none()
-            && !self.ended
-            && size < MAX_COALESCED
-            && self.yields < MAX_YIELDS
-            && (grew || self.yields == 0)
-        {
-            self.yields += 1;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
-        }
-        let data = self.gathering.take().expect("gathering").freeze();
-        Poll::Ready(Some(Ok(Frame::data(data))))
-    }
-
-    /// Moves every data frame already queued into `gathering`; true if there was any.
-    fn drain(&mut self) -> bool {
-        let mut grew = false;
-        let buf = self.gathering.as_mut().expect("gathering");
-        while self.held.is_none() && buf.len() < MAX_COALESCED {
-            match self.rx.try_recv() {
-                Ok(Ok(frame)) => match frame.into_data() {
-                    Ok(more) => {
-                        buf.extend_from_slice(&more);
-                        grew = true;
-                    }
-                    Err(trailers) => self.held = Some(Ok(trailers)),
-                },
-                Ok(Err(e)) => self.held = Some(Err(e)),
-                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => break,
-                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => {
-                    self.ended = true;
-                    break;
-                }
-            }
-        }
-        grew
-    }
-}
-
 pin_project! {
     /// The tapped response body. See the module docs.
     pub struct TapBody {
-        inner: Source,
+        inner: UpstreamBody,
         #[pin]
         idle: Sleep,
         // Armed lazily: each chunk only moves `last_activity`; the timer is re-armed
@@ -253,7 +111,7 @@ pin_project! {
 
 impl TapBody {
     pub fn new(
-        inner: Source,
+        inner: UpstreamBody,
         format: BodyFormat,
         idle_timeout: Duration,
         capture_limit: usize,
@@ -305,7 +163,7 @@ impl HttpBody for TapBody {
             if *this.done {
                 return Poll::Ready(None);
             }
-            match this.inner.poll_frame(cx) {
+            match Pin::new(&mut *this.inner).poll_frame(cx).map_err(|e| Box::new(e) as BoxError) {
                 Poll::Ready(Some(Ok(frame))) => {
                     *this.last_activity = Instant::now();
                     match frame.into_data() {

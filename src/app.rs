@@ -60,7 +60,7 @@ impl App {
             detector,
             limiter,
             audit,
-            upstream: Upstream::new(&config.upstream, config.server.workers),
+            upstream: Upstream::new(&config.upstream, config.server.workers, metrics.upstream_connections.clone()),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             metrics,
             tokens: TokenCounter::new(),

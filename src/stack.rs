@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use rand::RngCore;
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::accounting::{BodyFormat, Ending, Source, TapBody, TapOutcome, Usage};
+use crate::accounting::{BodyFormat, Ending, TapBody, TapOutcome, Usage};
 use crate::admin::metrics::{KindLabel, RouteLabel};
 use crate::app::App;
 use crate::auth::{presented_key, AccountStatus, Principal};
@@ -28,7 +28,7 @@ use crate::events::RequestEvent;
 use crate::limits::{Denial, Reservation, Standing, Unavailable};
 use crate::llm::{LlmRequest, LlmRoute};
 use crate::policy;
-use crate::upstream::{rewrite_response_headers, UpstreamFailure};
+use crate::upstream::{rewrite_response_headers, UpstreamBody, UpstreamFailure};
 
 pub const REQUEST_ID: &str = "x-request-id";
 
@@ -152,7 +152,7 @@ fn stream_bounded(headers: &http::HeaderMap, body: Incoming, limit: u64) -> Resu
     Ok(Limited::new(body, limit as usize).boxed_unsync())
 }
 
-fn body_format(ex: &Exchange, response: &Response<Incoming>) -> BodyFormat {
+fn body_format(ex: &Exchange, response: &Response<UpstreamBody>) -> BodyFormat {
     let Some(llm) = &ex.llm else { return BodyFormat::Opaque };
     let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if content_type.starts_with("text/event-stream") {
@@ -166,7 +166,7 @@ fn body_format(ex: &Exchange, response: &Response<Incoming>) -> BodyFormat {
 
 /// A request warden accepted and sent upstream, with its response headers.
 struct Forwarded {
-    response: Response<Incoming>,
+    response: Response<UpstreamBody>,
     format: BodyFormat,
 }
 
@@ -341,13 +341,7 @@ impl Exchange {
         let idle = app.upstream.idle_timeout;
         let limit = app.capture_limit;
         let on_finish = Box::new(move |outcome: TapOutcome| self.finish(&app, status, outcome));
-        // Streams are read ahead so that events arriving together leave together; other
-        // bodies come in few, large frames and are read directly.
-        let source = match format {
-            BodyFormat::Sse { .. } => Source::coalesced(incoming),
-            _ => Source::Direct(incoming),
-        };
-        Response::from_parts(parts, TapBody::new(source, format, idle, limit, on_finish).boxed_unsync())
+        Response::from_parts(parts, TapBody::new(incoming, format, idle, limit, on_finish).boxed_unsync())
     }
 
     /// Ends a forwarded request once its response body is over.

@@ -1,22 +1,40 @@
-//! The upstream LLM API: a pooled client (TLS through rustls for real providers, plain
-//! HTTP for local ones), how a client request is turned into an upstream request (path
-//! appended to `base_url`, hop-by-hop headers removed, the client's credential replaced by
-//! the upstream key), and the connect / first-byte timeouts.
+//! The upstream LLM API: a pool of HTTP/1.1 connections (TLS through rustls for real
+//! providers, plain HTTP for local ones), how a client request is turned into an upstream
+//! request (path appended to `base_url`, hop-by-hop headers removed, the client's
+//! credential replaced by the upstream key), and the connect / first-byte timeouts.
+//!
+//! Each connection is driven by the task of the request using it, not by a task of its
+//! own: the request task writes the request and reads the response head, and the
+//! response body ([`UpstreamBody`]) reads the upstream socket when the client's
+//! connection asks for more. Every frame already decoded is handed over in one piece, so
+//! a burst of SSE events read in one `recv` leaves in one `writev`, as in nginx, and no
+//! request pays a hand-over between tasks. Idle connections wait in a pool per proxy
+//! worker (LIFO, bounded, expired after `pool_idle_timeout_ms`).
 
-use std::time::Duration;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Uri};
+use http_body::{Body as _, Frame, SizeHint};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::{Connection, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioIo;
+use prometheus_client::metrics::counter::Counter;
+use tower_service::Service;
 
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+type Stream = hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+type Conn = Connection<Stream, Body>;
 
 /// Which upstream failure happened, for metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,18 +55,75 @@ impl UpstreamFailure {
 }
 
 pub struct Upstream {
-    /// One connection pool per proxy worker (see [`crate::server`]), so a request and its
-    /// upstream connection live on the same event loop; index 0 also serves any other
-    /// thread.
-    clients: Vec<Client<Connector, Body>>,
-    scheme: http::uri::Scheme,
-    authority: http::uri::Authority,
+    connector: Connector,
+    /// `base_url`'s scheme and authority: where connections go.
+    origin: Uri,
+    pool: Arc<Pool>,
+    /// `Host` of every upstream request: `base_url`'s authority.
+    host: HeaderValue,
     /// `base_url`'s path without a trailing slash; request paths are appended to it.
     base_path: String,
     /// `Bearer <upstream key>`, marked sensitive so it is never printed.
     credential: Option<HeaderValue>,
     first_byte_timeout: Duration,
     pub idle_timeout: Duration,
+    /// Connections opened (`warden_upstream_connections`; far below the request count
+    /// when connections are reused).
+    connections_opened: Counter,
+}
+
+/// One upstream connection: the handle requests are sent through, and the connection
+/// itself, which the task of the request using it polls.
+struct Link {
+    sender: SendRequest<Body>,
+    conn: Conn,
+}
+
+/// Idle connections, one LIFO stack per proxy worker so that a request and its upstream
+/// connection live on the same event loop (index 0 also serves any other thread).
+struct Pool {
+    idle: Vec<Mutex<Vec<(Link, Instant)>>>,
+    max_idle: usize,
+    idle_for: Duration,
+}
+
+impl Pool {
+    fn slot(&self) -> usize {
+        crate::server::worker_index() % self.idle.len()
+    }
+
+    /// The most recently used idle connection that is still open, if any.
+    fn checkout(&self, slot: usize) -> Option<Link> {
+        let mut idle = self.idle[slot].lock().unwrap_or_else(|p| p.into_inner());
+        while let Some((mut link, since)) = idle.pop() {
+            if since.elapsed() >= self.idle_for {
+                // The rest are older still.
+                idle.clear();
+                return None;
+            }
+            // One poll lets the connection notice that the upstream closed it meanwhile.
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            if Pin::new(&mut link.conn).poll(&mut cx).is_pending() && link.sender.is_ready() {
+                return Some(link);
+            }
+        }
+        None
+    }
+
+    fn put(&self, slot: usize, link: Link) {
+        let mut idle = self.idle[slot].lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() >= self.max_idle {
+            idle.remove(0);
+        }
+        idle.push((link, Instant::now()));
+    }
+
+    /// Closes connections idle for longer than `pool_idle_timeout_ms`.
+    fn expire(&self) {
+        for slot in &self.idle {
+            slot.lock().unwrap_or_else(|p| p.into_inner()).retain(|(_, since)| since.elapsed() < self.idle_for);
+        }
+    }
 }
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
@@ -91,57 +166,67 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[HeaderName]) {
 }
 
 impl Upstream {
-    pub fn new(config: &UpstreamConfig, workers: usize) -> Upstream {
-        let clients = (0..workers.max(1)).map(|_| Self::client(config)).collect();
+    pub fn new(config: &UpstreamConfig, workers: usize, connections_opened: Counter) -> Upstream {
         let parts = config.base_url.clone().into_parts();
+        let authority = parts.authority.expect("validated: base_url has an authority");
         let credential = config.api_key.as_ref().map(|k| {
             let mut v = HeaderValue::from_str(&format!("Bearer {k}")).expect("upstream key is a valid header value");
             v.set_sensitive(true);
             v
         });
-        Upstream {
-            clients,
-            scheme: parts.scheme.expect("validated: base_url has a scheme"),
-            authority: parts.authority.expect("validated: base_url has an authority"),
-            base_path: parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default(),
-            credential,
-            first_byte_timeout: config.first_byte_timeout,
-            idle_timeout: config.idle_timeout,
-        }
-    }
-
-    fn client(config: &UpstreamConfig) -> Client<Connector, Body> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(config.connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
-            .enable_http2()
             .wrap_connector(http);
-        Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(config.pool_max_idle_per_host)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https)
+        let pool = Arc::new(Pool {
+            idle: (0..workers.max(1)).map(|_| Mutex::new(Vec::new())).collect(),
+            max_idle: config.pool_max_idle_per_host.max(1),
+            idle_for: config.pool_idle_timeout,
+        });
+        // Expired idle connections are closed even when no request comes to notice them.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&pool);
+            let every = (config.pool_idle_timeout / 2).max(Duration::from_secs(1));
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                loop {
+                    tick.tick().await;
+                    let Some(pool) = weak.upgrade() else { return };
+                    pool.expire();
+                }
+            });
+        }
+        let origin = Uri::builder()
+            .scheme(parts.scheme.expect("validated: base_url has a scheme"))
+            .authority(authority.clone())
+            .path_and_query("/")
+            .build()
+            .expect("a scheme and an authority make a URI");
+        Upstream {
+            connector,
+            origin,
+            pool,
+            host: HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value"),
+            base_path: parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default(),
+            credential,
+            first_byte_timeout: config.first_byte_timeout,
+            idle_timeout: config.idle_timeout,
+            connections_opened,
+        }
     }
 
-    /// The upstream URI for a client's path and query.
+    /// The upstream request target for a client's path and query (origin-form; the
+    /// authority goes in `Host`).
     pub fn uri_for(&self, path_and_query: &str) -> Uri {
-        let pq = if self.base_path.is_empty() {
-            path_and_query.to_string()
-        } else {
-            format!("{}{}", self.base_path, path_and_query)
-        };
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
-            .unwrap_or_else(|_| Uri::from_static("/"))
+        if self.base_path.is_empty() {
+            return Uri::try_from(path_and_query).unwrap_or_else(|_| Uri::from_static("/"));
+        }
+        Uri::try_from(format!("{}{}", self.base_path, path_and_query)).unwrap_or_else(|_| Uri::from_static("/"))
     }
 
     /// Rewrites a client's headers for the upstream: hop-by-hop headers and client
@@ -156,29 +241,215 @@ impl Upstream {
         if let Some(cred) = &self.credential {
             headers.insert(header::AUTHORIZATION, cred.clone());
         }
+        headers.insert(header::HOST, self.host.clone());
     }
 
     /// Sends a request and waits for the response headers, within the first-byte timeout.
-    pub async fn send(&self, req: Request<Body>) -> Result<Response<Incoming>, (ProxyError, UpstreamFailure)> {
-        match tokio::time::timeout(
-            self.first_byte_timeout,
-            self.clients[crate::server::worker_index() % self.clients.len()].request(req),
-        )
-        .await
-        {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(e)) => {
-                let failure = if e.is_connect() { UpstreamFailure::Connect } else { UpstreamFailure::Protocol };
-                // The error chain says e.g. "connection refused"; it carries no secrets.
-                let mut msg = e.to_string();
-                let mut src = std::error::Error::source(&e);
-                while let Some(s) = src {
-                    msg = format!("{msg}: {s}");
-                    src = s.source();
-                }
-                Err((ProxyError::UpstreamUnavailable(msg), failure))
-            }
+    pub async fn send(&self, req: Request<Body>) -> Result<Response<UpstreamBody>, (ProxyError, UpstreamFailure)> {
+        match tokio::time::timeout(self.first_byte_timeout, self.exchange(req)).await {
+            Ok(result) => result,
             Err(_) => Err((ProxyError::UpstreamTimeout(self.first_byte_timeout.as_millis()), UpstreamFailure::Timeout)),
+        }
+    }
+
+    async fn exchange(&self, mut req: Request<Body>) -> Result<Response<UpstreamBody>, (ProxyError, UpstreamFailure)> {
+        let slot = self.pool.slot();
+        loop {
+            let (link, reused) = match self.pool.checkout(slot) {
+                Some(link) => (link, true),
+                None => (self.connect().await?, false),
+            };
+            let Link { mut sender, conn } = link;
+            let mut conn = Some(conn);
+            let mut response = std::pin::pin!(sender.try_send_request(req));
+            let result = std::future::poll_fn(|cx| {
+                drive(&mut conn, cx);
+                response.as_mut().poll(cx)
+            })
+            .await;
+            match result {
+                Ok(resp) => {
+                    return Ok(resp.map(|body| UpstreamBody {
+                        body,
+                        conn,
+                        sender: Some(sender),
+                        pool: self.pool.clone(),
+                        slot,
+                        held: None,
+                        ended: false,
+                    }));
+                }
+                Err(mut e) => match e.take_message() {
+                    // A pooled connection the upstream had closed before the request
+                    // was written: nothing reached the upstream, so try another.
+                    Some(again) if reused => req = again,
+                    _ => return Err(failure(UpstreamFailure::Protocol, &e.into_error())),
+                },
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Link, (ProxyError, UpstreamFailure)> {
+        let mut connector = self.connector.clone();
+        let io = connector.call(self.origin.clone()).await.map_err(|e| {
+            let e: &(dyn std::error::Error + 'static) = &*e;
+            failure(UpstreamFailure::Connect, e)
+        })?;
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake(io)
+            .await
+            .map_err(|e| failure(UpstreamFailure::Connect, &e))?;
+        self.connections_opened.inc();
+        Ok(Link { sender, conn })
+    }
+}
+
+/// An upstream failure as the error the client gets: the error chain (e.g. "tcp connect
+/// error: Connection refused") carries no secrets.
+fn failure(kind: UpstreamFailure, e: &(dyn std::error::Error + 'static)) -> (ProxyError, UpstreamFailure) {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg = format!("{msg}: {s}");
+        src = s.source();
+    }
+    (ProxyError::UpstreamUnavailable(msg), kind)
+}
+
+/// Polls a connection, forgetting it once it has finished (closed or failed; the request
+/// or body using it then sees the error).
+fn drive(conn: &mut Option<Conn>, cx: &mut Context<'_>) {
+    if let Some(c) = conn {
+        if let Poll::Ready(result) = Pin::new(c).poll(cx) {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "upstream connection failed");
+            }
+            *conn = None;
+        }
+    }
+}
+
+/// Most bytes handed over as one frame.
+const MAX_FRAME: usize = 256 * 1024;
+
+/// An upstream response body. Polling it drives the connection: it reads the socket,
+/// and every frame already decoded leaves as one (up to 256 KiB), so events that came
+/// in one read go to the client in one write. At the end the connection goes back to the
+/// pool; dropping the body early (the client hung up) closes it, which cancels the
+/// upstream request.
+pub struct UpstreamBody {
+    body: Incoming,
+    /// The connection while it is open, and its handle for the pool.
+    conn: Option<Conn>,
+    sender: Option<SendRequest<Body>>,
+    pool: Arc<Pool>,
+    slot: usize,
+    /// A trailers frame or an error that ended the previous frame.
+    held: Option<Result<Frame<Bytes>, hyper::Error>>,
+    ended: bool,
+}
+
+impl UpstreamBody {
+    /// Returns the connection to the pool once the response is complete, if it can carry
+    /// another request.
+    fn release(&mut self, cx: &mut Context<'_>) {
+        // One more turn lets the connection go back to idle.
+        drive(&mut self.conn, cx);
+        if let (Some(conn), Some(sender)) = (self.conn.take(), self.sender.take()) {
+            if !sender.is_closed() {
+                self.pool.put(self.slot, Link { sender, conn });
+            }
+        }
+    }
+
+    /// Drives the connection and takes the next decoded frame.
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        drive(&mut self.conn, cx);
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        if let Some(held) = this.held.take() {
+            return Poll::Ready(Some(held));
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        let mut first: Option<Bytes> = None;
+        let mut joined: Option<BytesMut> = None;
+        let taken = |first: Option<Bytes>, joined: Option<BytesMut>| match joined {
+            Some(j) => Some(Ok(Frame::data(j.freeze()))),
+            None => first.map(|f| Ok(Frame::data(f))),
+        };
+        loop {
+            let next = match this.poll_next(cx) {
+                Poll::Pending => {
+                    return match taken(first, joined) {
+                        Some(frame) => Poll::Ready(Some(frame)),
+                        None => Poll::Pending,
+                    }
+                }
+                Poll::Ready(next) => next,
+            };
+            match next {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        match (&mut first, &mut joined) {
+                            (None, None) => first = Some(data),
+                            (Some(f), None) => {
+                                let mut j = BytesMut::with_capacity(f.len() + data.len());
+                                j.extend_from_slice(f);
+                                j.extend_from_slice(&data);
+                                first = None;
+                                joined = Some(j);
+                            }
+                            (_, Some(j)) => j.extend_from_slice(&data),
+                        }
+                        let size = first.as_ref().map_or(0, Bytes::len) + joined.as_ref().map_or(0, BytesMut::len);
+                        if size >= MAX_FRAME {
+                            return Poll::Ready(taken(first, joined));
+                        }
+                    }
+                    Err(trailers) => return this.hand_over(taken(first, joined), Ok(trailers)),
+                },
+                Some(Err(e)) => return this.hand_over(taken(first, joined), Err(e)),
+                None => {
+                    this.ended = true;
+                    this.release(cx);
+                    return Poll::Ready(taken(first, joined));
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.held.is_none() && (self.ended || self.body.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl UpstreamBody {
+    /// Hands over the data gathered so far, keeping `next` for the following poll.
+    fn hand_over(
+        &mut self,
+        gathered: Option<Result<Frame<Bytes>, hyper::Error>>,
+        next: Result<Frame<Bytes>, hyper::Error>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match gathered {
+            Some(data) => {
+                self.held = Some(next);
+                Poll::Ready(Some(data))
+            }
+            None => Poll::Ready(Some(next)),
         }
     }
 }
@@ -203,15 +474,17 @@ mod tests {
             pool_max_idle_per_host: 1,
             pool_idle_timeout: Duration::from_secs(1),
         };
-        Upstream::new(&cfg, 1)
+        Upstream::new(&cfg, 1, Counter::default())
     }
 
     #[test]
     fn paths_are_appended_to_the_base_url() {
         let u = upstream("https://api.example.com", None);
-        assert_eq!(u.uri_for("/v1/models?x=1").to_string(), "https://api.example.com/v1/models?x=1");
+        assert_eq!(u.uri_for("/v1/models?x=1").to_string(), "/v1/models?x=1");
+        assert_eq!(u.origin.to_string(), "https://api.example.com/");
         let u = upstream("http://127.0.0.1:9000/openai/", None);
-        assert_eq!(u.uri_for("/v1/chat/completions").to_string(), "http://127.0.0.1:9000/openai/v1/chat/completions");
+        assert_eq!(u.uri_for("/v1/chat/completions").to_string(), "/openai/v1/chat/completions");
+        assert_eq!(u.origin.to_string(), "http://127.0.0.1:9000/");
     }
 
     #[test]
@@ -225,8 +498,10 @@ mod tests {
         h.insert("keep-alive", "timeout=5".parse().unwrap());
         h.insert("accept-encoding", "gzip".parse().unwrap());
         h.insert("x-custom", "kept".parse().unwrap());
+        h.insert("host", "warden.example.com".parse().unwrap());
         u.rewrite_request_headers(&mut h, true);
         assert_eq!(h.get("authorization").unwrap(), "Bearer sk-up");
+        assert_eq!(h.get("host").unwrap(), "127.0.0.1:9000", "Host names the upstream, not warden");
         assert!(h.get("authorization").unwrap().is_sensitive());
         for gone in ["x-api-key", "connection", "x-secret-hop", "keep-alive", "accept-encoding"] {
             assert!(h.get(gone).is_none(), "{gone} should be removed");

@@ -374,3 +374,105 @@ async fn metrics_count_requests_by_route_and_status_without_secrets() {
     assert!(!text.contains(&key) && !text.contains("acme") && !text.contains("wk-bad"));
     w.stop().await;
 }
+
+/// An upstream that answers every request on a connection with a small JSON body and
+/// keeps the connection open, except that it hangs up right after the response that
+/// follows a call to `close_after_next`, as a provider whose keep-alive expired does.
+/// Counts the connections it accepted.
+struct KeepAliveUpstream {
+    url: String,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    close_next: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl KeepAliveUpstream {
+    async fn start() -> KeepAliveUpstream {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let close_next = Arc::new(AtomicBool::new(false));
+        let (a, c) = (accepted.clone(), close_next.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                a.fetch_add(1, Ordering::SeqCst);
+                let c = c.clone();
+                tokio::spawn(async move {
+                    let mut got = Vec::new();
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        // One request: head, then content-length bytes of body.
+                        let total = loop {
+                            let text = String::from_utf8_lossy(&got).to_string();
+                            if let Some(end) = text.find("\r\n\r\n") {
+                                let len: usize = text[..end]
+                                    .lines()
+                                    .find_map(|l| {
+                                        l.to_ascii_lowercase()
+                                            .strip_prefix("content-length:")
+                                            .map(|v| v.trim().parse().unwrap())
+                                    })
+                                    .unwrap_or(0);
+                                if got.len() >= end + 4 + len {
+                                    break end + 4 + len;
+                                }
+                            }
+                            match sock.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => got.extend_from_slice(&buf[..n]),
+                            }
+                        };
+                        got.drain(..total);
+                        let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+                        let resp = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if sock.write_all(resp.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        if c.swap(false, Ordering::SeqCst) {
+                            // Hang up without a word a little later, as a keep-alive
+                            // timeout does: warden has pooled the connection by then.
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        KeepAliveUpstream { url, accepted, close_next }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_one_the_upstream_closed_is_replaced_unnoticed() {
+    let up = KeepAliveUpstream::start().await;
+    let w = Warden::start_with(&up.url, Extra { server: "workers = 1", ..Extra::default() }).await;
+    let key = w.account("acme").await;
+    for i in 0..10 {
+        let r = w.post("/v1/chat/completions", &key, chat_body(&format!("q{i}"), false)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    assert_eq!(up.accepted(), 1, "ten requests in a row should share one upstream connection");
+
+    // The upstream hangs up after the next response; the request after it must not see
+    // that, and goes out on a new connection.
+    up.close_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(w.post("/v1/chat/completions", &key, chat_body("last on the old one", false)).await.status, 200);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for i in 0..3 {
+        let r = w.post("/v1/chat/completions", &key, chat_body(&format!("after {i}"), false)).await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+    }
+    assert_eq!(up.accepted(), 2);
+    let metrics = w.http.send(Method::GET, &format!("http://{}/metrics", w.admin_addr), &[], None).await.unwrap();
+    assert!(String::from_utf8_lossy(&metrics.body).contains("warden_upstream_connections_total 2"));
+    w.stop().await;
+}

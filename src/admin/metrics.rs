@@ -39,6 +39,7 @@ pub struct Metrics {
     pub upstream_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
     pub in_flight: Gauge,
     pub upstream_errors: Family<KindLabel, Counter>,
+    pub upstream_connections: Counter,
     pub tokens: Family<KindLabel, Counter>,
     pub client_aborts: Counter,
     pub audit: crate::events::audit::AuditMetrics,
@@ -84,6 +85,12 @@ impl Metrics {
             "upstream_errors",
             "Upstream failures by kind (connect, timeout, protocol, idle_timeout)",
             upstream_errors.clone(),
+        );
+        let upstream_connections = Counter::default();
+        registry.register(
+            "upstream_connections",
+            "Upstream connections opened (requests reuse pooled ones)",
+            upstream_connections.clone(),
         );
         let tokens = Family::<KindLabel, Counter>::default();
         registry.register("tokens", "Tokens served, by kind (prompt, completion)", tokens.clone());
@@ -151,6 +158,7 @@ impl Metrics {
             upstream_duration,
             in_flight,
             upstream_errors,
+            upstream_connections,
             tokens,
             client_aborts,
         }

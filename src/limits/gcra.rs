@@ -96,6 +96,18 @@ impl Window {
         }
     }
 
+    /// A number that changes exactly when [`Window::id`] does, computed without
+    /// formatting: checked on every request, the id string only when a window turns.
+    pub fn key(self, now_ns: i64) -> i64 {
+        match self {
+            Window::Day => now_ns.div_euclid(86_400_000_000_000),
+            Window::Month => {
+                let d = at(now_ns).date();
+                i64::from(d.year()) * 12 + i64::from(d.month() as u8)
+            }
+        }
+    }
+
     /// Nanoseconds from `now_ns` to the start of the next window.
     pub fn remaining_ns(self, now_ns: i64) -> i64 {
         let d = at(now_ns).date();
@@ -223,6 +235,22 @@ mod tests {
         let feb10 = 1_770_681_600 * SEC;
         assert_eq!(Window::Month.id(feb10), "2026-02");
         assert_eq!(Window::Month.remaining_ns(feb10), 19 * 86_400 * SEC);
+    }
+
+    #[test]
+    fn window_keys_change_exactly_when_ids_do() {
+        // Every hour from 2024-12-30 to 2027-03-01, across month, year and leap-day turns.
+        let start = 1_735_516_800 * SEC;
+        let hour = 3_600 * SEC;
+        for window in [Window::Day, Window::Month] {
+            let (mut key, mut id) = (window.key(start), window.id(start));
+            for h in 1..(800 * 24) {
+                let t = start + h * hour;
+                let (k, i) = (window.key(t), window.id(t));
+                assert_eq!(k != key, i != id, "{window:?} at {i}");
+                (key, id) = (k, i);
+            }
+        }
     }
 
     #[test]

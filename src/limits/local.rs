@@ -25,6 +25,8 @@ pub fn now_ns() -> i64 {
 #[derive(Debug, Clone)]
 struct QuotaCounter {
     window: Window,
+    /// [`Window::key`] and [`Window::id`] of the window counted.
+    key: i64,
     id: String,
     /// Tokens used and reserved in this window.
     used: u64,
@@ -52,16 +54,16 @@ impl AccountLimits {
     }
     /// The counter of the window containing `now`, starting a new window at 0.
     fn quota(&mut self, window: Window, now: i64) -> &mut QuotaCounter {
-        let id = window.id(now);
+        let key = window.key(now);
         let pos = match self.quotas.iter().position(|q| q.window == window) {
             Some(p) => {
-                if self.quotas[p].id != id {
-                    self.quotas[p] = QuotaCounter { window, id, used: 0, saved: 0 };
+                if self.quotas[p].key != key {
+                    self.quotas[p] = QuotaCounter { window, key, id: window.id(now), used: 0, saved: 0 };
                 }
                 p
             }
             None => {
-                self.quotas.push(QuotaCounter { window, id, used: 0, saved: 0 });
+                self.quotas.push(QuotaCounter { window, key, id: window.id(now), used: 0, saved: 0 });
                 self.quotas.len() - 1
             }
         };
@@ -117,7 +119,7 @@ impl LocalLimits {
                         0
                     }
                 };
-                state.quotas.push(QuotaCounter { window: *window, id, used, saved: used });
+                state.quotas.push(QuotaCounter { window: *window, key: window.key(now), id, used, saved: used });
             }
         }
         self.accounts.entry(account.clone()).or_insert(state);
