@@ -16,6 +16,10 @@ Targets:
   warden-full   auth, limits, parameter policy, audit with full capture
   warden-full-redis  the same with Redis
 
+Scenarios: small (a short chat completion), stream50 (a streamed completion of 50
+chunks), prompt32k (one new 32 KB prompt), history32k (a conversation in its 7th turn:
+~30 KB of system prompt and earlier turns resent, plus a short new question).
+
 Every scenario runs twice per target: at saturation (wrk, closed loop, 32 connections)
 and at a fixed request rate (oha, open loop with latency correction, so a slow target
 cannot hide latency by slowing the load down). A soak run then holds warden-full under
@@ -214,7 +218,7 @@ mode = "{'enforce' if variant['detect'] else 'off'}"
 
 # Fixed request rates, per scenario: well below what every target sustains here, so the
 # latency measured is the cost of each request rather than queueing.
-FIXED_RATES = {"small": 2000, "stream50": 400, "prompt32k": 150}
+FIXED_RATES = {"small": 2000, "stream50": 400, "prompt32k": 150, "history32k": 150}
 
 
 def scenario_bodies():
@@ -225,10 +229,20 @@ def scenario_bodies():
     filler = "The quick brown fox jumps over the lazy dog. " * 800  # ~36 KB, ~8k tokens
     big = {"model": "mock-small", "max_tokens": 16,
            "messages": [{"role": "user", "content": "Summarize:\n" + filler[:32 * 1024]}]}
+    # A conversation in its 7th turn: a system prompt, six earlier exchanges (~30 KB the
+    # client resends with every turn) and a short new question.
+    turn = "Here is the next part of the log I need help with: " + "error 42 at step {} retrying. " * 80
+    history = [{"role": "system", "content": "You are the support assistant of ACME. Be precise. " * 45}]
+    for i in range(6):
+        history += [{"role": "user", "content": turn.replace("{}", str(i))},
+                    {"role": "assistant", "content": "The retries at this step come from a timeout. " * 50}]
+    chat = {"model": "mock-small", "max_tokens": 16,
+            "messages": history + [{"role": "user", "content": "So what should I change first?"}]}
     return {
         "small": (small, {}),
         "stream50": (stream, {"x-mock-chunks": "50"}),
         "prompt32k": (big, {}),
+        "history32k": (chat, {}),
     }
 
 
@@ -366,7 +380,7 @@ def main():
     ap.add_argument("--soak", type=int, default=300, help="seconds of the RSS soak run on warden-full (0: skip)")
     ap.add_argument("--quick", action="store_true", help="2 s runs and a 20 s soak, for a smoke run")
     ap.add_argument("--out", default=os.path.join(ROOT, "benches", "RESULTS.md"))
-    ap.add_argument("--scenarios", default="small,stream50,prompt32k", help="comma-separated subset")
+    ap.add_argument("--scenarios", default="small,stream50,prompt32k,history32k", help="comma-separated subset")
     ap.add_argument("--targets", default="", help="comma-separated subset of warden variants (default: all)")
     args = ap.parse_args()
     if args.quick:

@@ -140,6 +140,26 @@ impl LlmRequest {
         prompt_text_of(&self.body)
     }
 
+    /// The prompt text in pieces (each string [`LlmRequest::prompt_text`] joins), with
+    /// whether the piece belongs to the request's newest message: the last item of
+    /// `messages` / `input`, or `prompt`. The other pieces (system prompt, instructions,
+    /// earlier turns of a conversation) usually come again in the next request.
+    pub fn for_each_prompt_part(&self, mut f: impl FnMut(&str, bool)) {
+        for key in ["instructions", "messages", "prompt", "input", "system"] {
+            let Some(v) = self.body.get(key) else { continue };
+            match (key, v) {
+                ("messages" | "input", Value::Array(items)) => {
+                    let last = items.len().saturating_sub(1);
+                    for (i, item) in items.iter().enumerate() {
+                        visit_text(item, &mut |t| f(t, i == last));
+                    }
+                }
+                ("messages" | "input" | "prompt", v) => visit_text(v, &mut |t| f(t, true)),
+                (_, v) => visit_text(v, &mut |t| f(t, false)),
+            }
+        }
+    }
+
     /// Number of messages (chat) or input items, for per-message token overhead.
     pub fn message_count(&self) -> usize {
         ["messages", "input"]
@@ -160,21 +180,27 @@ pub fn prompt_text_of(body: &Map<String, Value>) -> String {
     out
 }
 
-/// Appends every string that is prompt content: plain strings, `content`/`text` fields of
-/// message objects and content parts. Keys such as `role` or `type` are not content.
+/// Appends every string that is prompt content, joined by newlines (see [`visit_text`]).
 pub(crate) fn collect_text(v: &Value, out: &mut String) {
-    match v {
-        Value::String(s) => {
-            if !out.is_empty() {
-                out.push('\n');
-            }
-            out.push_str(s);
+    visit_text(v, &mut |s| {
+        if !out.is_empty() {
+            out.push('\n');
         }
-        Value::Array(items) => items.iter().for_each(|i| collect_text(i, out)),
+        out.push_str(s);
+    });
+}
+
+/// Calls `f` with every string that is prompt content: plain strings, `content`/`text`
+/// fields of message objects and content parts. Keys such as `role` or `type` are not
+/// content.
+fn visit_text(v: &Value, f: &mut impl FnMut(&str)) {
+    match v {
+        Value::String(s) => f(s),
+        Value::Array(items) => items.iter().for_each(|i| visit_text(i, f)),
         Value::Object(map) => {
             for key in ["content", "text", "input_text"] {
                 if let Some(inner) = map.get(key) {
-                    collect_text(inner, out);
+                    visit_text(inner, f);
                 }
             }
         }
@@ -244,6 +270,24 @@ mod tests {
         }
         let r = LlmRequest::parse(LlmRoute::Responses, br#"{"stream":true}"#).unwrap();
         assert!(!r.needs_injected_usage());
+    }
+
+    #[test]
+    fn prompt_parts_mark_the_newest_message() {
+        let r = chat(
+            r#"{"model":"m","messages":[{"role":"system","content":"sys"},{"role":"user","content":"q1"},
+            {"role":"assistant","content":"a1"},{"role":"user","content":[{"type":"text","text":"q2"},{"type":"text","text":"more"}]}]}"#,
+        );
+        let mut parts = Vec::new();
+        r.for_each_prompt_part(|t, newest| parts.push((t.to_string(), newest)));
+        let want = [("sys", false), ("q1", false), ("a1", false), ("q2", true), ("more", true)];
+        assert_eq!(parts, want.map(|(t, n)| (t.to_string(), n)));
+        let joined: Vec<&str> = parts.iter().map(|(t, _)| t.as_str()).collect();
+        assert_eq!(joined.join("\n"), r.prompt_text(), "the same pieces prompt_text joins");
+        let c = LlmRequest::parse(LlmRoute::Completions, br#"{"model":"m","prompt":"p"}"#).unwrap();
+        let mut parts = Vec::new();
+        c.for_each_prompt_part(|t, newest| parts.push((t.to_string(), newest)));
+        assert_eq!(parts, [("p".to_string(), true)]);
     }
 
     #[test]

@@ -435,9 +435,15 @@ fn client_ip(peer: std::net::IpAddr, headers: &http::HeaderMap, trusted: &[ipnet
 }
 
 /// Prompt tokens of a request with the real tokenizer, plus the per-message overhead
-/// chat formats add.
+/// chat formats add. Each message is counted on its own (as chat formats tokenize them);
+/// the counts of long earlier messages are remembered, since clients resend the whole
+/// conversation with every turn.
 fn prompt_tokens(app: &App, llm: &LlmRequest) -> u64 {
-    app.tokens.count(&llm.prompt_text()) + 3 * llm.message_count() as u64
+    let mut total = 0;
+    llm.for_each_prompt_part(|text, newest| {
+        total += if newest { app.tokens.count(text) } else { app.tokens.count_repeated(text) };
+    });
+    total + 3 * llm.message_count() as u64
 }
 
 /// Tokens to reserve for a request: its prompt tokens plus the completion it may ask for

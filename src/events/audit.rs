@@ -611,7 +611,11 @@ impl Writer {
                         .push_bind(p.offset as i64)
                         .push_bind(p.len as i64);
                 });
-                q.build().execute(&mut *tx).await?;
+                // Only the full-size statement is kept prepared. The last chunk of a flush
+                // has any size, and caching one statement per size (each with up to 2,500
+                // parameters) grew memory by ~10 MiB over a 20-minute soak.
+                let full = chunk.len() == INDEX_ROWS_PER_STATEMENT;
+                q.build().persistent(full).execute(&mut *tx).await?;
             }
             tx.commit().await
         }
