@@ -67,7 +67,7 @@ pub struct Upstream {
     credential: Option<HeaderValue>,
     first_byte_timeout: Duration,
     pub idle_timeout: Duration,
-    /// Connections opened (`warden_upstream_connections`; far below the request count
+    /// Connections opened (`warden_upstream_connections_total`; far below the request count
     /// when connections are reused).
     connections_opened: Counter,
 }
