@@ -94,7 +94,8 @@ impl TokenCounter {
     }
 
     /// This thread's cache hits and misses so far.
-    pub fn cache_stats(&self) -> (u64, u64) {
+    #[cfg(test)]
+    fn cache_stats(&self) -> (u64, u64) {
         CACHE.with_borrow(|c| (c.hits, c.misses))
     }
 }

@@ -362,6 +362,21 @@ impl UpstreamBody {
         }
     }
 
+    /// Hands over the data gathered so far, keeping `next` for the following poll.
+    fn hand_over(
+        &mut self,
+        gathered: Gathered,
+        next: Result<Frame<Bytes>, hyper::Error>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match gathered.frame() {
+            Some(data) => {
+                self.held = Some(next);
+                Poll::Ready(Some(data))
+            }
+            None => Poll::Ready(Some(next)),
+        }
+    }
+
     /// Drives the connection and takes the next decoded frame.
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         drive(&mut self.conn, cx);
@@ -381,48 +396,26 @@ impl http_body::Body for UpstreamBody {
         if this.ended {
             return Poll::Ready(None);
         }
-        let mut first: Option<Bytes> = None;
-        let mut joined: Option<BytesMut> = None;
-        let taken = |first: Option<Bytes>, joined: Option<BytesMut>| match joined {
-            Some(j) => Some(Ok(Frame::data(j.freeze()))),
-            None => first.map(|f| Ok(Frame::data(f))),
-        };
+        let mut gathered = Gathered::default();
         loop {
-            let next = match this.poll_next(cx) {
-                Poll::Pending => {
-                    return match taken(first, joined) {
-                        Some(frame) => Poll::Ready(Some(frame)),
-                        None => Poll::Pending,
-                    }
-                }
-                Poll::Ready(next) => next,
+            let Poll::Ready(next) = this.poll_next(cx) else {
+                return gathered.frame().map_or(Poll::Pending, |f| Poll::Ready(Some(f)));
             };
             match next {
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => {
-                        match (&mut first, &mut joined) {
-                            (None, None) => first = Some(data),
-                            (Some(f), None) => {
-                                let mut j = BytesMut::with_capacity(f.len() + data.len());
-                                j.extend_from_slice(f);
-                                j.extend_from_slice(&data);
-                                first = None;
-                                joined = Some(j);
-                            }
-                            (_, Some(j)) => j.extend_from_slice(&data),
-                        }
-                        let size = first.as_ref().map_or(0, Bytes::len) + joined.as_ref().map_or(0, BytesMut::len);
-                        if size >= MAX_FRAME {
-                            return Poll::Ready(taken(first, joined));
+                        gathered.push(data);
+                        if gathered.len() >= MAX_FRAME {
+                            return Poll::Ready(gathered.frame());
                         }
                     }
-                    Err(trailers) => return this.hand_over(taken(first, joined), Ok(trailers)),
+                    Err(trailers) => return this.hand_over(gathered, Ok(trailers)),
                 },
-                Some(Err(e)) => return this.hand_over(taken(first, joined), Err(e)),
+                Some(Err(e)) => return this.hand_over(gathered, Err(e)),
                 None => {
                     this.ended = true;
                     this.release(cx);
-                    return Poll::Ready(taken(first, joined));
+                    return Poll::Ready(gathered.frame());
                 }
             }
         }
@@ -437,19 +430,36 @@ impl http_body::Body for UpstreamBody {
     }
 }
 
-impl UpstreamBody {
-    /// Hands over the data gathered so far, keeping `next` for the following poll.
-    fn hand_over(
-        &mut self,
-        gathered: Option<Result<Frame<Bytes>, hyper::Error>>,
-        next: Result<Frame<Bytes>, hyper::Error>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match gathered {
-            Some(data) => {
-                self.held = Some(next);
-                Poll::Ready(Some(data))
+/// Data frames gathered for one hand-over: a lone frame is passed on as it is, later
+/// ones are joined into one buffer.
+#[derive(Default)]
+struct Gathered {
+    first: Option<Bytes>,
+    joined: BytesMut,
+}
+
+impl Gathered {
+    fn push(&mut self, data: Bytes) {
+        match self.first.take() {
+            None if self.joined.is_empty() => self.first = Some(data),
+            Some(first) => {
+                self.joined.reserve(first.len() + data.len());
+                self.joined.extend_from_slice(&first);
+                self.joined.extend_from_slice(&data);
             }
-            None => Poll::Ready(Some(next)),
+            None => self.joined.extend_from_slice(&data),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.first.as_ref().map_or(0, Bytes::len) + self.joined.len()
+    }
+
+    fn frame(self) -> Option<Result<Frame<Bytes>, hyper::Error>> {
+        match self.first {
+            Some(first) => Some(Ok(Frame::data(first))),
+            None if !self.joined.is_empty() => Some(Ok(Frame::data(self.joined.freeze()))),
+            None => None,
         }
     }
 }
