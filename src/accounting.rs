@@ -543,40 +543,41 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+// Text fields borrow from the body where they need no unescaping.
 #[derive(Deserialize)]
-struct JsonResponse {
+struct JsonResponse<'a> {
     #[serde(default)]
     usage: Option<RawUsage>,
-    #[serde(default)]
-    choices: Vec<JsonChoice>,
-    #[serde(default)]
-    output: Vec<OutputItem>,
+    #[serde(borrow, default)]
+    choices: Vec<JsonChoice<'a>>,
+    #[serde(borrow, default)]
+    output: Vec<OutputItem<'a>>,
 }
 
 #[derive(Deserialize)]
-struct JsonChoice {
-    #[serde(default)]
-    message: Option<JsonMessage>,
-    #[serde(default)]
-    text: Option<String>,
+struct JsonChoice<'a> {
+    #[serde(borrow, default)]
+    message: Option<JsonMessage<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct JsonMessage {
-    #[serde(default)]
-    content: Option<String>,
+struct JsonMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
-struct OutputItem {
-    #[serde(default)]
-    content: Vec<OutputContent>,
+struct OutputItem<'a> {
+    #[serde(borrow, default)]
+    content: Vec<OutputContent<'a>>,
 }
 
 #[derive(Deserialize)]
-struct OutputContent {
-    #[serde(default)]
-    text: Option<String>,
+struct OutputContent<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
 }
 
 fn read_json_response(route: LlmRoute, body: &[u8], capture_limit: usize, outcome: &mut TapOutcome) {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 use crate::accounts::Accounts;
-use crate::admin::metrics::{KindLabel, Metrics, RouteLabel, RouteStatus};
+use crate::admin::metrics::{Metrics, RouteStatus};
 use crate::auth::{Account, AccountStatus};
 use crate::config::{Config, Tier};
 use crate::events::audit::{AuditSink, AuditSlot};
@@ -75,10 +75,10 @@ impl App {
     pub fn record(&self, event: RequestEvent, route: &'static str, slot: Option<AuditSlot>) {
         let m = &self.metrics;
         m.requests.get_or_create(&RouteStatus { route, status: event.status }).inc();
-        m.request_duration.get_or_create(&RouteLabel { route }).observe(event.latency.as_secs_f64());
+        m.route(route).request_duration.observe(event.latency.as_secs_f64());
         if let Some(u) = event.usage {
-            m.tokens.get_or_create(&KindLabel { kind: "prompt" }).inc_by(u.prompt_tokens);
-            m.tokens.get_or_create(&KindLabel { kind: "completion" }).inc_by(u.completion_tokens);
+            m.prompt_tokens.inc_by(u.prompt_tokens);
+            m.completion_tokens.inc_by(u.completion_tokens);
             if let Some(account) = event.account_id.as_deref().and_then(|id| self.accounts.directory().account(id)) {
                 use std::sync::atomic::Ordering::Relaxed;
                 account.usage.prompt_tokens.fetch_add(u.prompt_tokens, Relaxed);

@@ -18,8 +18,34 @@ pub const KEY_PREFIX: &str = "wk-";
 
 /// SHA-256 of a raw key. Keys are 256-bit random strings, so a fast hash is enough: there
 /// is nothing to brute-force that a slow hash would protect.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct KeyHash(pub [u8; 32]);
+
+impl std::hash::Hash for KeyHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Already a uniform hash: its first 8 bytes are a fine table hash.
+        state.write_u64(u64::from_le_bytes(self.0[..8].try_into().expect("8 bytes")));
+    }
+}
+
+/// Hasher for maps keyed by [`KeyHash`]: passes its `u64` through instead of hashing a
+/// hash again (the request path looks a key up on every request).
+#[derive(Default)]
+pub struct PassThrough(u64);
+
+impl std::hash::Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
 
 impl KeyHash {
     pub fn of(raw: &str) -> KeyHash {
@@ -204,7 +230,7 @@ pub struct Principal {
 /// every request, so plain `RwLock`s with short critical sections are enough.
 #[derive(Default)]
 pub struct Directory {
-    keys: RwLock<HashMap<KeyHash, Principal>>,
+    keys: RwLock<HashMap<KeyHash, Principal, std::hash::BuildHasherDefault<PassThrough>>>,
     key_ids: RwLock<HashMap<Arc<str>, KeyHash>>,
     accounts: RwLock<HashMap<Arc<str>, Arc<Account>>>,
 }

@@ -31,6 +31,16 @@ impl LlmRoute {
         }
     }
 
+    /// The route's path.
+    pub fn path(self) -> &'static str {
+        match self {
+            LlmRoute::ChatCompletions => "/v1/chat/completions",
+            LlmRoute::Completions => "/v1/completions",
+            LlmRoute::Embeddings => "/v1/embeddings",
+            LlmRoute::Responses => "/v1/responses",
+        }
+    }
+
     /// A bounded label for metrics and logs.
     pub fn label(self) -> &'static str {
         match self {

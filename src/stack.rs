@@ -18,7 +18,7 @@ use rand::RngCore;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::accounting::{BodyFormat, Ending, TapBody, TapOutcome, Usage};
-use crate::admin::metrics::{KindLabel, RouteLabel};
+use crate::admin::metrics::KindLabel;
 use crate::app::App;
 use crate::auth::{presented_key, AccountStatus, Principal};
 use crate::body::{self, Body};
@@ -175,10 +175,10 @@ struct Exchange {
     request_id: String,
     started: Instant,
     ts_ms: i64,
-    client_ip: String,
+    client_ip: std::net::IpAddr,
     user_agent: Option<String>,
-    method: String,
-    path: String,
+    method: http::Method,
+    path: std::borrow::Cow<'static, str>,
     route: Option<LlmRoute>,
     model: Option<String>,
     stream: bool,
@@ -200,6 +200,7 @@ struct Exchange {
 
 impl Exchange {
     fn begin(req: &Request<Incoming>, peer: SocketAddr, trusted_proxies: &[ipnet::IpNet]) -> Exchange {
+        let route = LlmRoute::of(req.method(), req.uri().path());
         let request_id = req
             .headers()
             .get(REQUEST_ID)
@@ -211,11 +212,14 @@ impl Exchange {
             request_id,
             started: Instant::now(),
             ts_ms: crate::store::now_millis(),
-            client_ip: client_ip(peer.ip(), req.headers(), trusted_proxies).to_string(),
+            client_ip: client_ip(peer.ip(), req.headers(), trusted_proxies),
             user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
-            method: req.method().to_string(),
-            path: req.uri().path().to_string(),
-            route: LlmRoute::of(req.method(), req.uri().path()),
+            method: req.method().clone(),
+            path: match route {
+                Some(r) => std::borrow::Cow::Borrowed(r.path()),
+                None => std::borrow::Cow::Owned(req.uri().path().to_string()),
+            },
+            route,
             model: None,
             stream: false,
             principal: None,
@@ -238,17 +242,18 @@ impl Exchange {
         }
     }
 
-    fn event(&self, status: u16, decision: &'static str, ending: &'static str) -> RequestEvent {
+    /// The exchange's record; what it holds moves into the event (the exchange ends here).
+    fn event(&mut self, status: u16, decision: &'static str, ending: &'static str) -> RequestEvent {
         RequestEvent {
             ts_ms: self.ts_ms,
-            request_id: self.request_id.clone(),
+            request_id: std::mem::take(&mut self.request_id),
             account_id: self.principal.as_ref().map(|p| p.account.id.clone()),
             key_id: self.principal.as_ref().map(|p| p.key_id.clone()),
-            client_ip: self.client_ip.clone(),
-            user_agent: self.user_agent.clone(),
+            client_ip: self.client_ip,
+            user_agent: self.user_agent.take(),
             method: self.method.clone(),
-            path: self.path.clone(),
-            model: self.model.clone(),
+            path: std::mem::take(&mut self.path),
+            model: self.model.take(),
             status,
             stream: self.stream,
             latency: self.started.elapsed(),
@@ -284,11 +289,12 @@ impl Exchange {
         self.count_request();
         let status = err.status().as_u16();
         let standings = self.settle(app, 0);
+        let route = self.route_label();
         let mut event = self.event(status, err.decision(), "refused");
         event.reason = Some(err.to_string());
         event.request_body = self.llm.take().map(|l| l.body);
         let slot = self.audit_slot.take();
-        app.record(event, self.route_label(), slot);
+        app.record(event, route, slot);
         let mut response = err.into_response();
         match &err {
             ProxyError::RateLimited { denial } => {
@@ -320,10 +326,7 @@ impl Exchange {
         let (mut parts, incoming) = response.into_parts();
         let first_byte = self.upstream_sent.map(|t| t.elapsed());
         if let Some(d) = first_byte {
-            app.metrics
-                .upstream_first_byte
-                .get_or_create(&RouteLabel { route: self.route_label() })
-                .observe(d.as_secs_f64());
+            app.metrics.route(self.route_label()).upstream_first_byte.observe(d.as_secs_f64());
         }
         rewrite_response_headers(&mut parts.headers);
         // The client gets warden's request id (the one in the audit log); the provider's
@@ -350,7 +353,7 @@ impl Exchange {
         self.count_request();
         let route = self.route_label();
         if let Some(sent) = self.upstream_sent {
-            app.metrics.upstream_duration.get_or_create(&RouteLabel { route }).observe(sent.elapsed().as_secs_f64());
+            app.metrics.route(route).upstream_duration.observe(sent.elapsed().as_secs_f64());
         }
         let ending = match &outcome.ending {
             Ending::Complete => "complete",
@@ -488,7 +491,7 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, (requests, tokens): (Option
         if let Some(s) = standing {
             headers.insert(limit, HeaderValue::from(s.limit));
             headers.insert(remaining, HeaderValue::from(s.remaining));
-            if let Ok(v) = HeaderValue::from_str(&crate::limits::gcra::reset_header(s.reset_ns)) {
+            if let Ok(v) = HeaderValue::from_str(crate::limits::gcra::ResetText::of(s.reset_ns).as_str()) {
                 headers.insert(reset, v);
             }
         }

@@ -34,7 +34,9 @@ use crate::error::ProxyError;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Stream = hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
-type Conn = Connection<Stream, Body>;
+/// A connection lives on the heap: requests and bodies move it around (pool, request
+/// future, response body), and it is several hundred bytes.
+type Conn = Pin<Box<Connection<Stream, Body>>>;
 
 /// Which upstream failure happened, for metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +105,7 @@ impl Pool {
             }
             // One poll lets the connection notice that the upstream closed it meanwhile.
             let mut cx = Context::from_waker(std::task::Waker::noop());
-            if Pin::new(&mut link.conn).poll(&mut cx).is_pending() && link.sender.is_ready() {
+            if link.conn.as_mut().poll(&mut cx).is_pending() && link.sender.is_ready() {
                 return Some(link);
             }
         }
@@ -140,6 +142,20 @@ const STRIPPED_REQUEST_HEADERS: &[HeaderName] = &[
     header::AUTHORIZATION,
 ];
 
+/// The same, plus `Accept-Encoding` (see [`Upstream::rewrite_request_headers`]).
+const STRIPPED_REQUEST_HEADERS_IDENTITY: &[HeaderName] = &[
+    header::CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::HOST,
+    header::AUTHORIZATION,
+    header::ACCEPT_ENCODING,
+];
+
 const HOP_BY_HOP_RESPONSE_HEADERS: &[HeaderName] = &[
     header::CONNECTION,
     header::PROXY_AUTHENTICATE,
@@ -149,8 +165,10 @@ const HOP_BY_HOP_RESPONSE_HEADERS: &[HeaderName] = &[
     header::UPGRADE,
 ];
 
-/// Removes the headers named in `Connection` and the fixed hop-by-hop set.
-fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[HeaderName]) {
+/// Removes the headers named in `Connection`, the `fixed` and `extra` sets and the legacy
+/// `keep-alive` / `proxy-connection`. The names present are looked at once: most messages
+/// carry few of these, so nothing is looked up that is not there.
+fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[HeaderName], extra: &[&str]) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -158,11 +176,20 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[HeaderName]) {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    for name in named.iter().chain(fixed) {
+    let doomed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| {
+            fixed.contains(k)
+                || named.contains(k)
+                || extra.contains(&k.as_str())
+                || *k == "keep-alive"
+                || *k == "proxy-connection"
+        })
+        .cloned()
+        .collect();
+    for name in &doomed {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
 }
 
 impl Upstream {
@@ -233,11 +260,8 @@ impl Upstream {
     /// credentials removed, the upstream credential set. `identity` asks for an
     /// uncompressed response (warden reads LLM responses to count usage).
     pub fn rewrite_request_headers(&self, headers: &mut HeaderMap, identity: bool) {
-        strip_hop_by_hop(headers, STRIPPED_REQUEST_HEADERS);
-        headers.remove("x-api-key");
-        if identity {
-            headers.remove(header::ACCEPT_ENCODING);
-        }
+        let fixed = if identity { STRIPPED_REQUEST_HEADERS_IDENTITY } else { STRIPPED_REQUEST_HEADERS };
+        strip_hop_by_hop(headers, fixed, &["x-api-key"]);
         if let Some(cred) = &self.credential {
             headers.insert(header::AUTHORIZATION, cred.clone());
         }
@@ -300,7 +324,7 @@ impl Upstream {
             .await
             .map_err(|e| failure(UpstreamFailure::Connect, &e))?;
         self.connections_opened.inc();
-        Ok(Link { sender, conn })
+        Ok(Link { sender, conn: Box::pin(conn) })
     }
 }
 
@@ -320,7 +344,7 @@ fn failure(kind: UpstreamFailure, e: &(dyn std::error::Error + 'static)) -> (Pro
 /// or body using it then sees the error).
 fn drive(conn: &mut Option<Conn>, cx: &mut Context<'_>) {
     if let Some(c) = conn {
-        if let Poll::Ready(result) = Pin::new(c).poll(cx) {
+        if let Poll::Ready(result) = c.as_mut().poll(cx) {
             if let Err(e) = result {
                 tracing::debug!(error = %e, "upstream connection failed");
             }
@@ -466,7 +490,7 @@ impl Gathered {
 
 /// Removes hop-by-hop headers from an upstream response before it goes to the client.
 pub fn rewrite_response_headers(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers, HOP_BY_HOP_RESPONSE_HEADERS);
+    strip_hop_by_hop(headers, HOP_BY_HOP_RESPONSE_HEADERS, &[]);
 }
 
 #[cfg(test)]

@@ -31,8 +31,23 @@ fn latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 17))
 }
 
+/// The route labels (`LlmRoute::label`, plus `models` and `other`): a closed set.
+pub const ROUTES: [&str; 6] = ["chat_completions", "completions", "embeddings", "responses", "models", "other"];
+
+/// One route's latency histograms, resolved once so a request observes them without
+/// looking its label up in the families.
+pub struct RouteMetrics {
+    pub request_duration: Histogram,
+    pub upstream_first_byte: Histogram,
+    pub upstream_duration: Histogram,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Per route in the order of [`ROUTES`].
+    routes: Vec<RouteMetrics>,
+    pub prompt_tokens: Counter,
+    pub completion_tokens: Counter,
     pub requests: Family<RouteStatus, Counter>,
     pub request_duration: Family<RouteLabel, Histogram, fn() -> Histogram>,
     pub upstream_first_byte: Family<RouteLabel, Histogram, fn() -> Histogram>,
@@ -145,7 +160,20 @@ impl Metrics {
             "Memory held by per-account detector state",
             detect.state_bytes.clone(),
         );
+        let routes = ROUTES
+            .iter()
+            .map(|&route| RouteMetrics {
+                request_duration: request_duration.get_or_create(&RouteLabel { route }).clone(),
+                upstream_first_byte: upstream_first_byte.get_or_create(&RouteLabel { route }).clone(),
+                upstream_duration: upstream_duration.get_or_create(&RouteLabel { route }).clone(),
+            })
+            .collect();
+        let prompt_tokens = tokens.get_or_create(&KindLabel { kind: "prompt" }).clone();
+        let completion_tokens = tokens.get_or_create(&KindLabel { kind: "completion" }).clone();
         Metrics {
+            routes,
+            prompt_tokens,
+            completion_tokens,
             detect,
             redis,
             rate_limited,
@@ -162,6 +190,12 @@ impl Metrics {
             tokens,
             client_aborts,
         }
+    }
+
+    /// The histograms of a route label (one of [`ROUTES`]; anything else counts as `other`).
+    pub fn route(&self, route: &str) -> &RouteMetrics {
+        let i = ROUTES.iter().position(|r| *r == route).unwrap_or(ROUTES.len() - 1);
+        &self.routes[i]
     }
 
     /// The Prometheus text exposition.

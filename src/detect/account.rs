@@ -326,9 +326,38 @@ impl AccountState {
         })
     }
 
-    /// Scores the account at event time `now_ms`.
+    /// Scores the account at event time `now_ms`, with every signal as evidence.
     pub fn assess(&self, cfg: &DetectConfig, now_ms: i64) -> Assessment {
         let mut signals = Vec::with_capacity(SignalName::ALL.len());
+        let (score, corroborated) = self.evaluate(cfg, now_ms, |name, p, value, strength, contribution| {
+            signals.push(Signal {
+                name: name.as_str(),
+                group: name.group(),
+                value: round3(value),
+                threshold: p.threshold,
+                full_at: p.full_at,
+                weight: p.weight,
+                contribution: round3(contribution),
+                fired: strength > 0.0,
+            });
+        });
+        Assessment { score, signals, corroborated }
+    }
+
+    /// The score and whether it is corroborated, as [`AccountState::assess`] computes
+    /// them, without the evidence (the detector scores on every request, and needs the
+    /// evidence only when it raises an alert).
+    pub fn score(&self, cfg: &DetectConfig, now_ms: i64) -> (f64, bool) {
+        self.evaluate(cfg, now_ms, |_, _, _, _, _| {})
+    }
+
+    /// Sums the signals' contributions; `each` sees every signal that counts.
+    fn evaluate(
+        &self,
+        cfg: &DetectConfig,
+        now_ms: i64,
+        mut each: impl FnMut(SignalName, crate::detect::config::SignalParams, f64, f64, f64),
+    ) -> (f64, bool) {
         let mut score = 0.0;
         let (mut intent, mut automation) = (false, false);
         for &name in SignalName::ALL {
@@ -346,18 +375,9 @@ impl AccountState {
                 SignalGroup::Automation if fired => automation = true,
                 _ => {}
             }
-            signals.push(Signal {
-                name: name.as_str(),
-                group: name.group(),
-                value: round3(value),
-                threshold: p.threshold,
-                full_at: p.full_at,
-                weight: p.weight,
-                contribution: round3(contribution),
-                fired: strength > 0.0,
-            });
+            each(name, p, value, strength, contribution);
         }
-        Assessment { score: score.clamp(0.0, 1.0), signals, corroborated: intent && automation }
+        (score.clamp(0.0, 1.0), intent && automation)
     }
 
     pub fn samples(&self) -> Vec<Sample> {

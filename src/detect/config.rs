@@ -137,7 +137,8 @@ pub struct DetectConfig {
     pub mode: Mode,
     /// Requests an account must have made before it is scored.
     pub min_requests: u32,
-    pub signals: BTreeMap<&'static str, SignalParams>,
+    /// Every signal's parameters, indexed by `SignalName as usize` (read per request).
+    pub signals: Vec<SignalParams>,
     /// Score bands to actions, ascending by `min_score`.
     pub actions: Vec<Band>,
     pub allow_accounts: HashSet<String>,
@@ -162,7 +163,7 @@ pub struct DetectConfig {
 
 impl DetectConfig {
     pub fn signal(&self, name: SignalName) -> SignalParams {
-        self.signals.get(name.as_str()).copied().unwrap_or_else(|| name.default_params())
+        self.signals[name as usize]
     }
 
     /// The action of the highest band `score` reaches.
@@ -220,10 +221,7 @@ pub fn default_bands() -> Vec<Band> {
 }
 
 pub fn validate(raw: RawDetection, problems: &mut Vec<String>) -> DetectConfig {
-    let mut signals = BTreeMap::new();
-    for &name in SignalName::ALL {
-        signals.insert(name.as_str(), name.default_params());
-    }
+    let mut signals: Vec<SignalParams> = SignalName::ALL.iter().map(|n| n.default_params()).collect();
     for (key, s) in raw.signals.unwrap_or_default() {
         match SignalName::parse(&key) {
             Some(name) => {
@@ -236,7 +234,7 @@ pub fn validate(raw: RawDetection, problems: &mut Vec<String>) -> DetectConfig {
                 if !p.threshold.is_finite() || !p.full_at.is_finite() || !p.weight.is_finite() {
                     problems.push(format!("detection.signals.{key}: values must be finite numbers"));
                 }
-                signals.insert(name.as_str(), p);
+                signals[name as usize] = p;
             }
             None => problems.push(format!(
                 "detection.signals: unknown signal `{key}` (known: {})",

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::sketch::{fnv1a, simhash};
+use super::sketch::{fnv1a, fnv1a_extend, simhash, FNV_OFFSET};
 
 /// System prompts at least this long are treated as a product persona.
 pub const PERSONA_CHARS: u32 = 80;
@@ -137,20 +137,16 @@ pub fn reasoning_match(text: &str) -> Option<&'static str> {
 
 /// Words of a text with the variable parts masked: lowercase, digits → `#`, quoted spans
 /// → `"q"`. Words are split on whitespace and punctuation; punctuation is dropped.
-pub fn masked_words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
+pub fn masked_words(text: &str) -> MaskedWords {
+    // All words in one buffer, so a long prompt costs two allocations, not one per word.
+    let mut w = MaskedWords { buf: String::with_capacity(text.len()), ends: Vec::new() };
     let mut in_quote = false;
-    let flush = |cur: &mut String, words: &mut Vec<String>| {
-        if !cur.is_empty() {
-            words.push(std::mem::take(cur));
-        }
-    };
     for ch in text.chars() {
         if ch == '"' || ch == '“' || ch == '”' || ch == '«' || ch == '»' {
-            flush(&mut cur, &mut words);
+            w.flush();
             if !in_quote {
-                words.push("\"q\"".to_string());
+                w.buf.push_str("\"q\"");
+                w.flush();
             }
             in_quote = !in_quote;
             continue;
@@ -158,27 +154,67 @@ pub fn masked_words(text: &str) -> Vec<String> {
         if in_quote {
             continue;
         }
-        if ch.is_alphanumeric() {
+        if ch.is_ascii_alphanumeric() {
             if ch.is_ascii_digit() {
-                if !cur.ends_with('#') {
-                    cur.push('#');
+                if !w.current().ends_with('#') {
+                    w.buf.push('#');
                 }
             } else {
-                cur.extend(ch.to_lowercase());
+                w.buf.push(ch.to_ascii_lowercase());
             }
+        } else if ch.is_alphanumeric() {
+            w.buf.extend(ch.to_lowercase());
         } else {
-            flush(&mut cur, &mut words);
-            // CJK has no spaces: every ideograph is its own word.
+            w.flush();
         }
+        // CJK has no spaces: every ideograph is its own word.
         if is_cjk(ch) {
-            flush(&mut cur, &mut words);
+            w.flush();
         }
-        if words.len() > 4096 {
+        if w.len() > 4096 {
             break;
         }
     }
-    flush(&mut cur, &mut words);
-    words
+    w.flush();
+    w
+}
+
+/// The words [`masked_words`] found, back to back in one buffer.
+#[derive(Debug, Default)]
+pub struct MaskedWords {
+    buf: String,
+    /// Where each word ends in `buf` (the next starts there).
+    ends: Vec<usize>,
+}
+
+impl MaskedWords {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.buf[start..self.ends[i]]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// The word being built (after the last complete one).
+    fn current(&self) -> &str {
+        &self.buf[self.ends.last().copied().unwrap_or(0)..]
+    }
+
+    fn flush(&mut self) {
+        if !self.current().is_empty() {
+            self.ends.push(self.buf.len());
+        }
+    }
 }
 
 fn is_cjk(ch: char) -> bool {
@@ -188,36 +224,47 @@ fn is_cjk(ch: char) -> bool {
 /// Words a template's fixed part is made of at each end.
 const EDGE_WORDS: usize = 4;
 
+/// FNV-1a of `tag` followed by `words` joined with spaces.
+fn joined_hash<'a>(tag: &[u8], words: impl Iterator<Item = &'a str>) -> u64 {
+    let mut h = fnv1a_extend(FNV_OFFSET, tag);
+    for (i, w) in words.enumerate() {
+        if i > 0 {
+            h = fnv1a_extend(h, b" ");
+        }
+        h = fnv1a_extend(h, w.as_bytes());
+    }
+    h
+}
+
 /// Template keys: the masked first and last `EDGE_WORDS` words (a fixed instruction
 /// before or after the filled-in input), and the shape of the lines (list layouts).
-pub fn template_keys(text: &str, words: &[String]) -> [u64; 3] {
+pub fn template_keys(text: &str, words: &MaskedWords) -> [u64; 3] {
     let mut keys = [0u64; 3];
-    if words.len() >= 2 * EDGE_WORDS {
-        keys[0] = fnv1a(format!("p:{}", words[..EDGE_WORDS].join(" ")).as_bytes());
-        keys[1] = fnv1a(format!("s:{}", words[words.len() - EDGE_WORDS..].join(" ")).as_bytes());
+    let n = words.len();
+    if n >= 2 * EDGE_WORDS {
+        keys[0] = joined_hash(b"p:", (0..EDGE_WORDS).map(|i| words.get(i)));
+        keys[1] = joined_hash(b"s:", (n - EDGE_WORDS..n).map(|i| words.get(i)));
     }
-    let lines: Vec<&str> = text.lines().collect();
-    if lines.len() >= 3 {
+    if text.lines().nth(2).is_some() {
         // Shape: per line, empty / list item / short / long.
-        let shape: String = lines
-            .iter()
-            .take(64)
-            .map(|l| {
-                let t = l.trim();
-                if t.is_empty() {
-                    '_'
-                } else if t.starts_with(['-', '*', '•']) || t.chars().next().is_some_and(|c| c.is_ascii_digit()) {
-                    'L'
-                } else if t.len() < 40 {
-                    's'
-                } else {
-                    'T'
-                }
-            })
-            .collect();
+        let mut shape = [0u8; 64];
+        let mut len = 0;
+        for l in text.lines().take(64) {
+            let t = l.trim();
+            shape[len] = if t.is_empty() {
+                b'_'
+            } else if t.starts_with(['-', '*', '•']) || t.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+                b'L'
+            } else if t.len() < 40 {
+                b's'
+            } else {
+                b'T'
+            };
+            len += 1;
+        }
         // A plain paragraph structure says nothing; only structured layouts count.
-        if shape.contains('L') {
-            keys[2] = fnv1a(format!("l:{shape}").as_bytes());
+        if shape[..len].contains(&b'L') {
+            keys[2] = fnv1a_extend(fnv1a_extend(FNV_OFFSET, b"l:"), &shape[..len]);
         }
     }
     keys
@@ -411,6 +458,9 @@ mod tests {
 
     #[test]
     fn masking_numbers_and_quotes() {
-        assert_eq!(masked_words("Add 12 and 345, \"quoted stuff\" ok"), ["add", "#", "and", "#", "\"q\"", "ok"]);
+        assert_eq!(
+            masked_words("Add 12 and 345, \"quoted stuff\" ok").iter().collect::<Vec<_>>(),
+            ["add", "#", "and", "#", "\"q\"", "ok"]
+        );
     }
 }

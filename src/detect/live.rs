@@ -215,7 +215,7 @@ fn run_engine(
                     ts_ms: event.ts_ms,
                     request_id: &event.request_id,
                     account_id: account,
-                    client_ip: event.client_ip.parse().ok(),
+                    client_ip: Some(event.client_ip),
                     user_agent: event.user_agent.as_deref(),
                     path: &event.path,
                     status: event.status,

@@ -178,14 +178,15 @@ impl Engine {
         state.observe(obs);
         self.clusters.observe(&key, state, obs.ts_ms);
         if state.total >= self.cfg.min_requests as u64 {
-            let assessment = state.assess(&self.cfg, obs.ts_ms);
-            state.score = assessment.score as f32;
-            let action = if assessment.corroborated { self.cfg.action_for(assessment.score) } else { Action::Observe };
+            let (score, corroborated) = state.score(&self.cfg, obs.ts_ms);
+            state.score = score as f32;
+            let action = if corroborated { self.cfg.action_for(score) } else { Action::Observe };
             // One open alert per account or cluster: a cluster member's evidence goes to
             // the cluster alert.
             let in_cluster = self.cluster_alert.contains_key(&key);
             if action >= Action::Alert && !in_cluster && !self.is_suppressed(&key, obs.ts_ms) {
                 let state = &self.accounts[&key];
+                let assessment = state.assess(&self.cfg, obs.ts_ms);
                 let evidence = account_evidence(state, &assessment);
                 if let Some(c) = self.raise_account(&key, assessment.score, action, evidence, obs.ts_ms) {
                     changes.push(c);

@@ -4,7 +4,15 @@
 /// 64-bit FNV-1a: stable across runs and platforms (std's hasher is randomly seeded), so
 /// template keys and prompt hashes mean the same thing in `serve` and in `backtest`.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv1a_extend(FNV_OFFSET, bytes)
+}
+
+/// FNV-1a's starting state: `fnv1a_extend(FNV_OFFSET, a ++ b)` equals
+/// `fnv1a_extend(fnv1a_extend(FNV_OFFSET, a), b)`, so joined strings hash without joining.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// Continues an FNV-1a hash over more bytes.
+pub fn fnv1a_extend(mut h: u64, bytes: &[u8]) -> u64 {
     for b in bytes {
         h ^= *b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
@@ -145,11 +153,8 @@ pub fn simhash(features: impl Iterator<Item = u64>) -> u64 {
         any = true;
         let h = mix(f);
         for (bit, a) in acc.iter_mut().enumerate() {
-            if h >> bit & 1 == 1 {
-                *a += 1;
-            } else {
-                *a -= 1;
-            }
+            // +1 for a set bit, -1 for a clear one (branch-free, so it vectorises).
+            *a += ((h >> bit & 1) as i32) * 2 - 1;
         }
     }
     if !any {

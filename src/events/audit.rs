@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -37,7 +36,6 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc::{self, OwnedPermit};
 
 use super::RequestEvent;
-use crate::accounting::Usage;
 use crate::config::{AuditConfig, AuditOverflow, CaptureMode};
 use crate::error::ProxyError;
 
@@ -84,19 +82,135 @@ async fn open_index(dir: &Path, read_only: bool) -> Result<SqlitePool, sqlx::Err
         .busy_timeout(Duration::from_secs(5));
     let pool = SqlitePoolOptions::new().max_connections(if read_only { 4 } else { 1 }).connect_with(opts).await?;
     if !read_only {
+        // One row per account, file and index update: `entries` packs the records'
+        // (ts, offset, len), so the index grows by a row per active account per flush
+        // interval, not by a row per request.
         sqlx::query(
-            "CREATE TABLE IF NOT EXISTS requests (
-                account_id TEXT NOT NULL, ts_ms INTEGER NOT NULL,
-                file TEXT NOT NULL, offset INTEGER NOT NULL, len INTEGER NOT NULL)",
+            "CREATE TABLE IF NOT EXISTS request_blocks (
+                account_id TEXT NOT NULL, file TEXT NOT NULL,
+                min_ts INTEGER NOT NULL, max_ts INTEGER NOT NULL, entries BLOB NOT NULL)",
         )
         .execute(&pool)
         .await?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS requests_account_ts ON requests(account_id, ts_ms)")
+        sqlx::query("CREATE INDEX IF NOT EXISTS request_blocks_account ON request_blocks(account_id, max_ts)")
             .execute(&pool)
             .await?;
-        sqlx::query("CREATE INDEX IF NOT EXISTS requests_file ON requests(file)").execute(&pool).await?;
+        sqlx::query("CREATE INDEX IF NOT EXISTS request_blocks_file ON request_blocks(file)").execute(&pool).await?;
+        migrate_row_index(&pool).await?;
     }
     Ok(pool)
+}
+
+/// Moves an index written by earlier versions (one `requests` row per record) into
+/// blocks, once.
+async fn migrate_row_index(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let old: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'requests'")
+            .fetch_optional(pool)
+            .await?;
+    if old.is_none() {
+        return Ok(());
+    }
+    let rows =
+        sqlx::query("SELECT account_id, file, ts_ms, offset, len FROM requests ORDER BY rowid").fetch_all(pool).await?;
+    let mut blocks = PendingBlocks::default();
+    for r in &rows {
+        let (account, file): (String, String) = (r.get(0), r.get(1));
+        blocks.add(Arc::from(account), Arc::from(file), r.get(2), r.get::<i64, _>(3) as u64, r.get::<i64, _>(4) as u64);
+    }
+    let mut tx = pool.begin().await?;
+    insert_blocks(&mut tx, blocks.take()).await?;
+    sqlx::query("DROP TABLE requests").execute(&mut *tx).await?;
+    tx.commit().await?;
+    tracing::info!(records = rows.len(), "audit index migrated to blocks");
+    Ok(())
+}
+
+/// One record found through the index, with what orders it (newest first).
+struct Located {
+    ts: i64,
+    /// Rank of its block in the query (0 = newest block).
+    block: usize,
+    /// Its place in the block (later = written later).
+    position: usize,
+    file: Arc<str>,
+    offset: u64,
+    len: usize,
+}
+
+/// Bytes of one packed index entry: ts_ms (i64), offset (u64), len (u32), little-endian.
+const ENTRY_BYTES: usize = 20;
+
+/// Index entries gathered since the last index update, one block per account and file.
+#[derive(Default)]
+struct PendingBlocks {
+    blocks: HashMap<(Arc<str>, Arc<str>), Block>,
+    entries: usize,
+}
+
+struct Block {
+    account_id: Arc<str>,
+    file: Arc<str>,
+    min_ts: i64,
+    max_ts: i64,
+    entries: Vec<u8>,
+}
+
+impl PendingBlocks {
+    fn add(&mut self, account_id: Arc<str>, file: Arc<str>, ts_ms: i64, offset: u64, len: u64) {
+        let block = self.blocks.entry((account_id.clone(), file.clone())).or_insert_with(|| Block {
+            account_id,
+            file,
+            min_ts: ts_ms,
+            max_ts: ts_ms,
+            entries: Vec::new(),
+        });
+        block.min_ts = block.min_ts.min(ts_ms);
+        block.max_ts = block.max_ts.max(ts_ms);
+        block.entries.extend_from_slice(&ts_ms.to_le_bytes());
+        block.entries.extend_from_slice(&offset.to_le_bytes());
+        block.entries.extend_from_slice(&(len.min(u32::MAX as u64) as u32).to_le_bytes());
+        self.entries += 1;
+    }
+
+    fn take(&mut self) -> Vec<Block> {
+        self.entries = 0;
+        self.blocks.drain().map(|(_, b)| b).collect()
+    }
+}
+
+/// The (ts_ms, offset, len) entries of a packed block.
+fn unpack(entries: &[u8]) -> impl Iterator<Item = (i64, u64, usize)> + '_ {
+    entries.chunks_exact(ENTRY_BYTES).map(|e| {
+        let ts = i64::from_le_bytes(e[0..8].try_into().expect("8 bytes"));
+        let offset = u64::from_le_bytes(e[8..16].try_into().expect("8 bytes"));
+        let len = u32::from_le_bytes(e[16..20].try_into().expect("4 bytes"));
+        (ts, offset, len as usize)
+    })
+}
+
+/// Blocks per INSERT statement (5 parameters each, well under SQLite's limit).
+const BLOCKS_PER_STATEMENT: usize = 500;
+
+async fn insert_blocks(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, blocks: Vec<Block>) -> Result<(), sqlx::Error> {
+    for chunk in blocks.chunks(BLOCKS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO request_blocks (account_id, file, min_ts, max_ts, entries) ",
+        );
+        q.push_values(chunk, |mut row, b| {
+            row.push_bind(&*b.account_id)
+                .push_bind(&*b.file)
+                .push_bind(b.min_ts)
+                .push_bind(b.max_ts)
+                .push_bind(&b.entries);
+        });
+        // Only the full-size statement is kept prepared: the last chunk of an update has
+        // any size, and caching one statement per size grew memory by ~10 MiB over a
+        // 20-minute soak.
+        let full = chunk.len() == BLOCKS_PER_STATEMENT;
+        q.build().persistent(full).execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 impl AuditSink {
@@ -195,26 +309,64 @@ impl AuditSink {
         since_ms: i64,
         limit: i64,
     ) -> Result<Vec<Value>, AuditError> {
-        let rows = sqlx::query(
-            "SELECT file, offset, len FROM requests WHERE account_id = ?1 AND ts_ms >= ?2
-             ORDER BY ts_ms DESC, rowid DESC LIMIT ?3",
-        )
-        .bind(account_id)
-        .bind(since_ms)
-        .bind(limit)
-        .fetch_all(&self.index)
-        .await?;
-        let locations: Vec<(String, u64, usize)> = rows
-            .iter()
-            .map(|r| (r.get::<String, _>(0), r.get::<i64, _>(1) as u64, r.get::<i64, _>(2) as usize))
-            .collect();
+        // Blocks come newest first by their latest record, a page at a time; entries
+        // within and across blocks are then put in order. Reading stops once `limit`
+        // entries are newer than anything the next block holds.
+        const PAGE: i64 = 32;
+        let limit = limit.max(0) as usize;
+        let mut found: Vec<Located> = Vec::new();
+        let newest_first =
+            |a: &Located, b: &Located| b.ts.cmp(&a.ts).then(a.block.cmp(&b.block)).then(b.position.cmp(&a.position));
+        let mut rank = 0usize;
+        // Pages continue after the last block seen (keyset paging: blocks the writer
+        // adds meanwhile are newer and do not shift the pages).
+        let mut after = (i64::MAX, i64::MAX);
+        'pages: loop {
+            let rows = sqlx::query(
+                "SELECT file, max_ts, entries, rowid FROM request_blocks
+                 WHERE account_id = ?1 AND max_ts >= ?2 AND (max_ts < ?3 OR (max_ts = ?3 AND rowid < ?4))
+                 ORDER BY max_ts DESC, rowid DESC LIMIT ?5",
+            )
+            .bind(account_id)
+            .bind(since_ms)
+            .bind(after.0)
+            .bind(after.1)
+            .bind(PAGE)
+            .fetch_all(&self.index)
+            .await?;
+            for row in &rows {
+                let block_max: i64 = row.get(1);
+                after = (block_max, row.get(3));
+                if found.len() >= limit {
+                    found.sort_unstable_by(newest_first);
+                    found.truncate(limit);
+                    if found.last().is_some_and(|oldest| oldest.ts > block_max) {
+                        break 'pages;
+                    }
+                }
+                let file: Arc<str> = Arc::from(row.get::<String, _>(0));
+                let entries: Vec<u8> = row.get(2);
+                for (i, (ts, offset, len)) in unpack(&entries).enumerate() {
+                    if ts >= since_ms {
+                        found.push(Located { ts, block: rank, position: i, file: file.clone(), offset, len });
+                    }
+                }
+                rank += 1;
+            }
+            if (rows.len() as i64) < PAGE {
+                break;
+            }
+        }
+        found.sort_unstable_by(newest_first);
+        found.truncate(limit);
+        let locations: Vec<(Arc<str>, u64, usize)> = found.into_iter().map(|l| (l.file, l.offset, l.len)).collect();
         let dir = self.dir.clone();
         let records = tokio::task::spawn_blocking(move || -> io::Result<Vec<Value>> {
-            let mut files: HashMap<String, Option<File>> = HashMap::new();
+            let mut files: HashMap<Arc<str>, Option<File>> = HashMap::new();
             let mut out = Vec::with_capacity(locations.len());
             for (name, offset, len) in locations {
                 // A file removed by retention since the query simply yields nothing.
-                let file = files.entry(name.clone()).or_insert_with(|| File::open(dir.join(&name)).ok());
+                let file = files.entry(name.clone()).or_insert_with(|| File::open(dir.join(&*name)).ok());
                 let Some(file) = file else { continue };
                 let mut buf = vec![0u8; len];
                 if file.read_exact_at(&mut buf, offset).is_ok() {
@@ -231,53 +383,52 @@ impl AuditSink {
     }
 }
 
-/// One line of the audit log (design contract 3.5, plus warden's own fields).
-#[derive(Serialize)]
-struct AuditRecord<'a> {
-    ts: String,
-    request_id: &'a str,
-    account_id: Option<&'a str>,
-    key_id: Option<&'a str>,
-    client_ip: &'a str,
-    user_agent: Option<&'a str>,
-    method: &'a str,
-    path: &'a str,
-    model: Option<&'a str>,
-    status: u16,
-    stream: bool,
-    latency_ms: u64,
-    usage: Option<Usage>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    usage_estimated: bool,
-    decision: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'a str>,
-    ending: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_body: Option<std::borrow::Cow<'a, serde_json::Map<String, Value>>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    completion_text: Option<std::borrow::Cow<'a, str>>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    completion_truncated: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    prompt_hash: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    completion_hash: Option<String>,
+/// `ms` (Unix milliseconds, UTC) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn format_ts(ms: i64) -> String {
+    String::from(Timestamp::of(ms).as_str())
 }
 
-pub fn format_ts(ms: i64) -> String {
-    let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-    let d = t.date();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-        d.year(),
-        d.month() as u8,
-        d.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.millisecond()
-    )
+/// An audit timestamp formatted without allocating: the writer formats one per record.
+pub struct Timestamp([u8; 24]);
+
+impl Timestamp {
+    pub fn of(ms: i64) -> Timestamp {
+        let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+        let (y, m, d) = civil_from_days(days);
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: usize, mut v: i64| {
+            for i in (at..at + width).rev() {
+                out[i] = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        };
+        put(0, 4, y.clamp(0, 9999));
+        put(5, 2, m);
+        put(8, 2, d);
+        put(11, 2, ms_of_day / 3_600_000);
+        put(14, 2, ms_of_day / 60_000 % 60);
+        put(17, 2, ms_of_day / 1000 % 60);
+        put(20, 3, ms_of_day % 1000);
+        Timestamp(out)
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("digits and separators are ASCII")
+    }
+}
+
+/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian; Howard
+/// Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn short_hash(text: &str) -> String {
@@ -306,63 +457,175 @@ fn redact_value(v: &mut Value, patterns: &[regex::Regex]) {
 
 /// Builds the JSON line of an event under the configured capture mode and redaction.
 pub fn render(event: &RequestEvent, capture: CaptureMode, redact: &[regex::Regex]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(512);
+    render_into(event, capture, redact, &mut line);
+    line
+}
+
+/// [`render`] appending to `out` (the writer reuses one buffer for every record).
+///
+/// One line of the audit log: design contract 3.5, plus warden's own fields, in a fixed
+/// order. The envelope is written field by field (keys are constants); the request body
+/// is serialized by serde_json.
+pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::Regex], out: &mut Vec<u8>) {
     use std::borrow::Cow;
-    let (request_body, completion_text, prompt_hash, completion_hash) = match capture {
-        CaptureMode::None => (None, None, None, None),
+    let mut w = Line(out);
+    w.raw(b"{\"ts\":\"");
+    w.raw(Timestamp::of(event.ts_ms).as_str().as_bytes());
+    w.raw(b"\"");
+    w.key("request_id");
+    w.str(&event.request_id);
+    w.key("account_id");
+    w.opt_str(event.account_id.as_deref());
+    w.key("key_id");
+    w.opt_str(event.key_id.as_deref());
+    w.key("client_ip");
+    w.display(&event.client_ip);
+    w.key("user_agent");
+    w.opt_str(event.user_agent.as_deref());
+    w.key("method");
+    w.str(event.method.as_str());
+    w.key("path");
+    w.str(&event.path);
+    w.key("model");
+    w.opt_str(event.model.as_deref());
+    w.key("status");
+    w.num(u64::from(event.status));
+    w.key("stream");
+    w.bool(event.stream);
+    w.key("latency_ms");
+    w.num(event.latency.as_millis() as u64);
+    w.key("usage");
+    match event.usage {
+        Some(u) => {
+            w.raw(b"{\"prompt_tokens\":");
+            w.num(u.prompt_tokens);
+            w.raw(b",\"completion_tokens\":");
+            w.num(u.completion_tokens);
+            w.raw(b"}");
+        }
+        None => w.raw(b"null"),
+    }
+    if event.usage_estimated {
+        w.key("usage_estimated");
+        w.bool(true);
+    }
+    w.key("decision");
+    w.str(event.decision);
+    if let Some(reason) = &event.reason {
+        w.key("reason");
+        w.str(reason);
+    }
+    w.key("ending");
+    w.str(event.ending);
+    match capture {
+        CaptureMode::None => {}
         CaptureMode::Hash => {
-            let prompt = event.request_body.as_ref().map(|b| short_hash(&crate::llm::prompt_text_of(b)));
-            let completion = event.completion_text.as_deref().filter(|t| !t.is_empty()).map(short_hash);
-            (None, None, prompt, completion)
+            if let Some(b) = &event.request_body {
+                w.key("prompt_hash");
+                w.str(&short_hash(&crate::llm::prompt_text_of(b)));
+            }
+            if let Some(t) = event.completion_text.as_deref().filter(|t| !t.is_empty()) {
+                w.key("completion_hash");
+                w.str(&short_hash(t));
+            }
         }
         CaptureMode::Full => {
             // The event is shared with the detector: borrow it, copy only what redaction
             // rewrites.
-            let body = event.request_body.as_ref().map(|b| {
-                if redact.is_empty() {
+            if let Some(b) = &event.request_body {
+                let body = if redact.is_empty() {
                     Cow::Borrowed(b)
                 } else {
                     let mut b = b.clone();
                     b.values_mut().for_each(|v| redact_value(v, redact));
                     Cow::Owned(b)
-                }
-            });
-            let text = event.completion_text.as_deref().map(|t| {
+                };
+                w.key("request_body");
+                serde_json::to_writer(&mut *w.0, &*body).expect("serializing a JSON map into memory cannot fail");
+            }
+            if let Some(t) = event.completion_text.as_deref() {
+                w.key("completion_text");
                 if redact.is_empty() {
-                    Cow::Borrowed(t)
+                    w.str(t);
                 } else {
-                    Cow::Owned(redact_text(t, redact))
+                    w.str(&redact_text(t, redact));
                 }
-            });
-            (body, text, None, None)
+                if event.completion_truncated {
+                    w.key("completion_truncated");
+                    w.bool(true);
+                }
+            }
         }
-    };
-    let record = AuditRecord {
-        ts: format_ts(event.ts_ms),
-        request_id: &event.request_id,
-        account_id: event.account_id.as_deref(),
-        key_id: event.key_id.as_deref(),
-        client_ip: &event.client_ip,
-        user_agent: event.user_agent.as_deref(),
-        method: &event.method,
-        path: &event.path,
-        model: event.model.as_deref(),
-        status: event.status,
-        stream: event.stream,
-        latency_ms: event.latency.as_millis() as u64,
-        usage: event.usage,
-        usage_estimated: event.usage_estimated,
-        decision: event.decision,
-        reason: event.reason.as_deref(),
-        ending: event.ending,
-        request_body,
-        completion_truncated: event.completion_truncated && completion_text.is_some(),
-        completion_text,
-        prompt_hash,
-        completion_hash,
-    };
-    let mut line = serde_json::to_vec(&record).expect("audit records serialize");
-    line.push(b'\n');
-    line
+    }
+    w.raw(b"}\n");
+}
+
+/// A JSON object being written into a buffer.
+struct Line<'a>(&'a mut Vec<u8>);
+
+impl Line<'_> {
+    fn raw(&mut self, b: &[u8]) {
+        self.0.extend_from_slice(b);
+    }
+    /// `,"name":` (names are plain ASCII constants: nothing to escape).
+    fn key(&mut self, name: &'static str) {
+        self.0.extend_from_slice(b",\"");
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+    fn num(&mut self, v: u64) {
+        self.0.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    }
+    fn bool(&mut self, v: bool) {
+        self.0.extend_from_slice(if v { b"true" } else { b"false" });
+    }
+    fn opt_str(&mut self, v: Option<&str>) {
+        match v {
+            Some(s) => self.str(s),
+            None => self.0.extend_from_slice(b"null"),
+        }
+    }
+    fn display(&mut self, v: &impl std::fmt::Display) {
+        use std::io::Write as _;
+        self.0.push(b'"');
+        write!(self.0, "{v}").expect("writing into memory cannot fail");
+        self.0.push(b'"');
+    }
+    /// A JSON string, escaped as serde_json escapes: quote, backslash and control
+    /// characters; everything else (UTF-8 included) is copied as it is.
+    fn str(&mut self, s: &str) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let out = &mut *self.0;
+        out.push(b'"');
+        let bytes = s.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let esc: &[u8] = match b {
+                b'"' => b"\\\"",
+                b'\\' => b"\\\\",
+                b'\n' => b"\\n",
+                b'\r' => b"\\r",
+                b'\t' => b"\\t",
+                0x08 => b"\\b",
+                0x0c => b"\\f",
+                0x00..=0x1f => {
+                    out.extend_from_slice(&bytes[start..i]);
+                    out.extend_from_slice(b"\\u00");
+                    out.push(HEX[(b >> 4) as usize]);
+                    out.push(HEX[(b & 0xf) as usize]);
+                    start = i + 1;
+                    continue;
+                }
+                _ => continue,
+            };
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(esc);
+            start = i + 1;
+        }
+        out.extend_from_slice(&bytes[start..]);
+        out.push(b'"');
+    }
 }
 
 /// The file being appended to.
@@ -402,29 +665,20 @@ struct Writer {
     dirty: bool,
     index: SqlitePool,
     /// Records written but not yet in the index; indexed in bulk on each flush tick.
-    unindexed: Vec<Placed>,
+    unindexed: PendingBlocks,
 }
 
 /// How long the writer lets records gather in the queue after writing a batch. Waking
 /// once per record costs the request path a thread wake-up per request; a few
 /// milliseconds of batching turns that into a few hundred wake-ups a second.
 const COALESCE: Duration = Duration::from_millis(5);
-/// Index rows per INSERT statement (5 parameters each, well under SQLite's limit).
-const INDEX_ROWS_PER_STATEMENT: usize = 500;
-
-/// Where one record landed, for the index.
-struct Placed {
-    account_id: Arc<str>,
-    ts_ms: i64,
-    file: Arc<str>,
-    offset: u64,
-    len: u64,
-}
+/// Index entries gathered before an update is forced between flush ticks.
+const MAX_UNINDEXED: usize = 8192;
 
 impl Writer {
     async fn open(config: AuditConfig, metrics: AuditMetrics) -> Result<Writer, AuditError> {
         let index = open_index(&config.dir, false).await?;
-        let mut w = Writer { config, metrics, current: None, dirty: false, index, unindexed: Vec::new() };
+        let mut w = Writer { config, metrics, current: None, dirty: false, index, unindexed: PendingBlocks::default() };
         w.sweep_retention().await;
         Ok(w)
     }
@@ -473,24 +727,22 @@ impl Writer {
 
     async fn write_batch(&mut self, batch: &mut Vec<Arc<RequestEvent>>) {
         let mut written = 0u64;
+        // Files are named by the day they are written (one clock read per batch).
+        let today = OffsetDateTime::now_utc().date();
+        let mut line = Vec::with_capacity(4096);
         for event in batch.drain(..) {
-            let line = render(&event, self.config.capture, &self.config.redact);
+            line.clear();
+            render_into(&event, self.config.capture, &self.config.redact, &mut line);
             // A failing disk is retried (the queue, and in reject mode admission, hold
             // the line) rather than losing the record.
             let mut attempt = 0u32;
             loop {
-                match self.append(&line) {
+                match self.append(&line, today) {
                     Ok((file, offset)) => {
                         written += 1;
                         // Only records with an account can be asked for by account.
                         if let Some(account_id) = &event.account_id {
-                            self.unindexed.push(Placed {
-                                account_id: account_id.clone(),
-                                ts_ms: event.ts_ms,
-                                file,
-                                offset,
-                                len: line.len() as u64,
-                            });
+                            self.unindexed.add(account_id.clone(), file, event.ts_ms, offset, line.len() as u64);
                         }
                         break;
                     }
@@ -517,14 +769,13 @@ impl Writer {
             }
         }
         self.metrics.written.inc_by(written);
-        if self.unindexed.len() >= 16 * INDEX_ROWS_PER_STATEMENT {
+        if self.unindexed.entries >= MAX_UNINDEXED {
             self.index_pending().await;
         }
     }
 
     /// Appends one line, rotating by day and size; returns file name and offset.
-    fn append(&mut self, line: &[u8]) -> io::Result<(Arc<str>, u64)> {
-        let today = OffsetDateTime::now_utc().date();
+    fn append(&mut self, line: &[u8], today: time::Date) -> io::Result<(Arc<str>, u64)> {
         let rotate = match &self.current {
             None => true,
             Some(f) => f.day != today || f.size + line.len() as u64 > self.config.max_file_bytes,
@@ -590,33 +841,18 @@ impl Writer {
         }
     }
 
-    /// Adds the records written since the last call to the index, in one transaction of
-    /// multi-row INSERTs. Reviewer reads therefore lag the files by at most one flush
-    /// interval; per-record statements cost more than writing the records themselves.
+    /// Adds the records written since the last call to the index: one block per account
+    /// and file, in one transaction of multi-row INSERTs. Reviewer reads therefore lag the
+    /// files by at most one flush interval; a row per record cost more than writing the
+    /// records themselves.
     async fn index_pending(&mut self) {
-        if self.unindexed.is_empty() {
+        if self.unindexed.entries == 0 {
             return;
         }
-        let placed = std::mem::take(&mut self.unindexed);
+        let blocks = self.unindexed.take();
         let result: Result<(), sqlx::Error> = async {
             let mut tx = self.index.begin().await?;
-            for chunk in placed.chunks(INDEX_ROWS_PER_STATEMENT) {
-                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                    "INSERT INTO requests (account_id, ts_ms, file, offset, len) ",
-                );
-                q.push_values(chunk, |mut row, p| {
-                    row.push_bind(&*p.account_id)
-                        .push_bind(p.ts_ms)
-                        .push_bind(&*p.file)
-                        .push_bind(p.offset as i64)
-                        .push_bind(p.len as i64);
-                });
-                // Only the full-size statement is kept prepared. The last chunk of a flush
-                // has any size, and caching one statement per size (each with up to 2,500
-                // parameters) grew memory by ~10 MiB over a 20-minute soak.
-                let full = chunk.len() == INDEX_ROWS_PER_STATEMENT;
-                q.build().persistent(full).execute(&mut *tx).await?;
-            }
+            insert_blocks(&mut tx, blocks).await?;
             tx.commit().await
         }
         .await;
@@ -638,7 +874,10 @@ impl Writer {
             match std::fs::remove_file(self.config.dir.join(&name)) {
                 Ok(()) => {
                     tracing::info!(file = %name, "audit file past retention deleted");
-                    let _ = sqlx::query("DELETE FROM requests WHERE file = ?1").bind(&name).execute(&self.index).await;
+                    let _ = sqlx::query("DELETE FROM request_blocks WHERE file = ?1")
+                        .bind(&name)
+                        .execute(&self.index)
+                        .await;
                 }
                 Err(e) => tracing::warn!(file = %name, error = %e, "cannot delete audit file past retention"),
             }
@@ -658,6 +897,7 @@ pub fn parse_since(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounting::Usage;
     use serde_json::Map;
 
     fn event() -> RequestEvent {
@@ -670,9 +910,9 @@ mod tests {
             request_id: "req_1".into(),
             account_id: Some(Arc::from("acme")),
             key_id: Some(Arc::from("key_1")),
-            client_ip: "203.0.113.7".into(),
+            client_ip: "203.0.113.7".parse().unwrap(),
             user_agent: Some("ua".into()),
-            method: "POST".into(),
+            method: http::Method::POST,
             path: "/v1/chat/completions".into(),
             model: Some("m".into()),
             status: 200,
@@ -717,6 +957,84 @@ mod tests {
         assert!(!a.to_string().contains("4111"));
         let none = parse(&render(&event(), CaptureMode::None, &[]));
         assert!(none.get("prompt_hash").is_none() && none.get("request_body").is_none());
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for s in ["plain", "quote \" and \\ backslash", "ctl \u{0}\u{1}\u{8}\u{c}\u{1f}\n\r\t", "ünïcödé 😀 \u{7f}", ""]
+        {
+            let mut out = Vec::new();
+            Line(&mut out).str(s);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn records_carry_every_contract_field_in_order() {
+        let mut e = event();
+        e.reason = Some("policy stripped: logprobs".into());
+        e.usage_estimated = true;
+        e.completion_truncated = true;
+        e.user_agent = None;
+        let line = render(&e, CaptureMode::Full, &[]);
+        let text = std::str::from_utf8(&line).unwrap();
+        let v = parse(&line);
+        let keys = [
+            "ts",
+            "request_id",
+            "account_id",
+            "key_id",
+            "client_ip",
+            "user_agent",
+            "method",
+            "path",
+            "model",
+            "status",
+            "stream",
+            "latency_ms",
+            "usage",
+            "usage_estimated",
+            "decision",
+            "reason",
+            "ending",
+            "request_body",
+            "completion_text",
+            "completion_truncated",
+        ];
+        let mut at = 0;
+        for k in keys {
+            let pos = text[at..].find(&format!("\"{k}\":")).unwrap_or_else(|| panic!("{k} missing or out of order"));
+            at += pos;
+        }
+        assert_eq!(v.as_object().unwrap().len(), keys.len());
+        assert_eq!(v["user_agent"], Value::Null);
+        assert_eq!(v["client_ip"], "203.0.113.7");
+        assert_eq!(v["usage"], serde_json::json!({"prompt_tokens": 3, "completion_tokens": 4}));
+        assert_eq!(v["request_body"], Value::Object(e.request_body.clone().unwrap()));
+        assert_eq!(v["latency_ms"], 12);
+        e.usage = None;
+        e.completion_truncated = false;
+        let v = parse(&render(&e, CaptureMode::None, &[]));
+        assert_eq!(v["usage"], Value::Null);
+        assert!(v.get("completion_truncated").is_none() && v.get("request_body").is_none());
+    }
+
+    #[test]
+    fn timestamps_match_the_calendar() {
+        for ms in [0i64, 951_782_400_000, 1_795_000_000_123, 4_102_444_799_999, 1_709_208_000_001, -1] {
+            let t = OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000).unwrap();
+            let want = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(),
+                t.month() as u8,
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
+            );
+            assert_eq!(format_ts(ms), want, "{ms}");
+        }
     }
 
     #[test]

@@ -137,18 +137,44 @@ impl Window {
 /// Formats a duration the way OpenAI's `x-ratelimit-reset-*` headers do: `20ms`, `1s`,
 /// `6m0s`, `1h2m3s`.
 pub fn reset_header(ns: i64) -> String {
-    let ms = (ns.max(0) + 999_999) / 1_000_000;
-    if ms < 1000 {
-        return format!("{ms}ms");
+    ResetText::of(ns).as_str().to_owned()
+}
+
+/// [`reset_header`] without allocating (it goes into a response header per request).
+pub struct ResetText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl ResetText {
+    pub fn of(ns: i64) -> ResetText {
+        let mut out = ResetText { buf: [0; 48], len: 0 };
+        let ms = (ns.max(0) + 999_999) / 1_000_000;
+        if ms < 1000 {
+            out.push(ms, b"ms");
+            return out;
+        }
+        let s = (ms + 999) / 1000;
+        let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
+        if h > 0 {
+            out.push(h, b"h");
+        }
+        if h > 0 || m > 0 {
+            out.push(m, b"m");
+        }
+        out.push(s, b"s");
+        out
     }
-    let s = (ms + 999) / 1000;
-    let (h, m, s) = (s / 3600, (s % 3600) / 60, s % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
+
+    fn push(&mut self, v: i64, unit: &[u8]) {
+        for part in [itoa::Buffer::new().format(v).as_bytes(), unit] {
+            self.buf[self.len..self.len + part.len()].copy_from_slice(part);
+            self.len += part.len();
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).expect("digits and unit letters are ASCII")
     }
 }
 
@@ -260,5 +286,8 @@ mod tests {
         assert_eq!(reset_header(360 * SEC), "6m0s");
         assert_eq!(reset_header(3723 * SEC), "1h2m3s");
         assert_eq!(reset_header(0), "0ms");
+        assert_eq!(reset_header(3600 * SEC), "1h0m0s");
+        assert_eq!(reset_header(999 * 1_000_000), "999ms");
+        assert_eq!(reset_header(1_000_000_001), "2s");
     }
 }
