@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (redis-server,
-# Python's openai SDK and pytest), builds, runs the Rust tests and the SDK compatibility
-# tests. Tests start their own redis-server on free loopback ports and stop it after.
+# PostgreSQL, Python's openai SDK and pytest), builds, runs the Rust tests and the SDK
+# compatibility tests. Tests start their own redis-server and PostgreSQL on free loopback
+# ports and stop them after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# redis-server for the shared-limits tests (Debian package; not started here).
-if ! command -v redis-server >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  fi
+# redis-server for the shared-limits tests and PostgreSQL for the replica tests (Debian
+# packages; not started here: each test starts its own on a free loopback port and stops
+# it afterwards).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 # Python SDK for the compatibility tests (pip from PyPI; quiet when already installed).

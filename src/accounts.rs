@@ -2,6 +2,7 @@
 //! [`Directory`] the request path reads. Every change goes through here so the two never
 //! disagree, and every reviewer-visible change is recorded with who did it and why.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -208,6 +209,84 @@ impl Accounts {
 
     pub async fn history(&self, account_id: &str, limit: i64) -> Result<Vec<ActionRecord>, AccountError> {
         Ok(self.store.actions_on("account", account_id, limit).await?)
+    }
+}
+
+/// How far back each sync looks beyond its previous run: covers clocks that differ
+/// between replicas and transactions that commit after the time they recorded.
+const SYNC_MARGIN_MS: i64 = 30_000;
+
+/// Keeps this replica's directory in step with changes other replicas make to the shared
+/// store (accounts created, blocked, re-planned; keys created or revoked). Each run asks
+/// the store for rows changed since the previous run (minus [`SYNC_MARGIN_MS`]) and
+/// applies those it has not applied yet, so a change made through any replica reaches
+/// every replica within one sync interval.
+pub struct ReplicaSync {
+    accounts: Accounts,
+    /// Start of the previous run, by this replica's clock.
+    last_run_ms: i64,
+    /// Rows applied within the margin, by the version applied: a row read again is not
+    /// applied again (it could undo a newer change made here meanwhile).
+    seen_accounts: HashMap<String, i64>,
+    /// Keys by (revoked, time of that state).
+    seen_keys: HashMap<String, (bool, i64)>,
+}
+
+/// What one sync run changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Synced {
+    pub accounts: usize,
+    pub keys: usize,
+}
+
+impl ReplicaSync {
+    /// Starts from `loaded_at_ms`, when the directory was loaded from the store.
+    pub fn new(accounts: Accounts, loaded_at_ms: i64) -> ReplicaSync {
+        ReplicaSync { accounts, last_run_ms: loaded_at_ms, seen_accounts: HashMap::new(), seen_keys: HashMap::new() }
+    }
+
+    /// The store was closed (shutdown): there is nothing more to sync.
+    pub fn store_closed(&self) -> bool {
+        self.accounts.store.is_closed()
+    }
+
+    pub async fn run(&mut self) -> Result<Synced, AccountError> {
+        let started = crate::store::now_millis();
+        let since = self.last_run_ms - SYNC_MARGIN_MS;
+        let store = self.accounts.store.clone();
+        let directory = self.accounts.directory.clone();
+        let mut synced = Synced::default();
+        for a in store.accounts_changed_since(since).await? {
+            if self.seen_accounts.get(&a.id) == Some(&a.updated_at) {
+                continue;
+            }
+            directory.upsert_account(&a.id, &a.tier, a.status).set_limits(a.limits);
+            self.seen_accounts.insert(a.id, a.updated_at);
+            synced.accounts += 1;
+        }
+        for k in store.keys_changed_since(since).await? {
+            let revoked = k.revoked_at.is_some();
+            let state = (revoked, k.revoked_at.unwrap_or(k.created_at));
+            if self.seen_keys.get(&k.key_id) == Some(&state) {
+                continue;
+            }
+            if revoked {
+                directory.revoke_key(&k.key_id);
+            } else if let Some(hash) = KeyHash::from_hex(&k.key_hash) {
+                // Its account is created first (same store), so it is known by now.
+                if !directory.add_key(&k.key_id, hash, &k.account_id) {
+                    continue;
+                }
+            }
+            self.seen_keys.insert(k.key_id, state);
+            synced.keys += 1;
+        }
+        // Only what the next run can read again needs remembering.
+        let horizon = started - SYNC_MARGIN_MS;
+        self.seen_accounts.retain(|_, updated| *updated >= horizon);
+        self.seen_keys.retain(|_, (_, at)| *at >= horizon);
+        self.last_run_ms = started;
+        Ok(synced)
     }
 }
 

@@ -41,9 +41,13 @@ pub struct App {
 impl App {
     /// Opens the store, loads accounts and keys into memory, builds the upstream client.
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        let store = Store::open(&config.storage).await?;
+        let store = Store::open(&config.storage.backend).await?;
         let tiers = config.tiers.iter().map(|t| t.name.clone()).collect();
+        let loaded_at = crate::store::now_millis();
         let accounts = Accounts::load(store, tiers).await?;
+        if let Some(every) = config.storage.sync_interval {
+            spawn_replica_sync(crate::accounts::ReplicaSync::new(accounts.clone(), loaded_at), every);
+        }
         let metrics = Metrics::new();
         let audit = AuditSink::start(&config.audit, metrics.audit.clone()).await?;
         let shared = match &config.redis {
@@ -169,6 +173,27 @@ impl App {
         }
         LimitSpec { rates, max_concurrent: limits.max_concurrent, quotas }
     }
+}
+
+/// Picks up what other replicas change in the shared store, every `every`.
+fn spawn_replica_sync(mut sync: crate::accounts::ReplicaSync, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if sync.store_closed() {
+                return;
+            }
+            match sync.run().await {
+                Ok(s) if s != Default::default() => {
+                    tracing::debug!(accounts = s.accounts, keys = s.keys, "changes from other replicas applied")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "replica sync failed; retrying"),
+            }
+        }
+    });
 }
 
 /// Evicts idle limiter state every minute and saves quota counters periodically.

@@ -92,6 +92,12 @@ pub struct RawStorage {
     pub path: Option<String>,
     /// Database URL, e.g. `postgres://user@host/db` for several replicas.
     pub url: Option<String>,
+    /// Environment variable holding the database URL instead (for URLs with a password:
+    /// secrets never go in the file).
+    pub url_env: Option<String>,
+    /// How often accounts and keys changed by other replicas sharing the store are picked
+    /// up (0: never, for a store this process alone uses).
+    pub sync_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -110,6 +116,8 @@ pub struct RawLogging {
 pub struct RawRedis {
     /// Redis URL; when set, limits are shared by every replica using the same Redis.
     pub url: Option<String>,
+    /// Environment variable holding the Redis URL instead (for URLs with a password).
+    pub url_env: Option<String>,
     /// Longest wait for one Redis call; past it the call counts as failed.
     pub timeout_ms: Option<u64>,
     /// While Redis is unusable: `fail_open` enforces local (per-replica) limits,
@@ -346,9 +354,35 @@ impl fmt::Debug for AdminConfig {
 }
 
 #[derive(Debug, Clone)]
-pub enum StorageConfig {
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// How often changes other replicas made to the shared store are picked up
+    /// (`None`: never, for a store only this process uses).
+    pub sync_interval: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub enum StorageBackend {
     Sqlite(PathBuf),
     Url(String),
+}
+
+/// The URL may carry a password: only its scheme and host are shown.
+impl std::fmt::Debug for StorageBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageBackend::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            StorageBackend::Url(u) => f.debug_tuple("Url").field(&redacted_url(u)).finish(),
+        }
+    }
+}
+
+/// `scheme://host[:port]/...` of a URL, without user, password, path or query.
+pub fn redacted_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}/…")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -492,6 +526,29 @@ fn env_secret(field: &str, var: &str, env: EnvLookup<'_>, problems: &mut Vec<Str
     }
 }
 
+/// `<section>.url`, or the URL in the environment variable `<section>.url_env` names,
+/// with the field it came from (errors never repeat a URL: it may hold a password).
+fn url_setting(
+    section: &str,
+    url: Option<String>,
+    url_env: Option<String>,
+    env: EnvLookup<'_>,
+    problems: &mut Vec<String>,
+) -> Option<(String, String)> {
+    match (url, url_env) {
+        (Some(_), Some(_)) => {
+            problems.push(format!("{section}: set `url` or `url_env`, not both"));
+            None
+        }
+        (Some(url), None) => Some((url, format!("{section}.url"))),
+        (None, Some(var)) => {
+            let field = format!("{section}.url_env");
+            env_secret(&field, &var, env, problems).map(|url| (url, field))
+        }
+        (None, None) => None,
+    }
+}
+
 fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> Option<Config> {
     let s = raw.server;
     let server = ServerConfig {
@@ -570,15 +627,21 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
     let token = env_secret("admin.token_env", &token_env, env, problems).unwrap_or_default();
     let admin = AdminConfig { token, token_env };
 
-    let storage = match (raw.storage.url, raw.storage.path) {
-        (Some(url), _) => {
+    let storage_url = url_setting("storage", raw.storage.url, raw.storage.url_env, env, problems);
+    let backend = match (storage_url, raw.storage.path) {
+        (Some((url, field)), _) => {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
-                problems.push(format!("storage.url: `{url}` must start with postgres://, postgresql:// or sqlite:"));
+                problems.push(format!("{field}: the URL must start with postgres://, postgresql:// or sqlite:"));
             }
-            StorageConfig::Url(url)
+            StorageBackend::Url(url)
         }
-        (None, path) => StorageConfig::Sqlite(PathBuf::from(path.unwrap_or_else(|| "data/warden.db".into()))),
+        (None, path) => StorageBackend::Sqlite(PathBuf::from(path.unwrap_or_else(|| "data/warden.db".into()))),
     };
+    let sync_interval = match raw.storage.sync_interval_ms {
+        Some(0) => None,
+        ms => Some(millis("storage.sync_interval_ms", ms, 1_000, problems)),
+    };
+    let storage = StorageConfig { backend, sync_interval };
 
     let format = match raw.logging.format.as_deref().unwrap_or("json") {
         "json" => LogFormat::Json,
@@ -596,13 +659,14 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
 
     let redis = raw.redis.map(|r| {
         use crate::limits::shared::{FailureMode, SharedConfig};
-        let url = match r.url {
-            Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => url,
-            other => {
-                problems.push(format!(
-                    "redis.url: {} must be a redis:// or rediss:// URL",
-                    other.map(|u| format!("`{u}`")).unwrap_or_else(|| "missing:".into())
-                ));
+        let url = match url_setting("redis", r.url, r.url_env, env, problems) {
+            Some((url, _)) if url.starts_with("redis://") || url.starts_with("rediss://") => url,
+            Some((_, field)) => {
+                problems.push(format!("{field}: the URL must be a redis:// or rediss:// URL"));
+                String::new()
+            }
+            None => {
+                problems.push("redis.url: missing: set `url` or `url_env` to a redis:// or rediss:// URL".into());
                 String::new()
             }
         };
@@ -794,6 +858,40 @@ mod tests {
     "#;
 
     #[test]
+    fn database_and_redis_urls_can_come_from_the_environment() {
+        let env = |name: &str| match name {
+            "DB_URL" => Some("postgres://warden:s3cret@db:5432/warden".into()),
+            "REDIS_URL" => Some("redis://:hunter2@redis:6379/0".into()),
+            "BAD_URL" => Some("mysql://root:pw@db/x".into()),
+            other => env(other),
+        };
+        let text = format!("{MINIMAL}\n[storage]\nurl_env = \"DB_URL\"\n[redis]\nurl_env = \"REDIS_URL\"\n");
+        let c = Config::from_toml(&text, &env).unwrap();
+        assert!(
+            matches!(c.storage.backend, StorageBackend::Url(ref u) if u == "postgres://warden:s3cret@db:5432/warden")
+        );
+        assert_eq!(c.redis.as_ref().unwrap().url, "redis://:hunter2@redis:6379/0");
+        // Printed configs never show the passwords.
+        let shown = format!("{:?} {:?}", c.storage.backend, c.redis);
+        assert!(!shown.contains("s3cret") && !shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://db:5432/"), "{shown}");
+
+        let text = format!(
+            "{MINIMAL}\n[storage]\nurl_env = \"BAD_URL\"\n[redis]\nurl = \"redis://x\"\nurl_env = \"REDIS_URL\"\n"
+        );
+        let errs = Config::from_toml(&text, &env).unwrap_err().0;
+        assert!(errs.iter().any(|p| p.starts_with("storage.url_env: the URL must start with postgres://")), "{errs:?}");
+        assert!(errs.iter().any(|p| p == "redis: set `url` or `url_env`, not both"), "{errs:?}");
+        assert!(!errs.join(" ").contains("pw@"), "{errs:?}");
+        let text = format!("{MINIMAL}\n[storage]\nurl_env = \"NOT_SET\"\n");
+        let errs = Config::from_toml(&text, &env).unwrap_err().0;
+        assert!(
+            errs.iter().any(|p| p.contains("storage.url_env: environment variable `NOT_SET` is not set")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = Config::from_toml(MINIMAL, &env).unwrap();
         assert_eq!(c.server.listen, "127.0.0.1:8080".parse().unwrap());
@@ -801,7 +899,8 @@ mod tests {
         assert_eq!(c.upstream.api_key.as_deref(), Some("sk-upstream"));
         assert_eq!(c.admin.token, "admin-token");
         assert_eq!(c.tiers[0].limits.requests_per_minute, Some(60));
-        assert!(matches!(c.storage, StorageConfig::Sqlite(ref p) if p == Path::new("data/warden.db")));
+        assert!(matches!(c.storage.backend, StorageBackend::Sqlite(ref p) if p == Path::new("data/warden.db")));
+        assert_eq!(c.storage.sync_interval, Some(Duration::from_secs(1)));
     }
 
     #[test]

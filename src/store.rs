@@ -13,7 +13,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use crate::auth::AccountStatus;
-use crate::config::StorageConfig;
+use crate::config::StorageBackend;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -79,6 +79,10 @@ const SCHEMA: &[&str] = &[
         created_at BIGINT NOT NULL,
         revoked_at BIGINT)",
     "CREATE INDEX IF NOT EXISTS api_keys_account ON api_keys(account_id)",
+    // What replicas ask every sync interval: what changed since their last look.
+    "CREATE INDEX IF NOT EXISTS accounts_updated ON accounts(updated_at)",
+    "CREATE INDEX IF NOT EXISTS api_keys_created ON api_keys(created_at)",
+    "CREATE INDEX IF NOT EXISTS api_keys_revoked ON api_keys(revoked_at)",
     "CREATE TABLE IF NOT EXISTS reviewer_actions (
         id TEXT PRIMARY KEY,
         ts BIGINT NOT NULL,
@@ -125,16 +129,16 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
-    pub async fn open(config: &StorageConfig) -> Result<Store, StoreError> {
+    pub async fn open(config: &StorageBackend) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let url = match config {
-            StorageConfig::Sqlite(path) => {
+            StorageBackend::Sqlite(path) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir)?;
                 }
                 sqlite_url(path)
             }
-            StorageConfig::Url(url) => url.clone(),
+            StorageBackend::Url(url) => url.clone(),
         };
         let pool = AnyPoolOptions::new()
             .max_connections(8)
@@ -292,6 +296,31 @@ impl Store {
             "SELECT key_id, account_id, key_hash, hint, created_at, revoked_at FROM api_keys
              WHERE revoked_at IS NULL",
         )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(key_from_row).collect()
+    }
+
+    /// Accounts created or changed at or after `since_ms` (by any replica).
+    pub async fn accounts_changed_since(&self, since_ms: i64) -> Result<Vec<AccountRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, tier, status, status_reason, limits, created_at, updated_at FROM accounts
+             WHERE updated_at >= $1",
+        )
+        .bind(since_ms)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(account_from_row).collect()
+    }
+
+    /// Keys created or revoked at or after `since_ms` (by any replica).
+    pub async fn keys_changed_since(&self, since_ms: i64) -> Result<Vec<KeyRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT key_id, account_id, key_hash, hint, created_at, revoked_at FROM api_keys
+             WHERE created_at >= $1 OR revoked_at >= $2",
+        )
+        .bind(since_ms)
+        .bind(since_ms)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(key_from_row).collect()
@@ -480,6 +509,11 @@ impl Store {
         Ok(())
     }
 
+    /// True once [`Store::close`] has been called (background tasks then stop).
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -534,7 +568,7 @@ mod tests {
 
     async fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&StorageConfig::Sqlite(dir.path().join("sub/w.db"))).await.unwrap();
+        let store = Store::open(&StorageBackend::Sqlite(dir.path().join("sub/w.db"))).await.unwrap();
         (dir, store)
     }
 
@@ -576,7 +610,7 @@ mod tests {
     #[tokio::test]
     async fn data_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let cfg = StorageConfig::Sqlite(dir.path().join("w.db"));
+        let cfg = StorageBackend::Sqlite(dir.path().join("w.db"));
         {
             let s = Store::open(&cfg).await.unwrap();
             s.create_account("acme", "default").await.unwrap();

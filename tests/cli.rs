@@ -26,6 +26,38 @@ fn the_example_config_validates() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok"));
 }
 
+/// The configs shipped in `deploy/` (the image's, docker-compose's and the one in the
+/// Kubernetes ConfigMap) are valid with the environment the manifests give them.
+#[test]
+fn the_deploy_configs_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let configmap = std::fs::read_to_string(repo_file("deploy/kubernetes/configmap.yaml")).unwrap();
+    // The ConfigMap's `warden.toml: |` block: every following line indented by 4.
+    let embedded: String = configmap
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("warden.toml: |"))
+        .skip(1)
+        .take_while(|l| l.is_empty() || l.starts_with("    "))
+        .map(|l| format!("{}\n", l.get(4..).unwrap_or("")))
+        .collect();
+    assert!(embedded.contains("[upstream]"), "no warden.toml in the ConfigMap");
+    let from_configmap = dir.path().join("configmap.toml");
+    std::fs::write(&from_configmap, embedded).unwrap();
+    for path in [repo_file("deploy/warden.toml"), repo_file("deploy/compose.toml"), from_configmap] {
+        let out = Command::new(binary::warden())
+            .args(["check-config", "--config"])
+            .arg(&path)
+            .env("UPSTREAM_API_KEY", "sk-x")
+            .env("WARDEN_ADMIN_TOKEN", "t")
+            .env("WARDEN_DATABASE_URL", "postgres://warden:pw@db:5432/warden")
+            .env("WARDEN_REDIS_URL", "redis://redis:6379/0")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(":pw@"), "a password was printed");
+    }
+}
+
 #[test]
 fn a_broken_config_lists_all_its_problems_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();

@@ -124,7 +124,7 @@ pub enum FailureMode {
     FailClosed,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct SharedConfig {
     pub url: String,
     pub timeout: Duration,
@@ -132,6 +132,20 @@ pub struct SharedConfig {
     pub breaker_failures: u32,
     pub breaker_cooldown: Duration,
     pub key_prefix: String,
+}
+
+/// The URL may carry a password: it is shown without it.
+impl std::fmt::Debug for SharedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedConfig")
+            .field("url", &crate::config::redacted_url(&self.url))
+            .field("timeout", &self.timeout)
+            .field("failure_mode", &self.failure_mode)
+            .field("breaker_failures", &self.breaker_failures)
+            .field("breaker_cooldown", &self.breaker_cooldown)
+            .field("key_prefix", &self.key_prefix)
+            .finish()
+    }
 }
 
 /// What Redis decided, or that it could not be asked.

@@ -39,12 +39,18 @@ pub struct Extra<'a> {
     pub tail: &'a str,
     /// Use this database file instead of one in the test's directory (replicas share it).
     pub db: Option<&'a std::path::Path>,
+    /// Use this database URL (PostgreSQL) instead of a file.
+    pub db_url: Option<&'a str>,
 }
 
 /// The config every test starts from.
 pub fn config_text(upstream: &str, dir: &std::path::Path, extra: Extra<'_>) -> String {
-    let Extra { server: server_extra, upstream: upstream_extra, audit: audit_extra, tail, db } = extra;
+    let Extra { server: server_extra, upstream: upstream_extra, audit: audit_extra, tail, db, db_url } = extra;
     let db = db.map(std::path::Path::to_path_buf).unwrap_or_else(|| dir.join("warden.db"));
+    let storage = match db_url {
+        Some(url) => format!("url = \"{url}\""),
+        None => format!("path = \"{}\"", db.display()),
+    };
     format!(
         r#"
         [server]
@@ -58,7 +64,7 @@ pub fn config_text(upstream: &str, dir: &std::path::Path, extra: Extra<'_>) -> S
         [admin]
         token_env = "T_ADMIN_TOKEN"
         [storage]
-        path = "{db}"
+        {storage}
         [logging]
         format = "pretty"
         level = "warn"
@@ -70,7 +76,6 @@ pub fn config_text(upstream: &str, dir: &std::path::Path, extra: Extra<'_>) -> S
         requests_per_minute = 100000
         {tail}
         "#,
-        db = db.display(),
         audit = dir.join("audit").display(),
     )
 }
@@ -434,6 +439,106 @@ pub mod redis_server {
     impl Drop for Redis {
         fn drop(&mut self) {
             self.kill();
+        }
+    }
+}
+
+/// A PostgreSQL server of the test's own: a fresh cluster in a temporary directory,
+/// listening on a free loopback port, stopped (and deleted) on drop. Needs the server
+/// binaries (Debian's `postgresql` package; `scripts/test.sh` installs it).
+pub mod postgres_server {
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    pub struct Postgres {
+        child: Option<Child>,
+        pub port: u16,
+        _dir: tempfile::TempDir,
+    }
+
+    /// The newest installed server's bin directory.
+    fn bin_dir() -> std::path::PathBuf {
+        let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL must be installed (scripts/test.sh installs it)")
+            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+            .filter(|p| p.join("postgres").exists())
+            .collect();
+        versions.sort();
+        versions.pop().expect("no PostgreSQL server binaries under /usr/lib/postgresql")
+    }
+
+    /// Runs a server binary; as root, as the `postgres` user (PostgreSQL refuses root).
+    fn command(program: &std::path::Path) -> Command {
+        let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+        if root {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=postgres", "--regid=postgres", "--init-groups", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    impl Postgres {
+        pub fn start() -> Postgres {
+            let bin = bin_dir();
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            let _ = Command::new("chown").args(["postgres:postgres"]).arg(dir.path()).status();
+            let ok = command(&bin.join("initdb"))
+                .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+                .arg(&data)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("running initdb");
+            assert!(ok.success(), "initdb failed");
+            let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let child = command(&bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+                .arg("-k")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting postgres");
+            let pg = Postgres { child: Some(child), port, _dir: dir };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let ready = Command::new(bin.join("pg_isready"))
+                    .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-q"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ready {
+                    return pg;
+                }
+                assert!(Instant::now() < deadline, "postgres did not start on {port}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+
+        pub fn url(&self) -> String {
+            format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        }
+    }
+
+    impl Drop for Postgres {
+        fn drop(&mut self) {
+            if let Some(mut c) = self.child.take() {
+                // Fast shutdown (SIGINT), so no server is left behind.
+                let _ = Command::new("kill").args(["-INT", &c.id().to_string()]).status();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline {
+                    if c.try_wait().ok().flatten().is_some() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = c.kill();
+                let _ = c.wait();
+            }
         }
     }
 }
