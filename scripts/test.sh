@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (redis-server,
-# PostgreSQL, Python's openai SDK and pytest), builds, runs the Rust tests and the SDK
-# compatibility tests. Tests start their own redis-server and PostgreSQL on free loopback
+# PostgreSQL, Chromium, Python's openai SDK, Playwright and pytest), builds, runs the Rust
+# tests, the SDK compatibility tests and the dashboard's browser tests. Tests start their own redis-server and PostgreSQL on free loopback
 # ports and stop them after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+# Chromium for the dashboard's browser tests (driven by Playwright, below).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -19,13 +21,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python SDK for the compatibility tests (pip from PyPI; quiet when already installed).
-if ! python3 -c 'import openai, pytest' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check openai pytest
+# Python SDK for the compatibility tests, Playwright for the dashboard tests (it drives
+# the Chromium installed above; no browser download). From PyPI; quiet when installed.
+if ! python3 -c 'import openai, pytest, playwright' 2>/dev/null; then
+  python3 -m pip install --quiet --disable-pip-version-check openai pytest playwright
 fi
 
 cargo build --bins
 cargo test --all-targets
 
 WARDEN_BIN="$PWD/target/debug/warden" MOCK_BIN="$PWD/target/debug/warden-mock-llm" \
-  python3 -m pytest -q tests/sdk
+  python3 -m pytest -q tests/sdk tests/dashboard

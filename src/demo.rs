@@ -101,6 +101,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("  mock LLM upstream  {}", mock.base_url());
     println!("  proxy              http://{proxy_addr}");
     println!("  admin API          http://{admin_addr}");
+    println!("  review dashboard   http://{admin_addr}/dashboard/  (with --keep-running; link below)");
     println!("  data directory     {}\n", data_dir.display());
 
     let admin = AdminClient::new(&format!("http://{admin_addr}"), &admin_token, "demo");
@@ -230,7 +231,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
     if opts.keep_running {
         println!(
-            "\n  still running; admin token: {admin_token}\n  try: curl http://{admin_addr}/metrics\n  Ctrl-C to stop."
+            "\n  still running; admin token: {admin_token}\n  review dashboard: http://{admin_addr}/dashboard/#token={admin_token}&actor=you\n  try: curl http://{admin_addr}/metrics\n  Ctrl-C to stop."
         );
         let _ = tokio::signal::ctrl_c().await;
     }

@@ -1,11 +1,49 @@
-//! The admin listener: the admin API (accounts, keys, block/unblock), `/healthz`,
-//! `/readyz` and `/metrics`.
+//! The admin listener: the admin API (accounts, keys, block/unblock, alerts), the
+//! reviewers' dashboard (`/dashboard/`), `/healthz`, `/readyz` and `/metrics`.
 //!
 //! Every `/admin/` route needs `Authorization: Bearer <admin token>`; the three probe
-//! routes do not. Every change is recorded with its actor, taken from the
+//! routes and the dashboard's static files do not (the dashboard holds no data: it
+//! asks the API, with the token the reviewer enters). Every change is recorded with its actor, taken from the
 //! `x-warden-actor` header (the CLI sends the operator's user name), or `admin`.
 
 pub mod metrics;
+
+/// The reviewers' dashboard: three static files compiled into the binary.
+mod dashboard {
+    use http::{header, Response, StatusCode};
+
+    use crate::body::{self, Body};
+
+    const FILES: &[(&str, &str, &str)] = &[
+        ("index.html", "text/html; charset=utf-8", include_str!("dashboard/index.html")),
+        ("app.js", "text/javascript; charset=utf-8", include_str!("dashboard/app.js")),
+        ("style.css", "text/css; charset=utf-8", include_str!("dashboard/style.css")),
+    ];
+
+    /// Scripts and styles from this origin only, no inline code, no framing, no referrer:
+    /// what an admin page holding a token should allow.
+    const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                       img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+    pub fn file(name: &str) -> Response<Body> {
+        match FILES.iter().find(|(n, _, _)| *n == name) {
+            Some((_, content_type, text)) => Response::builder()
+                .header(header::CONTENT_TYPE, *content_type)
+                .header(header::CONTENT_SECURITY_POLICY, CSP)
+                .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+                .header(header::REFERRER_POLICY, "no-referrer")
+                .header(header::X_FRAME_OPTIONS, "DENY")
+                .header(header::CACHE_CONTROL, "no-cache")
+                .body(body::full(*text))
+                .expect("static response parts are valid"),
+            None => Response::builder()
+                .status(StatusCode::NOT_FOUND)
+                .header(header::CONTENT_TYPE, "text/plain")
+                .body(body::full("not found"))
+                .expect("static response parts are valid"),
+        }
+    }
+}
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -82,6 +120,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
             .body(body::full(app.metrics.render()))
             .expect("static response parts are valid")),
+        (&Method::GET, "/") => Ok(Response::builder()
+            .status(StatusCode::FOUND)
+            .header(http::header::LOCATION, "/dashboard/")
+            .body(body::empty())
+            .expect("static response parts are valid")),
+        (&Method::GET, "/dashboard" | "/dashboard/") => Ok(dashboard::file("index.html")),
+        (&Method::GET, path) if path.starts_with("/dashboard/") => Ok(dashboard::file(&path["/dashboard/".len()..])),
         (_, path) if path.starts_with("/admin/") => match authorize(&app, &req) {
             Ok(actor) => api(&app, req, &actor).await,
             Err(e) => Err(e),
