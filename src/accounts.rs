@@ -51,7 +51,7 @@ pub struct Accounts {
     store: Store,
     directory: Arc<Directory>,
     /// Tier names from the config; accounts may only reference these.
-    tiers: Arc<[String]>,
+    tiers: Arc<arc_swap::ArcSwap<Vec<String>>>,
 }
 
 pub fn rfc3339_millis(ms: i64) -> String {
@@ -75,7 +75,20 @@ impl Accounts {
                 None => tracing::warn!(key_id = %k.key_id, "ignoring key with a corrupt hash"),
             }
         }
-        Ok(Accounts { store, directory, tiers: tiers.into() })
+        Ok(Accounts { store, directory, tiers: Arc::new(arc_swap::ArcSwap::from_pointee(tiers)) })
+    }
+
+    /// The tiers accounts may be put on (after a configuration reload, the new ones).
+    pub fn set_tiers(&self, tiers: Vec<String>) {
+        self.tiers.store(Arc::new(tiers));
+    }
+
+    fn check_tier(&self, tier: &str) -> Result<(), AccountError> {
+        let tiers = self.tiers.load();
+        if tiers.iter().any(|t| t == tier) {
+            return Ok(());
+        }
+        Err(AccountError::Invalid(format!("unknown tier `{tier}` (configured: {})", tiers.join(", "))))
     }
 
     pub fn directory(&self) -> &Arc<Directory> {
@@ -103,12 +116,7 @@ impl Accounts {
 
     pub async fn create(&self, id: &str, tier: &str, actor: &str) -> Result<AccountView, AccountError> {
         validate_account_id(id)?;
-        if !self.tiers.iter().any(|t| t == tier) {
-            return Err(AccountError::Invalid(format!(
-                "unknown tier `{tier}` (configured: {})",
-                self.tiers.join(", ")
-            )));
-        }
+        self.check_tier(tier)?;
         let rec = self.store.create_account(id, tier).await?;
         self.directory.upsert_account(&rec.id, &rec.tier, rec.status);
         self.store.record_action(actor, "create_account", "account", id, None).await?;
@@ -157,12 +165,7 @@ impl Accounts {
     ) -> Result<AccountView, AccountError> {
         let current = self.store.account(id).await?.ok_or_else(|| AccountError::NotFound(format!("account `{id}`")))?;
         let tier = tier.unwrap_or(&current.tier);
-        if !self.tiers.iter().any(|t| t == tier) {
-            return Err(AccountError::Invalid(format!(
-                "unknown tier `{tier}` (configured: {})",
-                self.tiers.join(", ")
-            )));
-        }
+        self.check_tier(tier)?;
         let limits = limits.unwrap_or(current.limits);
         let rec = self
             .store

@@ -3,6 +3,7 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 use crate::accounts::Accounts;
@@ -18,7 +19,11 @@ use crate::tokens::TokenCounter;
 use crate::upstream::Upstream;
 
 pub struct App {
-    pub config: Arc<Config>,
+    /// The configuration in force: replaced as a whole by [`App::reload`], read once per
+    /// request (a request keeps the version it started with).
+    config: ArcSwap<Config>,
+    /// The file the configuration came from (reloads read it again).
+    config_path: Option<std::path::PathBuf>,
     pub accounts: Accounts,
     pub upstream: Upstream,
     pub metrics: Metrics,
@@ -32,8 +37,6 @@ pub struct App {
     /// One permit per request being handled; when none is left warden sheds load (503)
     /// instead of queueing without bound.
     pub in_flight: Arc<Semaphore>,
-    /// Completion text kept per response for token estimates.
-    pub capture_limit: usize,
     /// Set when shutdown begins; `/readyz` then answers 503 so load balancers move on.
     pub shutting_down: AtomicBool,
 }
@@ -41,6 +44,11 @@ pub struct App {
 impl App {
     /// Opens the store, loads accounts and keys into memory, builds the upstream client.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        App::build_from(config, None).await
+    }
+
+    /// [`App::build`] for a configuration read from `path`, which [`App::reload`] reads again.
+    pub async fn build_from(config: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<App> {
         let store = Store::open(&config.storage.backend).await?;
         let tiers = config.tiers.iter().map(|t| t.name.clone()).collect();
         let loaded_at = crate::store::now_millis();
@@ -68,11 +76,40 @@ impl App {
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             metrics,
             tokens: TokenCounter::new(),
-            capture_limit: config.audit.max_capture_bytes,
             shutting_down: AtomicBool::new(false),
             accounts,
-            config: Arc::new(config),
+            config: ArcSwap::from_pointee(config),
+            config_path: path,
         })
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
+    }
+
+    /// Reads the configuration file again and applies what can change while running:
+    /// tiers (limits, policy, models), trusted proxies, the body size limit, logging, the
+    /// audit capture mode and redaction, and the detector's thresholds, actions and
+    /// allow-list. What needs a restart (listeners, workers, upstream, storage, Redis,
+    /// audit files and queue, the detector on or off) keeps its running value and is
+    /// reported. An invalid file changes nothing.
+    pub fn reload(&self) -> Result<crate::config::Reloaded, crate::config::ConfigErrors> {
+        let Some(path) = &self.config_path else {
+            return Err(crate::config::ConfigErrors(vec!["this warden was not started from a config file".into()]));
+        };
+        let new = Config::load(path)?;
+        let old = self.config();
+        let (merged, report) = crate::config::merge_reloadable(&old, new);
+        if report.applied.is_empty() {
+            return Ok(report);
+        }
+        self.accounts.set_tiers(merged.tiers.iter().map(|t| t.name.clone()).collect());
+        self.audit.reconfigure(&merged.audit);
+        self.detector.reconfigure(merged.detection.clone());
+        crate::telemetry::set_level(&merged.logging.level);
+        self.config.store(Arc::new(merged));
+        Ok(report)
     }
 
     /// Records a finished request: usage totals, metrics, access log, audit log.
@@ -89,7 +126,7 @@ impl App {
                 account.usage.completion_tokens.fetch_add(u.completion_tokens, Relaxed);
             }
         }
-        if self.config.logging.access_log {
+        if self.config.load().logging.access_log {
             tracing::info!(
                 target: "warden::access",
                 request_id = %event.request_id,
@@ -134,11 +171,11 @@ impl App {
 }
 
 impl App {
-    /// The tier an account is on (the first configured tier if its tier was removed from
-    /// the config since).
-    pub fn tier_of(&self, account: &Account) -> &Tier {
+    /// The tier an account is on in `config` (the first configured tier if its tier was
+    /// removed from the config since).
+    pub fn tier_of<'c>(config: &'c Config, account: &Account) -> &'c Tier {
         let name = account.tier();
-        self.config.tier(&name).unwrap_or(&self.config.tiers[0])
+        config.tier(&name).unwrap_or(&config.tiers[0])
     }
 
     /// The limits that apply to one request of `account` for `model`: the tier's, with

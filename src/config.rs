@@ -296,6 +296,87 @@ pub struct Config {
     pub tiers: Vec<Tier>,
 }
 
+/// What a reload did: the settings it changed, and the changed ones that only take
+/// effect after a restart (they keep their running values).
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    pub applied: Vec<String>,
+    pub restart_required: Vec<String>,
+}
+
+/// The configuration to run after a reload: `old` with every setting that can change
+/// while running taken from `new` (see [`crate::app::App::reload`]).
+pub fn merge_reloadable(old: &Config, new: Config) -> (Config, Reloaded) {
+    let mut merged = old.clone();
+    let mut r = Reloaded::default();
+    // Compared by their printed form: every setting has one (secrets print redacted,
+    // and a secret's variable name is what the file holds).
+    fn differs<T: fmt::Debug>(a: &T, b: &T) -> bool {
+        format!("{a:?}") != format!("{b:?}")
+    }
+    macro_rules! reloadable {
+        ($($name:literal => $($field:ident).+),* $(,)?) => {$(
+            if differs(&old.$($field).+, &new.$($field).+) {
+                merged.$($field).+ = new.$($field).+.clone();
+                r.applied.push($name.to_string());
+            }
+        )*};
+    }
+    macro_rules! restart {
+        ($($name:literal => $($field:ident).+),* $(,)?) => {$(
+            if differs(&old.$($field).+, &new.$($field).+) {
+                r.restart_required.push($name.to_string());
+            }
+        )*};
+    }
+    reloadable! {
+        "tiers" => tiers,
+        "server.trusted_proxies" => server.trusted_proxies,
+        "server.max_body_bytes" => server.max_body_bytes,
+        "admin" => admin,
+        "logging.level" => logging.level,
+        "logging.access_log" => logging.access_log,
+        "audit.capture" => audit.capture,
+        "audit.redact" => audit.redact,
+        "audit.max_capture_bytes" => audit.max_capture_bytes,
+    }
+    restart! {
+        "server.listen" => server.listen,
+        "server.admin_listen" => server.admin_listen,
+        "server.header_read_timeout_ms" => server.header_read_timeout,
+        "server.shutdown_grace_ms" => server.shutdown_grace,
+        "server.max_in_flight" => server.max_in_flight,
+        "server.workers" => server.workers,
+        "upstream" => upstream,
+        "storage" => storage,
+        "redis" => redis,
+        "logging.format" => logging.format,
+        "limits" => limits,
+        "audit.dir" => audit.dir,
+        "audit.max_file_bytes" => audit.max_file_bytes,
+        "audit.retention_days" => audit.retention_days,
+        "audit.flush_interval_ms" => audit.flush_interval,
+        "audit.queue_capacity" => audit.queue_capacity,
+        "audit.overflow" => audit.overflow,
+        "detection.queue_capacity" => detection.queue_capacity,
+    }
+    // The detector reloads in place while it runs; turning it on or off starts or stops
+    // its thread, which a restart does.
+    use crate::detect::config::Mode;
+    let (was_off, is_off) = (old.detection.mode == Mode::Off, new.detection.mode == Mode::Off);
+    if was_off != is_off {
+        r.restart_required.push("detection.mode".into());
+    } else {
+        let mut detection = new.detection;
+        detection.queue_capacity = old.detection.queue_capacity;
+        if differs(&old.detection, &detection) {
+            merged.detection = detection;
+            r.applied.push("detection".into());
+        }
+    }
+    (merged, r)
+}
+
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
     pub idle_eviction: Duration,
@@ -889,6 +970,30 @@ mod tests {
             errs.iter().any(|p| p.contains("storage.url_env: environment variable `NOT_SET` is not set")),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn reloads_apply_what_can_change_and_report_the_rest() {
+        let old = Config::from_toml(MINIMAL, &env).unwrap();
+        let text = MINIMAL.replace("requests_per_minute = 60", "requests_per_minute = 5")
+            + "\n[server]\nlisten = \"127.0.0.1:9999\"\nmax_body_bytes = 1024\n[detection]\nmin_requests = 7\n";
+        let new = Config::from_toml(&text, &env).unwrap();
+        let (merged, r) = merge_reloadable(&old, new);
+        assert_eq!(r.applied, ["tiers", "server.max_body_bytes", "detection"]);
+        assert_eq!(r.restart_required, ["server.listen"]);
+        assert_eq!(merged.tiers[0].limits.requests_per_minute, Some(5));
+        assert_eq!(merged.server.max_body_bytes, 1024);
+        assert_eq!(merged.detection.min_requests, 7);
+        assert_eq!(merged.server.listen, old.server.listen, "restart-only settings keep their running value");
+        // Turning the detector off (or on) needs a restart; nothing else changed.
+        let off = Config::from_toml(&(MINIMAL.to_string() + "\n[detection]\nmode = \"off\"\n"), &env).unwrap();
+        let (merged, r) = merge_reloadable(&old, off);
+        assert!(r.applied.is_empty());
+        assert_eq!(r.restart_required, ["detection.mode"]);
+        assert_eq!(merged.detection.mode, old.detection.mode);
+        // The same file again changes nothing.
+        let same = Config::from_toml(MINIMAL, &env).unwrap();
+        assert_eq!(merge_reloadable(&old, same).1, Reloaded::default());
     }
 
     #[test]

@@ -240,15 +240,31 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let _log = warden::telemetry::init(&config.logging);
     let listeners = warden::server::Listeners::bind(config.server.listen, config.server.admin_listen).await?;
     let (proxy, admin) = (listeners.proxy_addr(), listeners.admin_addr());
-    let app = Arc::new(warden::app::App::build(config).await?);
-    tracing::info!(%proxy, %admin, upstream = %app.config.upstream.base_url, "warden listening");
+    let app = Arc::new(warden::app::App::build_from(config, Some(path.to_path_buf())).await?);
+    tracing::info!(%proxy, %admin, upstream = %app.config().upstream.base_url, "warden listening");
+    tokio::spawn(reload_on_sighup(app.clone()));
     warden::server::run(app.clone(), listeners, shutdown_signal()).await;
     app.shutdown().await;
     tracing::info!("warden stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGTERM or SIGINT.
+/// SIGHUP: read the config file again and apply what can change without a restart.
+async fn reload_on_sighup(app: Arc<warden::app::App>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+    while hup.recv().await.is_some() {
+        match app.reload() {
+            Ok(r) => {
+                tracing::info!(applied = ?r.applied, restart_required = ?r.restart_required, "SIGHUP: configuration reloaded")
+            }
+            Err(problems) => {
+                tracing::error!(problems = %problems, "SIGHUP: configuration not reloaded; the running one stays")
+            }
+        }
+    }
+}
+
 fn backtest(config: Option<&std::path::Path>, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let cfg = match config {
         Some(path) => match warden::detect::config::load_section(path) {
@@ -277,6 +293,7 @@ fn backtest(config: Option<&std::path::Path>, files: &[PathBuf]) -> anyhow::Resu
     Ok(ExitCode::SUCCESS)
 }
 
+/// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");

@@ -64,7 +64,7 @@ struct Worker {
 }
 
 fn start_workers(app: &Arc<App>, builder: &auto::Builder<TokioExecutor>) -> Vec<Worker> {
-    (0..app.config.server.workers)
+    (0..app.config().server.workers)
         .map(|index| {
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Watcher)>();
             let (app, builder) = (app.clone(), builder.clone());
@@ -102,7 +102,7 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(app.config.server.header_read_timeout)
+        .header_read_timeout(app.config().server.header_read_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
@@ -138,7 +138,7 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     drop(proxy);
     drop(admin);
     app.shutting_down.store(true, Ordering::Release);
-    let grace = app.config.server.shutdown_grace;
+    let grace = app.config().server.shutdown_grace;
     tracing::info!(
         grace_ms = grace.as_millis() as u64,
         "shutting down: no new connections, draining in-flight requests"

@@ -22,6 +22,7 @@ use crate::admin::metrics::KindLabel;
 use crate::app::App;
 use crate::auth::{presented_key, AccountStatus, Principal};
 use crate::body::{self, Body};
+use crate::config::Config;
 use crate::error::ProxyError;
 use crate::events::audit::AuditSlot;
 use crate::events::RequestEvent;
@@ -34,10 +35,11 @@ pub const REQUEST_ID: &str = "x-request-id";
 
 /// Handles one client request. Never fails: every outcome is a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
-    let mut exchange = Exchange::begin(&req, peer, &app.config.server.trusted_proxies);
+    let config = app.config();
+    let mut exchange = Exchange::begin(&req, peer, &config.server.trusted_proxies);
     let request_id = HeaderValue::from_str(&exchange.request_id).expect("request ids are visible ASCII");
-    let mut response = match proxy(&app, req, &mut exchange).await {
-        Ok(forwarded) => exchange.stream(app.clone(), forwarded),
+    let mut response = match proxy(&app, &config, req, &mut exchange).await {
+        Ok(forwarded) => exchange.stream(app.clone(), &config, forwarded),
         Err(err) => exchange.refuse(&app, err),
     };
     response.headers_mut().insert(REQUEST_ID, request_id);
@@ -45,7 +47,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
 }
 
 /// The request path.
-async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<Forwarded, ProxyError> {
+async fn proxy(app: &App, config: &Config, req: Request<Incoming>, ex: &mut Exchange) -> Result<Forwarded, ProxyError> {
     // 1. Load shedding: a bounded number of requests in flight, 503 beyond it.
     ex.permit = Some(app.in_flight.clone().try_acquire_owned().map_err(|_| ProxyError::Overloaded)?);
     app.metrics.in_flight.inc();
@@ -60,7 +62,7 @@ async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<F
     }
     // 5. Body: LLM routes are read (bounded) and parsed once; other paths stream through.
     let (mut parts, incoming) = req.into_parts();
-    let limit = app.config.server.max_body_bytes;
+    let limit = config.server.max_body_bytes;
     let (mut llm, raw) = match ex.route {
         Some(route) => {
             let bytes = read_bounded(&parts.headers, incoming, limit).await?;
@@ -72,7 +74,7 @@ async fn proxy(app: &App, req: Request<Incoming>, ex: &mut Exchange) -> Result<F
         None => (None, Err(stream_bounded(&parts.headers, incoming, limit)?)),
     };
     // 6. Policy: the tier's model allow-list and parameter rules (strip, or refuse with 400).
-    let tier = app.tier_of(&principal.account);
+    let tier = App::tier_of(config, &principal.account);
     if let Some(llm) = llm.as_mut() {
         let mut applied = policy::apply(&tier.policy, llm)?;
         if principal.account.strips_soft_labels() {
@@ -321,7 +323,7 @@ impl Exchange {
 
     /// Streams an upstream response to the client through the accounting tap; the
     /// exchange ends when the tap finishes.
-    fn stream(self, app: Arc<App>, forwarded: Forwarded) -> Response<Body> {
+    fn stream(self, app: Arc<App>, config: &Config, forwarded: Forwarded) -> Response<Body> {
         let Forwarded { response, format } = forwarded;
         let (mut parts, incoming) = response.into_parts();
         let first_byte = self.upstream_sent.map(|t| t.elapsed());
@@ -342,7 +344,7 @@ impl Exchange {
         }
         let status = parts.status.as_u16();
         let idle = app.upstream.idle_timeout;
-        let limit = app.capture_limit;
+        let limit = config.audit.max_capture_bytes;
         let on_finish = Box::new(move |outcome: TapOutcome| self.finish(&app, status, outcome));
         Response::from_parts(parts, TapBody::new(incoming, format, idle, limit, on_finish).boxed_unsync())
     }

@@ -150,3 +150,85 @@ async fn admin_commands_and_graceful_shutdown_with_a_stream_in_flight() {
     assert!(status.success(), "{status:?}");
     assert!(sigterm_at.elapsed() < Duration::from_secs(8));
 }
+
+/// Hot reload: SIGHUP (or `POST /admin/v1/config/reload`) re-reads the file; new tier
+/// limits apply to the next requests, settings that need a restart are reported and keep
+/// their running values, and an invalid file changes nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_and_the_admin_api_reload_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_mock, upstream) = start_mock(&[]);
+    let (warden, proxy, admin) = start_warden(dir.path(), &upstream, "", "");
+    let (ok, _, err) = cli(&admin, &["accounts", "create", "acme", "--tier", "default"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&admin, &["keys", "create", "acme"]);
+    let key = serde_json::from_str::<Value>(&out).unwrap()["key"].as_str().unwrap().to_string();
+    let http = warden::client::HttpClient::new();
+    let send = || {
+        let (http, proxy, key) = (&http, &proxy, &key);
+        async move {
+            let body = bytes::Bytes::from(chat_body("hi", false).to_string());
+            let auth = format!("Bearer {key}");
+            let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+            let url = format!("http://{proxy}/v1/chat/completions");
+            http.send(http::Method::POST, &url, &headers, Some(body)).await.unwrap().status.as_u16()
+        }
+    };
+    for _ in 0..10 {
+        assert_eq!(send().await, 200);
+    }
+
+    // Two requests a minute from now on, and a new listen address (needs a restart).
+    let path = dir.path().join("warden.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let tightened = text.replace("requests_per_minute = 100000", "requests_per_minute = 2");
+    assert_ne!(tightened, text);
+    std::fs::write(&path, tightened.replacen("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"", 1)).unwrap();
+    send_signal(warden.0.id(), "HUP");
+    let log = dir.path().join("warden.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let line = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.contains("SIGHUP: configuration reloaded")) {
+            break l.to_string();
+        }
+        assert!(Instant::now() < deadline, "no reload logged:\n{text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(line.contains("tiers") && line.contains("server.listen"), "{line}");
+    let statuses: Vec<u16> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(send().await);
+        }
+        v
+    };
+    assert!(statuses.contains(&429), "the new limit did not apply: {statuses:?}");
+    // Still serving on the old address: listeners need a restart.
+    assert!(std::net::TcpStream::connect(&proxy).is_ok());
+
+    // An invalid file through the admin API: refused with every problem, nothing changes.
+    std::fs::write(&path, format!("{tightened}\n[bogus]\nx = 1\n")).unwrap();
+    let client = warden::client::AdminClient::new(&format!("http://{admin}"), support::ADMIN_TOKEN, "ops");
+    let err = client.expect(http::Method::POST, "/admin/v1/config/reload", None).await.unwrap_err().to_string();
+    assert!(err.contains("400") && err.contains("unknown") && err.contains("bogus"), "{err}");
+    assert_eq!(send().await, 429, "the running config stays");
+
+    // Back to the generous tier through the API; the reload is recorded with its actor.
+    std::fs::write(&path, &text).unwrap();
+    let report = client.expect(http::Method::POST, "/admin/v1/config/reload", None).await.unwrap();
+    assert_eq!(report["applied"], serde_json::json!(["tiers"]), "{report}");
+    // (acme's limiter state stays what the tight limit left: a fresh account shows the
+    // generous limit is back.)
+    let (ok, _, err) = cli(&admin, &["accounts", "create", "fresh", "--tier", "default"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&admin, &["keys", "create", "fresh"]);
+    let fresh = serde_json::from_str::<Value>(&out).unwrap()["key"].as_str().unwrap().to_string();
+    for _ in 0..5 {
+        let body = bytes::Bytes::from(chat_body("hi", false).to_string());
+        let auth = format!("Bearer {fresh}");
+        let headers = [("authorization", auth.as_str()), ("content-type", "application/json")];
+        let url = format!("http://{proxy}/v1/chat/completions");
+        assert_eq!(http.send(http::Method::POST, &url, &headers, Some(body)).await.unwrap().status, 200);
+    }
+}

@@ -169,7 +169,7 @@ fn authorize(app: &App, req: &Request<Incoming>) -> Result<String, AdminError> {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(AdminError::Unauthorized)?;
-    if !constant_time_eq(presented.trim().as_bytes(), app.config.admin.token.as_bytes()) {
+    if !constant_time_eq(presented.trim().as_bytes(), app.config().admin.token.as_bytes()) {
         return Err(AdminError::Unauthorized);
     }
     let actor = req
@@ -266,7 +266,7 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
     match (method, segments.as_slice()) {
         (Method::POST, ["accounts"]) => {
             let body: NewAccount = json_body(req).await?;
-            let tier = body.tier.unwrap_or_else(|| app.config.tiers[0].name.clone());
+            let tier = body.tier.unwrap_or_else(|| app.config().tiers[0].name.clone());
             let account = accounts.create(&body.id, &tier, actor).await?;
             Ok(json_response(StatusCode::CREATED, &account))
         }
@@ -379,6 +379,23 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
             }
         }
         (_, ["alerts"] | ["alerts", _] | ["alerts", _, "resolve"]) => Err(AdminError::MethodNotAllowed),
+        (Method::POST, ["config", "reload"]) => match app.reload() {
+            Ok(report) => {
+                let what = serde_json::to_string(&report).expect("report serializes");
+                accounts
+                    .store()
+                    .record_action(actor, "reload_config", "config", "warden", Some(&what))
+                    .await
+                    .map_err(|e| AdminError::Internal(e.to_string()))?;
+                tracing::info!(actor, applied = ?report.applied, restart_required = ?report.restart_required, "configuration reloaded");
+                Ok(json_response(StatusCode::OK, &report))
+            }
+            Err(problems) => Err(AdminError::BadRequest(format!(
+                "configuration not reloaded (the running one stays): {}",
+                problems.0.join("; ")
+            ))),
+        },
+        (_, ["config", "reload"]) => Err(AdminError::MethodNotAllowed),
         (Method::DELETE, ["keys", key_id]) => {
             accounts.revoke_key(key_id, actor).await?;
             Ok(Response::builder().status(StatusCode::NO_CONTENT).body(body::empty()).expect("valid response"))

@@ -3,6 +3,7 @@
 //! it; it is still audited). Alert changes go to an async task that persists them and
 //! applies the policy's action to the accounts at once.
 
+use arc_swap::ArcSwap;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
@@ -35,7 +36,13 @@ pub struct DetectMetrics {
 
 enum Msg {
     Event(Arc<RequestEvent>),
-    Resolved { id: String, false_positive: bool, at_ms: i64 },
+    Resolved {
+        id: String,
+        false_positive: bool,
+        at_ms: i64,
+    },
+    /// A reloaded configuration: thresholds, weights, actions, allow-list, mode.
+    Reconfigure(Arc<DetectConfig>),
 }
 
 /// A reviewer's decision on an alert.
@@ -59,7 +66,8 @@ pub enum ResolveError {
 }
 
 pub struct Detector {
-    cfg: Arc<DetectConfig>,
+    /// Shared with the task that applies alerts' actions; replaced by a reload.
+    cfg: Arc<ArcSwap<DetectConfig>>,
     tx: Option<SyncSender<Msg>>,
     accounts: Accounts,
     metrics: DetectMetrics,
@@ -70,7 +78,7 @@ impl Detector {
     pub async fn start(cfg: DetectConfig, accounts: Accounts, metrics: DetectMetrics) -> anyhow::Result<Detector> {
         let cfg = Arc::new(cfg);
         if cfg.mode == Mode::Off {
-            return Ok(Detector { cfg, tx: None, accounts, metrics });
+            return Ok(Detector { cfg: Arc::new(ArcSwap::new(cfg)), tx: None, accounts, metrics });
         }
         let mut engine = Engine::new(cfg.clone());
         // Open alerts keep being deduplicated across restarts; recent false positives stay
@@ -104,12 +112,28 @@ impl Detector {
         std::thread::Builder::new()
             .name("warden-detect".into())
             .spawn(move || run_engine(engine, rx, changes_tx, directory, m))?;
+        let cfg = Arc::new(ArcSwap::new(cfg));
         tokio::spawn(apply_changes(changes_rx, accounts.clone(), cfg.clone(), metrics.clone()));
         Ok(Detector { cfg, tx: Some(tx), accounts, metrics })
     }
 
     pub fn mode(&self) -> Mode {
-        self.cfg.mode
+        self.cfg.load().mode
+    }
+
+    /// Applies a reloaded configuration: to the actions at once, to the engine from its
+    /// next event (it keeps every account's state). A detector that is off stays off.
+    pub fn reconfigure(&self, cfg: DetectConfig) {
+        let Some(tx) = &self.tx else { return };
+        let cfg = Arc::new(cfg);
+        self.cfg.store(cfg.clone());
+        // Sent beside the events; should the queue be full, from a blocking thread.
+        if let Err(TrySendError::Full(msg)) = tx.try_send(Msg::Reconfigure(cfg)) {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let _ = tx.send(msg);
+            });
+        }
     }
 
     /// Hands a finished request to the detector. Never blocks.
@@ -239,6 +263,7 @@ fn run_engine(
             Msg::Resolved { id, false_positive, at_ms } => {
                 engine.resolve(&id, false_positive, at_ms);
             }
+            Msg::Reconfigure(cfg) => engine.reconfigure(cfg),
         }
     }
 }
@@ -246,7 +271,7 @@ fn run_engine(
 async fn apply_changes(
     mut rx: UnboundedReceiver<AlertChange>,
     accounts: Accounts,
-    cfg: Arc<DetectConfig>,
+    cfg: Arc<ArcSwap<DetectConfig>>,
     metrics: DetectMetrics,
 ) {
     while let Some(change) = rx.recv().await {
@@ -270,7 +295,7 @@ async fn apply_changes(
         if let Err(e) = accounts.store().put_alert(alert).await {
             tracing::error!(error = %e, alert_id = %alert.id, "cannot persist alert");
         }
-        if cfg.mode != Mode::Enforce || change.action < Action::Strip {
+        if cfg.load().mode != Mode::Enforce || change.action < Action::Strip {
             continue;
         }
         // Act on every member (escalations apply to those already flagged too).

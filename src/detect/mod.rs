@@ -129,6 +129,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Scores with `cfg` from the next event on; every account's state is kept.
+    pub fn reconfigure(&mut self, cfg: Arc<DetectConfig>) {
+        self.cfg = cfg;
+    }
+
     pub fn new(cfg: Arc<DetectConfig>) -> Engine {
         Engine {
             cfg,

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -55,6 +56,9 @@ pub struct AuditMetrics {
 /// The request path's handle on the audit log.
 pub struct AuditSink {
     tx: mpsc::Sender<Arc<RequestEvent>>,
+    /// What records keep of each request; a configuration reload replaces it and the
+    /// writer uses the new one from its next batch.
+    capture: Arc<ArcSwap<Capture>>,
     overflow: AuditOverflow,
     metrics: AuditMetrics,
     close: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
@@ -221,6 +225,8 @@ impl AuditSink {
         let (close_tx, close_rx) = tokio::sync::oneshot::channel();
         let writer_config = config.clone();
         let writer_metrics = metrics.clone();
+        let capture = Arc::new(ArcSwap::from_pointee(Capture::of(config)));
+        let writer_capture = capture.clone();
         // The writer owns its index pool on its own runtime; the sink reads through a
         // second pool on the caller's runtime.
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -229,7 +235,7 @@ impl AuditSink {
             .spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("audit runtime");
                 rt.block_on(async move {
-                    match Writer::open(writer_config, writer_metrics).await {
+                    match Writer::open(writer_config, writer_capture, writer_metrics).await {
                         Ok(w) => {
                             let _ = ready_tx.send(Ok(()));
                             w.run(rx, close_rx).await;
@@ -247,6 +253,7 @@ impl AuditSink {
             .map_err(|_| AuditError::Dir(config.dir.clone(), io::Error::other("audit writer died")))??;
         Ok(AuditSink {
             tx,
+            capture,
             overflow: config.overflow,
             metrics,
             close: Mutex::new(Some(close_tx)),
@@ -254,6 +261,11 @@ impl AuditSink {
             dir: config.dir.clone(),
             index: open_index(&config.dir, true).await?,
         })
+    }
+
+    /// Applies a reloaded configuration's capture mode and redaction to the next records.
+    pub fn reconfigure(&self, config: &AuditConfig) {
+        self.capture.store(Arc::new(Capture::of(config)));
     }
 
     /// Reserves the record slot of a request that just arrived. `Err` (reject mode, queue
@@ -657,8 +669,21 @@ fn parse_file_name(name: &str) -> Option<(time::Date, u32)> {
     Some((time::Date::parse(date, &fmt).ok()?, seq))
 }
 
+/// The parts of the audit configuration a reload may change.
+struct Capture {
+    mode: CaptureMode,
+    redact: Vec<regex::Regex>,
+}
+
+impl Capture {
+    fn of(config: &AuditConfig) -> Capture {
+        Capture { mode: config.capture, redact: config.redact.clone() }
+    }
+}
+
 struct Writer {
     config: AuditConfig,
+    capture: Arc<ArcSwap<Capture>>,
     metrics: AuditMetrics,
     current: Option<OpenFile>,
     /// Written since the last fsync.
@@ -676,9 +701,21 @@ const COALESCE: Duration = Duration::from_millis(5);
 const MAX_UNINDEXED: usize = 8192;
 
 impl Writer {
-    async fn open(config: AuditConfig, metrics: AuditMetrics) -> Result<Writer, AuditError> {
+    async fn open(
+        config: AuditConfig,
+        capture: Arc<ArcSwap<Capture>>,
+        metrics: AuditMetrics,
+    ) -> Result<Writer, AuditError> {
         let index = open_index(&config.dir, false).await?;
-        let mut w = Writer { config, metrics, current: None, dirty: false, index, unindexed: PendingBlocks::default() };
+        let mut w = Writer {
+            config,
+            capture,
+            metrics,
+            current: None,
+            dirty: false,
+            index,
+            unindexed: PendingBlocks::default(),
+        };
         w.sweep_retention().await;
         Ok(w)
     }
@@ -730,9 +767,10 @@ impl Writer {
         // Files are named by the day they are written (one clock read per batch).
         let today = OffsetDateTime::now_utc().date();
         let mut line = Vec::with_capacity(4096);
+        let capture = self.capture.load_full();
         for event in batch.drain(..) {
             line.clear();
-            render_into(&event, self.config.capture, &self.config.redact, &mut line);
+            render_into(&event, capture.mode, &capture.redact, &mut line);
             // A failing disk is retried (the queue, and in reject mode admission, hold
             // the line) rather than losing the record.
             let mut attempt = 0u32;
