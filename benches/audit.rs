@@ -9,24 +9,22 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::json;
 use warden::accounting::Usage;
 use warden::config::{AuditConfig, AuditOverflow, CaptureMode};
 use warden::events::audit::{AuditMetrics, AuditSink};
 use warden::events::RequestEvent;
 
-fn body(i: usize) -> Map<String, Value> {
-    json!({
+fn body(i: usize) -> warden::llm::LlmRequest {
+    let body = json!({
         "model": "gpt-4o-mini",
         "messages": [
             {"role": "system", "content": "You are a helpful assistant for Acme Corp. Answer briefly."},
             {"role": "user", "content": format!("Question {i}: explain how a reverse proxy differs from a load balancer, with an example configuration and the trade-offs of each approach in production.")}
         ],
         "temperature": 0.7, "max_tokens": 512, "stream": true
-    })
-    .as_object()
-    .unwrap()
-    .clone()
+    });
+    warden::llm::LlmRequest::parse(warden::llm::LlmRoute::ChatCompletions, body.to_string().as_bytes()).unwrap()
 }
 
 fn event(i: usize, completion: &str) -> RequestEvent {
@@ -48,7 +46,7 @@ fn event(i: usize, completion: &str) -> RequestEvent {
         decision: "allowed",
         reason: None,
         ending: "complete",
-        request_body: Some(body(i)),
+        request: Some(body(i)),
         completion_text: Some(completion.to_string()),
         completion_truncated: false,
     }

@@ -58,10 +58,19 @@ impl LlmRoute {
     }
 }
 
-/// What a client asked an LLM route for.
+mod view;
+
+pub use view::{Item, Items, Scalar, Text, View};
+
+/// What a client asked an LLM route for: the body as it came, and what one pass over it
+/// found (see [`view`]). The body itself is kept, not a tree of it: it is forwarded as
+/// it is (unless something must change) and the audit log writes it as it is.
 #[derive(Debug, Clone)]
 pub struct LlmRequest {
     pub route: LlmRoute,
+    /// The body exactly as the client sent it.
+    pub raw: Bytes,
+    pub view: View,
     pub model: Option<String>,
     pub stream: bool,
     /// The client itself asked for the usage chunk of a stream.
@@ -69,43 +78,71 @@ pub struct LlmRequest {
     /// `max_tokens`, `max_completion_tokens` or `max_output_tokens`, whichever is set.
     pub max_tokens: Option<u64>,
     pub n: Option<u64>,
-    /// The parsed body, for policy and detection.
-    pub body: Map<String, Value>,
-    /// The policy changed `body` (stripped parameters): it must be re-serialized.
-    pub modified: bool,
+    /// Parameters to remove before forwarding (policy or the detector's `strip`).
+    pub strip: Vec<&'static str>,
+    /// Parameters to cap at 1 before forwarding (`n`, `best_of`).
+    pub cap: Vec<&'static str>,
 }
+
+/// The keys that may carry the completion budget, in the order they are read.
+pub const MAX_TOKENS_KEYS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
 
 impl LlmRequest {
     pub fn parse(route: LlmRoute, bytes: &[u8]) -> Result<LlmRequest, ProxyError> {
-        let value: Value = serde_json::from_slice(bytes).map_err(|e| ProxyError::MalformedJson(e.to_string()))?;
-        let Value::Object(body) = value else {
-            return Err(ProxyError::MalformedJson("the request body must be a JSON object".into()));
+        LlmRequest::parse_bytes(route, Bytes::copy_from_slice(bytes))
+    }
+
+    /// Reads a body (kept, not copied).
+    pub fn parse_bytes(route: LlmRoute, raw: Bytes) -> Result<LlmRequest, ProxyError> {
+        let view = match View::parse(&raw) {
+            Ok(Ok(view)) => view,
+            Ok(Err(view::NotAnObject)) => {
+                return Err(ProxyError::MalformedJson("the request body must be a JSON object".into()))
+            }
+            Err(e) => return Err(ProxyError::MalformedJson(e.to_string())),
         };
-        let stream = match body.get("stream") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => {
+        let stream = match view.stream {
+            Scalar::Absent | Scalar::Null => false,
+            Scalar::Bool(b) => b,
+            _ => {
                 return Err(ProxyError::InvalidRequest {
                     message: "`stream` must be a boolean".into(),
                     param: Some("stream".into()),
                 })
             }
         };
-        let client_wants_stream_usage =
-            body.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
-        let max_tokens = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-            .iter()
-            .find_map(|k| body.get(*k).and_then(Value::as_u64));
+        let max_tokens =
+            [view.max_tokens, view.max_completion_tokens, view.max_output_tokens].iter().find_map(|s| s.as_u64());
         Ok(LlmRequest {
             route,
-            model: body.get("model").and_then(Value::as_str).map(str::to_owned),
+            model: view.model.as_deref().map(str::to_owned),
             stream,
-            client_wants_stream_usage,
+            client_wants_stream_usage: view.include_usage.as_bool().unwrap_or(false),
             max_tokens,
-            n: body.get("n").and_then(Value::as_u64),
-            body,
-            modified: false,
+            n: view.n.as_u64(),
+            raw,
+            view,
+            strip: Vec::new(),
+            cap: Vec::new(),
         })
+    }
+
+    /// The first of [`MAX_TOKENS_KEYS`] the body has, whatever its value.
+    pub fn max_tokens_key(&self) -> Option<&'static str> {
+        let v = &self.view;
+        [
+            (v.max_tokens, MAX_TOKENS_KEYS[0]),
+            (v.max_completion_tokens, MAX_TOKENS_KEYS[1]),
+            (v.max_output_tokens, MAX_TOKENS_KEYS[2]),
+        ]
+        .into_iter()
+        .find(|(s, _)| s.is_present())
+        .map(|(_, k)| k)
+    }
+
+    /// True when the body is forwarded changed: parameters stripped or capped.
+    pub fn modified(&self) -> bool {
+        !self.strip.is_empty() || !self.cap.is_empty()
     }
 
     /// True when warden must ask the upstream for the usage chunk (and hide it again).
@@ -115,12 +152,13 @@ impl LlmRequest {
 
     /// The body to send upstream: the client's bytes untouched, or with
     /// `stream_options.include_usage` turned on when warden needs the usage chunk, or
-    /// re-serialized when the policy stripped parameters.
-    pub fn upstream_body(&self, original: Bytes) -> Bytes {
-        if !self.needs_injected_usage() && !self.modified {
-            return original;
+    /// re-serialized when parameters were stripped or capped.
+    pub fn upstream_body(&self) -> Bytes {
+        let original = &self.raw;
+        if !self.needs_injected_usage() && !self.modified() {
+            return original.clone();
         }
-        if !self.modified && !self.body.contains_key("stream_options") {
+        if !self.modified() && !self.view.stream_options.is_present() {
             // Splice the field in after the opening brace instead of re-serializing:
             // cheap, and keeps the client's formatting. The object is not empty (it has
             // `stream`), so the trailing comma is valid.
@@ -133,7 +171,14 @@ impl LlmRequest {
                 return out.freeze();
             }
         }
-        let mut body = self.body.clone();
+        // The rare path (a policy or the detector changed the request): a tree, edited.
+        let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(original) else { return original.clone() };
+        for key in &self.strip {
+            body.remove(*key);
+        }
+        for key in &self.cap {
+            body.insert((*key).to_string(), Value::from(1));
+        }
         if self.needs_injected_usage() {
             let opts = body.entry("stream_options").or_insert_with(|| Value::Object(Map::new()));
             if !opts.is_object() {
@@ -147,7 +192,14 @@ impl LlmRequest {
     /// All prompt text of the request (messages, prompt, input, instructions), joined by
     /// newlines: what token estimates and detection features read.
     pub fn prompt_text(&self) -> String {
-        prompt_text_of(&self.body)
+        let mut out = String::new();
+        self.for_each_prompt_part(|t, _| {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(t);
+        });
+        out
     }
 
     /// The prompt text in pieces (each string [`LlmRequest::prompt_text`] joins), with
@@ -155,66 +207,45 @@ impl LlmRequest {
     /// `messages` / `input`, or `prompt`. The other pieces (system prompt, instructions,
     /// earlier turns of a conversation) usually come again in the next request.
     pub fn for_each_prompt_part(&self, mut f: impl FnMut(&str, bool)) {
-        for key in ["instructions", "messages", "prompt", "input", "system"] {
-            let Some(v) = self.body.get(key) else { continue };
-            match (key, v) {
-                ("messages" | "input", Value::Array(items)) => {
-                    let last = items.len().saturating_sub(1);
-                    for (i, item) in items.iter().enumerate() {
-                        visit_text(item, &mut |t| f(t, i == last));
-                    }
-                }
-                ("messages" | "input" | "prompt", v) => visit_text(v, &mut |t| f(t, true)),
-                (_, v) => visit_text(v, &mut |t| f(t, false)),
+        let (v, raw) = (&self.view, &self.raw[..]);
+        let all = |r: &std::ops::Range<u32>, newest: bool, f: &mut dyn FnMut(&str, bool)| {
+            for t in v.texts_in(raw, r) {
+                f(t, newest);
             }
+        };
+        if let Some(r) = &v.instructions {
+            all(r, false, &mut f);
+        }
+        let items = |items: &Option<Items>, f: &mut dyn FnMut(&str, bool)| match items {
+            Some(Items::List(list)) => {
+                let last = list.len().saturating_sub(1);
+                for (i, item) in list.iter().enumerate() {
+                    all(&item.content, i == last, f);
+                    all(&item.rest, i == last, f);
+                }
+            }
+            Some(Items::Other(r)) => all(r, true, f),
+            None => {}
+        };
+        items(&v.messages, &mut f);
+        if let Some(r) = &v.prompt {
+            all(r, true, &mut f);
+        }
+        items(&v.input, &mut f);
+        if let Some(r) = &v.system {
+            all(r, false, &mut f);
         }
     }
 
     /// Number of messages (chat) or input items, for per-message token overhead.
     pub fn message_count(&self) -> usize {
-        ["messages", "input"]
-            .iter()
-            .find_map(|k| self.body.get(*k).and_then(Value::as_array).map(Vec::len))
+        [&self.view.messages, &self.view.input]
+            .into_iter()
+            .find_map(|i| match i {
+                Some(Items::List(l)) => Some(l.len()),
+                _ => None,
+            })
             .unwrap_or(1)
-    }
-}
-
-/// The prompt text of a parsed LLM request body (see [`LlmRequest::prompt_text`]).
-pub fn prompt_text_of(body: &Map<String, Value>) -> String {
-    let mut out = String::new();
-    for key in ["instructions", "messages", "prompt", "input", "system"] {
-        if let Some(v) = body.get(key) {
-            collect_text(v, &mut out);
-        }
-    }
-    out
-}
-
-/// Appends every string that is prompt content, joined by newlines (see [`visit_text`]).
-pub(crate) fn collect_text(v: &Value, out: &mut String) {
-    visit_text(v, &mut |s| {
-        if !out.is_empty() {
-            out.push('\n');
-        }
-        out.push_str(s);
-    });
-}
-
-/// Calls `f` with every string that is prompt content: plain strings, `content`/`text`
-/// fields of message objects and content parts. Keys such as `role` or `type` are not
-/// content.
-fn visit_text(v: &Value, f: &mut impl FnMut(&str)) {
-    match v {
-        Value::String(s) => f(s),
-        Value::Array(items) => items.iter().for_each(|i| visit_text(i, f)),
-        Value::Object(map) => {
-            for key in ["content", "text", "input_text"] {
-                if let Some(inner) = map.get(key) {
-                    visit_text(inner, f);
-                }
-            }
-        }
-        _ => {}
     }
 }
 
@@ -257,7 +288,7 @@ mod tests {
     fn usage_is_injected_by_splicing_when_absent() {
         let src = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
         let r = chat(src);
-        let out = r.upstream_body(Bytes::from(src));
+        let out = r.upstream_body();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["messages"][0]["content"], "hi");
@@ -266,7 +297,7 @@ mod tests {
     #[test]
     fn usage_is_injected_into_existing_stream_options() {
         let src = r#"{"stream":true,"stream_options":{"include_usage":false,"x":1}}"#;
-        let out = chat(src).upstream_body(Bytes::from(src));
+        let out = chat(src).upstream_body();
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert_eq!(v["stream_options"]["x"], 1);
@@ -276,7 +307,7 @@ mod tests {
     fn bodies_are_untouched_when_no_injection_is_needed() {
         for src in [r#"{"stream":false}"#, r#"{"stream":true,"stream_options":{"include_usage":true}}"#] {
             let b = Bytes::from(src);
-            assert_eq!(chat(src).upstream_body(b.clone()), b);
+            assert_eq!(chat(src).upstream_body(), b);
         }
         let r = LlmRequest::parse(LlmRoute::Responses, br#"{"stream":true}"#).unwrap();
         assert!(!r.needs_injected_usage());

@@ -6,10 +6,8 @@
 //! A pure function of the tier and the request; a refused request gets 400 naming the
 //! parameter.
 
-use serde_json::Value;
-
 use crate::error::ProxyError;
-use crate::llm::LlmRequest;
+use crate::llm::{LlmRequest, Scalar};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParamRule {
@@ -62,8 +60,8 @@ fn invalid(param: &str, message: String) -> ProxyError {
     ProxyError::InvalidRequest { message, param: Some(param.to_string()) }
 }
 
-/// Checks `req` against `policy`; strips what must be stripped (the body is then
-/// re-serialized by the caller). Errors name the parameter.
+/// Checks `req` against `policy`; marks what must be stripped (the forwarded body is then
+/// re-serialized). Errors name the parameter.
 pub fn apply(policy: &ParamPolicy, req: &mut LlmRequest) -> Result<Applied, ProxyError> {
     let mut applied = Applied::default();
     if !policy.allowed_models.is_empty() {
@@ -88,58 +86,69 @@ pub fn apply(policy: &ParamPolicy, req: &mut LlmRequest) -> Result<Applied, Prox
     }
     if let (Some(max), Some(asked)) = (policy.max_tokens, req.max_tokens) {
         if asked > max {
-            let param = ["max_tokens", "max_completion_tokens", "max_output_tokens"]
-                .into_iter()
-                .find(|k| req.body.contains_key(*k))
-                .unwrap_or("max_tokens");
+            let param = req.max_tokens_key().unwrap_or("max_tokens");
             return Err(invalid(param, format!("`{param}` is {asked}, above the maximum of {max} on your plan.")));
         }
     }
-    let uses_logprobs = req.body.get("logprobs").is_some_and(|v| !matches!(v, Value::Null | Value::Bool(false)))
-        || req.body.get("top_logprobs").is_some_and(|v| !v.is_null());
+    let (logprobs, top_logprobs) = (req.view.logprobs, req.view.top_logprobs);
+    let uses_logprobs =
+        !matches!(logprobs, Scalar::Absent | Scalar::Null | Scalar::Bool(false)) || top_logprobs.is_set();
     if uses_logprobs {
         match policy.logprobs {
             ParamRule::Allow => {}
             ParamRule::Reject => {
-                let param = if req.body.contains_key("logprobs") { "logprobs" } else { "top_logprobs" };
+                let param = if logprobs.is_present() { "logprobs" } else { "top_logprobs" };
                 return Err(invalid(param, format!("`{param}` is not available on your plan.")));
             }
             ParamRule::Strip => {
-                for key in ["logprobs", "top_logprobs"] {
-                    if req.body.remove(key).is_some() {
+                for (key, v) in [("logprobs", logprobs), ("top_logprobs", top_logprobs)] {
+                    if v.is_present() && strip(req, key) {
                         applied.stripped.push(key);
                     }
                 }
             }
         }
     }
-    if req.body.get("logit_bias").is_some_and(|v| !v.is_null()) {
+    if req.view.logit_bias.is_set() {
         match policy.logit_bias {
             ParamRule::Allow => {}
             ParamRule::Reject => {
                 return Err(invalid("logit_bias", "`logit_bias` is not available on your plan.".into()))
             }
             ParamRule::Strip => {
-                req.body.remove("logit_bias");
-                applied.stripped.push("logit_bias");
+                if strip(req, "logit_bias") {
+                    applied.stripped.push("logit_bias");
+                }
             }
         }
     }
     Ok(applied)
 }
 
+/// Marks `key` for removal from the forwarded body; false if it already was.
+fn strip(req: &mut LlmRequest, key: &'static str) -> bool {
+    if req.strip.contains(&key) {
+        return false;
+    }
+    req.strip.push(key);
+    true
+}
+
 /// Removes every soft-label parameter (`logprobs`, `top_logprobs`, `logit_bias`) and caps
 /// `n`/`best_of` at 1: the detector's `strip` action for an account under suspicion.
 pub fn strip_soft_labels(req: &mut LlmRequest) -> Vec<&'static str> {
     let mut stripped = Vec::new();
-    for key in ["logprobs", "top_logprobs", "logit_bias"] {
-        if req.body.remove(key).is_some() {
+    let v = &req.view;
+    let present = [("logprobs", v.logprobs), ("top_logprobs", v.top_logprobs), ("logit_bias", v.logit_bias)];
+    let counts = [("n", v.n), ("best_of", v.best_of)];
+    for (key, value) in present {
+        if value.is_present() && strip(req, key) {
             stripped.push(key);
         }
     }
-    for key in ["n", "best_of"] {
-        if req.body.get(key).and_then(Value::as_u64).is_some_and(|n| n > 1) {
-            req.body.insert(key.to_string(), Value::from(1));
+    for (key, value) in counts {
+        if value.as_u64().is_some_and(|n| n > 1) && !req.cap.contains(&key) {
+            req.cap.push(key);
             stripped.push(key);
         }
     }
@@ -189,7 +198,16 @@ mod tests {
         let mut r = req(r#"{"model":"m","logprobs":true,"top_logprobs":5,"logit_bias":{"1":5}}"#);
         let applied = apply(&strip, &mut r).unwrap();
         assert_eq!(applied.stripped, ["logprobs", "top_logprobs", "logit_bias"]);
-        assert!(!r.body.contains_key("logprobs") && !r.body.contains_key("logit_bias"));
+        let forwarded: serde_json::Value = serde_json::from_slice(&r.upstream_body()).unwrap();
+        assert!(forwarded.get("logprobs").is_none() && forwarded.get("logit_bias").is_none(), "{forwarded}");
+        assert_eq!(forwarded["model"], "m");
+        // The detector's strip on top: nothing twice; n capped.
+        let mut r = req(r#"{"model":"m","logprobs":true,"n":3}"#);
+        apply(&strip, &mut r).unwrap();
+        assert_eq!(strip_soft_labels(&mut r), ["n"]);
+        let forwarded: serde_json::Value = serde_json::from_slice(&r.upstream_body()).unwrap();
+        assert_eq!(forwarded, serde_json::json!({"model": "m", "n": 1}));
+        assert_eq!(r.n, Some(1));
 
         let reject = ParamPolicy { logprobs: ParamRule::Reject, logit_bias: ParamRule::Reject, ..Default::default() };
         assert_eq!(param_of(apply(&reject, &mut req(r#"{"logprobs":true}"#)).unwrap_err()), "logprobs");

@@ -66,10 +66,10 @@ async fn proxy(app: &App, config: &Config, req: Request<Incoming>, ex: &mut Exch
     let (mut llm, raw) = match ex.route {
         Some(route) => {
             let bytes = read_bounded(&parts.headers, incoming, limit).await?;
-            let llm = LlmRequest::parse(route, &bytes)?;
+            let llm = LlmRequest::parse_bytes(route, bytes)?;
             ex.model = llm.model.clone();
             ex.stream = llm.stream;
-            (Some(llm), Ok(bytes))
+            (Some(llm), Ok(()))
         }
         None => (None, Err(stream_bounded(&parts.headers, incoming, limit)?)),
     };
@@ -80,7 +80,6 @@ async fn proxy(app: &App, config: &Config, req: Request<Incoming>, ex: &mut Exch
         if principal.account.strips_soft_labels() {
             applied.stripped.extend(policy::strip_soft_labels(llm));
         }
-        llm.modified = !applied.stripped.is_empty();
         ex.stripped = applied.stripped;
     }
     // 7. Limits: reserve one request and the estimated tokens against every limit, or 429.
@@ -95,9 +94,9 @@ async fn proxy(app: &App, config: &Config, req: Request<Incoming>, ex: &mut Exch
         ex.reservation = Some(reservation);
     }
     let body = match raw {
-        Ok(bytes) => {
+        Ok(()) => {
             let llm = llm.expect("LLM routes have a parsed body");
-            let upstream_body = llm.upstream_body(bytes);
+            let upstream_body = llm.upstream_body();
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(upstream_body.len()));
             ex.llm = Some(llm);
             body::full(upstream_body)
@@ -264,7 +263,7 @@ impl Exchange {
             decision,
             reason: None,
             ending,
-            request_body: None,
+            request: None,
             completion_text: None,
             completion_truncated: false,
         }
@@ -294,7 +293,7 @@ impl Exchange {
         let route = self.route_label();
         let mut event = self.event(status, err.decision(), "refused");
         event.reason = Some(err.to_string());
-        event.request_body = self.llm.take().map(|l| l.body);
+        event.request = self.llm.take();
         let slot = self.audit_slot.take();
         app.record(event, route, slot);
         let mut response = err.into_response();
@@ -387,7 +386,7 @@ impl Exchange {
         if self.llm.is_some() {
             event.completion_text = Some(outcome.completion_text);
         }
-        event.request_body = self.llm.take().map(|l| l.body);
+        event.request = self.llm.take();
         let slot = self.audit_slot.take();
         app.record(event, route, slot);
     }

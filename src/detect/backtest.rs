@@ -7,14 +7,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use super::config::DetectConfig;
 use super::{features, Engine, Observation};
+use crate::llm::{LlmRequest, LlmRoute};
 
 /// The fields of an audit record the detector reads (design 3.5); others are ignored.
 #[derive(Deserialize)]
-struct Record {
+struct Record<'a> {
     ts: String,
     #[serde(default)]
     request_id: Option<String>,
@@ -30,8 +31,9 @@ struct Record {
     status: Option<u16>,
     #[serde(default)]
     usage: Option<UsageRecord>,
-    #[serde(default)]
-    request_body: Option<Map<String, Value>>,
+    /// Read by the same one-pass reader as live traffic, not into a tree.
+    #[serde(default, borrow)]
+    request_body: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize, Default)]
@@ -79,7 +81,7 @@ pub fn run(cfg: DetectConfig, files: &[PathBuf], out: &mut dyn Write) -> anyhow:
             if line.trim().is_empty() {
                 continue;
             }
-            let rec: Record = match serde_json::from_str(&line) {
+            let rec: Record<'_> = match serde_json::from_str(&line) {
                 Ok(r) => r,
                 Err(e) => {
                     summary.skipped += 1;
@@ -96,6 +98,10 @@ pub fn run(cfg: DetectConfig, files: &[PathBuf], out: &mut dyn Write) -> anyhow:
             summary.records += 1;
             let path_s = rec.path.as_deref().unwrap_or("/v1/chat/completions");
             let usage = rec.usage.unwrap_or_default();
+            let route = LlmRoute::of(&http::Method::POST, path_s).unwrap_or(LlmRoute::ChatCompletions);
+            let request = rec
+                .request_body
+                .and_then(|b| LlmRequest::parse_bytes(route, bytes::Bytes::copy_from_slice(b.get().as_bytes())).ok());
             let obs = Observation {
                 ts_ms,
                 request_id: rec.request_id.as_deref().unwrap_or(""),
@@ -106,7 +112,7 @@ pub fn run(cfg: DetectConfig, files: &[PathBuf], out: &mut dyn Write) -> anyhow:
                 status: rec.status.unwrap_or(200),
                 prompt_tokens: usage.prompt_tokens,
                 completion_tokens: usage.completion_tokens,
-                features: features::extract(path_s, rec.request_body.as_ref()),
+                features: features::extract(path_s, request.as_ref()),
             };
             for change in engine.observe(&obs) {
                 if change.created {

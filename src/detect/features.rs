@@ -5,7 +5,8 @@
 use std::sync::OnceLock;
 
 use regex::Regex;
-use serde_json::{Map, Value};
+
+use crate::llm::{Item, Items, LlmRequest, Scalar, View};
 
 use super::sketch::{fnv1a, fnv1a_extend, simhash, FNV_OFFSET};
 
@@ -270,57 +271,114 @@ pub fn template_keys(text: &str, words: &MaskedWords) -> [u64; 3] {
     keys
 }
 
-/// Extracts the features of one request from its path and parsed body.
-pub fn extract(path: &str, body: Option<&Map<String, Value>>) -> RequestFeatures {
-    let mut f = RequestFeatures { n: 1, ..Default::default() };
-    let Some(body) = body else {
-        return f;
+/// Extracts the features of one request from its path and body.
+pub fn extract(path: &str, req: Option<&LlmRequest>) -> RequestFeatures {
+    match req {
+        Some(req) => from_parts(path, conversation(req), params(&req.view)),
+        None => RequestFeatures { n: 1, ..Default::default() },
+    }
+}
+
+/// The prompt and its context, as the detector reads them.
+#[derive(Debug, Default, PartialEq)]
+struct Conversation {
+    /// The last user message's text (or the prompt / input).
+    user: String,
+    /// System and developer messages, `instructions`, `system`.
+    system: String,
+    user_turns: u32,
+    assistant_turns: u32,
+}
+
+/// The parameters the detector reads.
+#[derive(Debug, Default, PartialEq)]
+struct Params {
+    logprobs: bool,
+    top_logprobs: u32,
+    logit_bias: bool,
+    n: u32,
+    temperature: Option<f32>,
+    max_tokens: Option<u64>,
+}
+
+fn conversation(req: &LlmRequest) -> Conversation {
+    let (v, raw) = (&req.view, &req.raw[..]);
+    // Pieces of text joined by newlines, as the prompt text is.
+    let append = |out: &mut String, r: &std::ops::Range<u32>| {
+        for t in v.texts_in(raw, r) {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(t);
+        }
     };
     let mut user = String::new();
     let mut system = String::new();
     let mut user_turns = 0u32;
     let mut assistant_turns = 0u32;
-    let mut visit_messages = |items: &[Value], user: &mut String, system: &mut String| {
+    let mut visit_messages = |items: &[Item], user: &mut String, system: &mut String| {
         // The last user message is the prompt; earlier turns only count as history.
-        let mut last_user: Option<&Value> = None;
+        let mut last_user: Option<&Item> = None;
         for m in items {
-            let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
-            let content = m.get("content").unwrap_or(&Value::Null);
-            match role {
-                "system" | "developer" => crate::llm::collect_text(content, system),
+            match m.role.as_deref().unwrap_or("user") {
+                "system" | "developer" => append(system, &m.content),
                 "assistant" => assistant_turns += 1,
                 "tool" | "function" => {}
                 _ => {
                     user_turns += 1;
-                    last_user = Some(content);
+                    last_user = Some(m);
                 }
             }
         }
-        if let Some(c) = last_user {
-            crate::llm::collect_text(c, user);
+        if let Some(m) = last_user {
+            append(user, &m.content);
         }
     };
-    if let Some(Value::Array(items)) = body.get("messages") {
+    if let Some(Items::List(items)) = &v.messages {
         visit_messages(items, &mut user, &mut system);
-    } else if let Some(input) = body.get("input") {
+    } else if let Some(input) = &v.input {
         match input {
-            Value::Array(items) if items.iter().any(|i| i.get("role").is_some()) => {
-                visit_messages(items, &mut user, &mut system)
-            }
-            other => {
+            Items::List(items) if items.iter().any(|i| i.has_role) => visit_messages(items, &mut user, &mut system),
+            Items::List(items) => {
                 user_turns = 1;
-                crate::llm::collect_text(other, &mut user);
+                for i in items {
+                    append(&mut user, &i.content);
+                    append(&mut user, &i.rest);
+                }
+            }
+            Items::Other(r) => {
+                user_turns = 1;
+                append(&mut user, r);
             }
         }
-    } else if let Some(prompt) = body.get("prompt") {
+    } else if let Some(prompt) = &v.prompt {
         user_turns = 1;
-        crate::llm::collect_text(prompt, &mut user);
+        append(&mut user, prompt);
     }
-    for key in ["instructions", "system"] {
-        if let Some(v) = body.get(key) {
-            crate::llm::collect_text(v, &mut system);
-        }
+    for r in [&v.instructions, &v.system].into_iter().flatten() {
+        append(&mut system, r);
     }
+    Conversation { user, system, user_turns, assistant_turns }
+}
+
+fn params(v: &View) -> Params {
+    Params {
+        logprobs: match v.logprobs {
+            Scalar::Bool(b) => b,
+            Scalar::U64(n) => n > 0,
+            _ => false,
+        },
+        top_logprobs: v.top_logprobs.as_u64().unwrap_or(0).min(1000) as u32,
+        logit_bias: v.logit_bias == Scalar::Object { empty: false },
+        n: v.n.as_u64().unwrap_or(1).max(v.best_of.as_u64().unwrap_or(1)).clamp(1, 1000) as u32,
+        temperature: v.temperature.as_f64().map(|t| t as f32),
+        max_tokens: [v.max_tokens, v.max_completion_tokens, v.max_output_tokens].iter().find_map(|s| s.as_u64()),
+    }
+}
+
+fn from_parts(path: &str, c: Conversation, p: Params) -> RequestFeatures {
+    let mut f = RequestFeatures { n: 1, ..Default::default() };
+    let Conversation { user, system, user_turns, assistant_turns } = c;
     if path.ends_with("/embeddings") {
         // Embeddings return vectors, not text: nothing to harvest in the text sense.
         return f;
@@ -354,27 +412,259 @@ pub fn extract(path: &str, body: Option<&Map<String, Value>>) -> RequestFeatures
     f.user_chars = user.chars().count().min(u32::MAX as usize) as u32;
     f.excerpt = user.chars().take(160).collect();
 
-    let int = |k: &str| body.get(k).and_then(Value::as_u64);
-    f.logprobs = match body.get("logprobs") {
-        Some(Value::Bool(b)) => *b,
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) > 0,
-        _ => false,
-    };
-    f.top_logprobs = int("top_logprobs").unwrap_or(0).min(1000) as u32;
-    f.logit_bias = body.get("logit_bias").and_then(Value::as_object).is_some_and(|m| !m.is_empty());
-    f.n = int("n").unwrap_or(1).max(int("best_of").unwrap_or(1)).clamp(1, 1000) as u32;
-    f.temperature = body.get("temperature").and_then(Value::as_f64).map(|t| t as f32);
-    f.max_tokens = int("max_tokens").or_else(|| int("max_completion_tokens")).or_else(|| int("max_output_tokens"));
+    f.logprobs = p.logprobs;
+    f.top_logprobs = p.top_logprobs;
+    f.logit_bias = p.logit_bias;
+    f.n = p.n;
+    f.temperature = p.temperature;
+    f.max_tokens = p.max_tokens;
     f
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Map, Value};
 
-    fn body(v: Value) -> Map<String, Value> {
-        v.as_object().unwrap().clone()
+    fn body(v: Value) -> LlmRequest {
+        LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, v.to_string().as_bytes()).unwrap()
+    }
+
+    /// How the detector and the token counter read a body before the one-pass reader
+    /// (from a JSON tree): the reference the one-pass reader must agree with.
+    mod tree {
+        use super::super::{Conversation, Params};
+        use serde_json::{Map, Value};
+
+        fn visit(v: &Value, f: &mut impl FnMut(&str)) {
+            match v {
+                Value::String(s) => f(s),
+                Value::Array(items) => items.iter().for_each(|i| visit(i, f)),
+                Value::Object(map) => {
+                    for key in ["content", "text", "input_text"] {
+                        if let Some(inner) = map.get(key) {
+                            visit(inner, f);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        fn collect_text(v: &Value, out: &mut String) {
+            visit(v, &mut |s| {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(s);
+            });
+        }
+
+        pub fn conversation(body: &Map<String, Value>) -> Conversation {
+            let mut user = String::new();
+            let mut system = String::new();
+            let mut user_turns = 0u32;
+            let mut assistant_turns = 0u32;
+            let mut visit_messages = |items: &[Value], user: &mut String, system: &mut String| {
+                let mut last_user: Option<&Value> = None;
+                for m in items {
+                    let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
+                    let content = m.get("content").unwrap_or(&Value::Null);
+                    match role {
+                        "system" | "developer" => collect_text(content, system),
+                        "assistant" => assistant_turns += 1,
+                        "tool" | "function" => {}
+                        _ => {
+                            user_turns += 1;
+                            last_user = Some(content);
+                        }
+                    }
+                }
+                if let Some(c) = last_user {
+                    collect_text(c, user);
+                }
+            };
+            if let Some(Value::Array(items)) = body.get("messages") {
+                visit_messages(items, &mut user, &mut system);
+            } else if let Some(input) = body.get("input") {
+                match input {
+                    Value::Array(items) if items.iter().any(|i| i.get("role").is_some()) => {
+                        visit_messages(items, &mut user, &mut system)
+                    }
+                    other => {
+                        user_turns = 1;
+                        collect_text(other, &mut user);
+                    }
+                }
+            } else if let Some(prompt) = body.get("prompt") {
+                user_turns = 1;
+                collect_text(prompt, &mut user);
+            }
+            for key in ["instructions", "system"] {
+                if let Some(v) = body.get(key) {
+                    collect_text(v, &mut system);
+                }
+            }
+            Conversation { user, system, user_turns, assistant_turns }
+        }
+
+        pub fn params(body: &Map<String, Value>) -> Params {
+            let int = |k: &str| body.get(k).and_then(Value::as_u64);
+            Params {
+                logprobs: match body.get("logprobs") {
+                    Some(Value::Bool(b)) => *b,
+                    Some(Value::Number(n)) => n.as_u64().unwrap_or(0) > 0,
+                    _ => false,
+                },
+                top_logprobs: int("top_logprobs").unwrap_or(0).min(1000) as u32,
+                logit_bias: body.get("logit_bias").and_then(Value::as_object).is_some_and(|m| !m.is_empty()),
+                n: int("n").unwrap_or(1).max(int("best_of").unwrap_or(1)).clamp(1, 1000) as u32,
+                temperature: body.get("temperature").and_then(Value::as_f64).map(|t| t as f32),
+                max_tokens: int("max_tokens")
+                    .or_else(|| int("max_completion_tokens"))
+                    .or_else(|| int("max_output_tokens")),
+            }
+        }
+
+        /// The token counter's pieces (text, newest).
+        pub fn prompt_parts(body: &Map<String, Value>) -> Vec<(String, bool)> {
+            let mut out = Vec::new();
+            for key in ["instructions", "messages", "prompt", "input", "system"] {
+                let Some(v) = body.get(key) else { continue };
+                match (key, v) {
+                    ("messages" | "input", Value::Array(items)) => {
+                        let last = items.len().saturating_sub(1);
+                        for (i, item) in items.iter().enumerate() {
+                            visit(item, &mut |t| out.push((t.to_string(), i == last)));
+                        }
+                    }
+                    ("messages" | "input" | "prompt", v) => visit(v, &mut |t| out.push((t.to_string(), true))),
+                    (_, v) => visit(v, &mut |t| out.push((t.to_string(), false))),
+                }
+            }
+            out
+        }
+
+        pub fn message_count(body: &Map<String, Value>) -> usize {
+            ["messages", "input"].iter().find_map(|k| body.get(*k).and_then(Value::as_array).map(Vec::len)).unwrap_or(1)
+        }
+    }
+
+    /// Checks the one-pass reader against the tree on one body.
+    fn agrees(text: &str) {
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else { panic!("not an object: {text}") };
+        let req = LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, text.as_bytes()).unwrap();
+        assert_eq!(conversation(&req), tree::conversation(&map), "{text}");
+        assert_eq!(params(&req.view), tree::params(&map), "{text}");
+        let mut parts = Vec::new();
+        req.for_each_prompt_part(|t, newest| parts.push((t.to_string(), newest)));
+        assert_eq!(parts, tree::prompt_parts(&map), "{text}");
+        assert_eq!(req.message_count(), tree::message_count(&map), "{text}");
+        assert_eq!(req.model.as_deref(), map.get("model").and_then(Value::as_str), "{text}");
+    }
+
+    /// Real prompts from the corpora, in every request shape of the API.
+    #[test]
+    fn one_pass_reading_agrees_with_the_tree_on_the_corpora() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/eval/corpora");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "jsonl") {
+                continue;
+            }
+            for line in std::fs::read_to_string(&path).unwrap().lines().step_by(5) {
+                let rec: Value = serde_json::from_str(line).unwrap();
+                let texts: Vec<String> = match (&rec["prompt"], &rec["turns"]) {
+                    (Value::String(p), _) => vec![p.clone()],
+                    (_, Value::Array(t)) => t.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect(),
+                    _ => continue,
+                };
+                let last = texts.last().cloned().unwrap_or_default();
+                let mut messages = vec![json!({"role": "system", "content": "You are helpful.\nBe brief."})];
+                for (i, t) in texts.iter().enumerate() {
+                    let role = if i % 2 == 0 { "user" } else { "assistant" };
+                    messages.push(json!({"role": role, "content": t}));
+                }
+                let parts = json!([{"type": "text", "text": last}, {"type": "image_url", "image_url": {"url": "x"}}]);
+                for body in [
+                    json!({"model": "m", "messages": messages, "max_tokens": 64, "temperature": 0.2}),
+                    json!({"model": "m", "messages": [{"role": "user", "content": parts}], "logprobs": true, "top_logprobs": 5}),
+                    json!({"model": "m", "prompt": last, "logprobs": 3, "best_of": 4, "n": 2}),
+                    json!({"model": "m", "instructions": "Answer.", "input": [{"role": "user", "content": [{"type": "input_text", "text": last}]}]}),
+                    json!({"model": "m", "input": last, "max_output_tokens": 100}),
+                    json!({"model": "m", "input": [last, {"text": last}]}),
+                    json!({"model": "m", "system": last, "messages": "not a list", "prompt": [last, last]}),
+                ] {
+                    agrees(&body.to_string());
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked > 2000, "{checked}");
+        // Escapes, duplicate keys, odd shapes, pretty printing.
+        for text in [
+            r#"{"messages":[{"role":"user","content":"a\nb \"q\" \u00e9 \ud83d\ude00"}],"model":"x\ty"}"#,
+            r#"{"messages":[{"content":"first","role":"user","content":"second"}]}"#,
+            r#"{"messages":[{"text":"t","content":"c","input_text":"i"}],"messages":[{"role":null,"content":[1,null,{"content":"deep"}]}]}"#,
+            r#"{"input":[{"role":"assistant","content":"a"},"bare",{"text":"x","content":"y"}],"input":[{"type":"message"}]}"#,
+            r#"{"prompt":{"text":"t","content":{"input_text":"i"}},"n":-1,"best_of":2.0,"temperature":1,"logit_bias":{},"logprobs":0}"#,
+            "{\n  \"model\" : \"m\",\n  \"messages\" : [ { \"role\" : \"developer\", \"content\" : \"rules\" } ]\n}",
+            r#"{"logit_bias":{"12":-100},"max_tokens":"5","max_completion_tokens":7,"n":null,"stream_options":{"include_usage":true}}"#,
+            r#"{"messages":[{"role":"user","content":"x","text":"1","text":"2","content":"y"}]}"#,
+        ] {
+            agrees(text);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Any body made of the keys warden reads, nested in any way, is read the same.
+        #[test]
+        fn one_pass_reading_agrees_with_the_tree_on_any_shape(body in body_strategy()) {
+            agrees(&body.to_string());
+        }
+    }
+
+    fn body_strategy() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-3i64..5).prop_map(Value::from),
+            (0.0f64..2.0).prop_map(Value::from),
+            "[a-z \n\"\\\\é]{0,8}".prop_map(Value::String),
+        ];
+        let keys = ["role", "content", "text", "input_text", "type", "user", "system", "assistant", "other"];
+        let value = leaf.prop_recursive(4, 48, 6, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                proptest::collection::vec((proptest::sample::select(keys.to_vec()), inner), 0..5).prop_map(|kv| {
+                    Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<Map<_, _>>())
+                }),
+            ]
+        });
+        let top = [
+            "model",
+            "messages",
+            "input",
+            "prompt",
+            "instructions",
+            "system",
+            "stream_options",
+            "max_tokens",
+            "max_completion_tokens",
+            "max_output_tokens",
+            "n",
+            "best_of",
+            "temperature",
+            "logprobs",
+            "top_logprobs",
+            "logit_bias",
+            "extra",
+        ];
+        proptest::collection::vec((proptest::sample::select(top.to_vec()), value), 0..8)
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
     }
 
     #[test]

@@ -245,7 +245,7 @@ fn run_engine(
                     status: event.status,
                     prompt_tokens: usage.prompt_tokens,
                     completion_tokens: usage.completion_tokens,
-                    features: features::extract(&event.path, event.request_body.as_ref()),
+                    features: features::extract(&event.path, event.request.as_ref()),
                 };
                 metrics.events.inc();
                 for c in engine.observe(&obs) {

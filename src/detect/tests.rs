@@ -26,6 +26,11 @@ fn chat(messages: Value, extra: Value) -> Map<String, Value> {
     m
 }
 
+fn request_of(body: &Map<String, Value>) -> crate::llm::LlmRequest {
+    let bytes = serde_json::to_vec(body).unwrap();
+    crate::llm::LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, &bytes).unwrap()
+}
+
 fn feed(engine: &mut Engine, reqs: &[Req]) -> Vec<AlertChange> {
     let mut out = Vec::new();
     for (i, r) in reqs.iter().enumerate() {
@@ -40,7 +45,7 @@ fn feed(engine: &mut Engine, reqs: &[Req]) -> Vec<AlertChange> {
             status: 200,
             prompt_tokens: r.prompt_tokens,
             completion_tokens: r.completion_tokens,
-            features: features::extract("/v1/chat/completions", Some(&r.body)),
+            features: features::extract("/v1/chat/completions", Some(&request_of(&r.body))),
         };
         out.extend(engine.observe(&obs));
     }
@@ -332,6 +337,7 @@ fn memory_with_100k_active_accounts() {
             )
         })
         .collect();
+    let bodies: Vec<crate::llm::LlmRequest> = bodies.iter().map(request_of).collect();
     for round in 0..3 {
         for a in 0..accounts {
             let account = format!("acct-{a:06}");

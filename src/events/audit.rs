@@ -480,7 +480,6 @@ pub fn render(event: &RequestEvent, capture: CaptureMode, redact: &[regex::Regex
 /// order. The envelope is written field by field (keys are constants); the request body
 /// is serialized by serde_json.
 pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::Regex], out: &mut Vec<u8>) {
-    use std::borrow::Cow;
     let mut w = Line(out);
     w.raw(b"{\"ts\":\"");
     w.raw(Timestamp::of(event.ts_ms).as_str().as_bytes());
@@ -533,9 +532,9 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
     match capture {
         CaptureMode::None => {}
         CaptureMode::Hash => {
-            if let Some(b) = &event.request_body {
+            if let Some(r) = &event.request {
                 w.key("prompt_hash");
-                w.str(&short_hash(&crate::llm::prompt_text_of(b)));
+                w.str(&short_hash(&r.prompt_text()));
             }
             if let Some(t) = event.completion_text.as_deref().filter(|t| !t.is_empty()) {
                 w.key("completion_hash");
@@ -545,16 +544,22 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
         CaptureMode::Full => {
             // The event is shared with the detector: borrow it, copy only what redaction
             // rewrites.
-            if let Some(b) = &event.request_body {
-                let body = if redact.is_empty() {
-                    Cow::Borrowed(b)
-                } else {
-                    let mut b = b.clone();
-                    b.values_mut().for_each(|v| redact_value(v, redact));
-                    Cow::Owned(b)
-                };
+            if let Some(r) = &event.request {
                 w.key("request_body");
-                serde_json::to_writer(&mut *w.0, &*body).expect("serializing a JSON map into memory cannot fail");
+                // The client's bytes, on one line; only redaction needs them decoded.
+                if redact.is_empty() && std::str::from_utf8(&r.raw).is_ok() {
+                    compact_json(&r.raw, w.0);
+                } else {
+                    match serde_json::from_slice::<Value>(&r.raw) {
+                        Ok(mut body) => {
+                            redact_value(&mut body, redact);
+                            serde_json::to_writer(&mut *w.0, &body).expect("serializing JSON into memory cannot fail");
+                        }
+                        // Not valid JSON text (bytes that are not UTF-8 in a string warden
+                        // skipped): the record stays valid without it.
+                        Err(_) => w.raw(b"null"),
+                    }
+                }
             }
             if let Some(t) = event.completion_text.as_deref() {
                 w.key("completion_text");
@@ -571,6 +576,32 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
         }
     }
     w.raw(b"}\n");
+}
+
+/// Appends a valid JSON text without the whitespace between its tokens when it has line
+/// breaks (a pretty-printed body would otherwise break the line): a JSONL line holds
+/// one record. Inside strings a line break is always escaped, so only whitespace outside
+/// strings can break a line.
+fn compact_json(json: &[u8], out: &mut Vec<u8>) {
+    if !json.iter().any(|b| *b == b'\n' || *b == b'\r') {
+        out.extend_from_slice(json);
+        return;
+    }
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in json {
+        if in_string {
+            out.push(b);
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            in_string = b == b'"';
+            out.push(b);
+        }
+    }
 }
 
 /// A JSON object being written into a buffer.
@@ -936,11 +967,11 @@ pub fn parse_since(s: &str) -> Option<i64> {
 mod tests {
     use super::*;
     use crate::accounting::Usage;
-    use serde_json::Map;
 
     fn event() -> RequestEvent {
-        let body: Map<String, Value> = serde_json::from_str(
-            r#"{"model":"m","messages":[{"role":"user","content":"my card is 4111-1111-1111-1111, help"}]}"#,
+        let body = crate::llm::LlmRequest::parse(
+            crate::llm::LlmRoute::ChatCompletions,
+            br#"{"model":"m","messages":[{"role":"user","content":"my card is 4111-1111-1111-1111, help"}]}"#,
         )
         .unwrap();
         RequestEvent {
@@ -961,7 +992,7 @@ mod tests {
             decision: "allowed",
             reason: None,
             ending: "complete",
-            request_body: Some(body),
+            request: Some(body),
             completion_text: Some("sure 4111-1111-1111-1111".into()),
             completion_truncated: false,
         }
@@ -995,6 +1026,24 @@ mod tests {
         assert!(!a.to_string().contains("4111"));
         let none = parse(&render(&event(), CaptureMode::None, &[]));
         assert!(none.get("prompt_hash").is_none() && none.get("request_body").is_none());
+    }
+
+    #[test]
+    fn pretty_printed_bodies_are_recorded_on_one_line() {
+        let pretty =
+            "{\n  \"model\" : \"m\",\r\n\t\"messages\": [ {\"role\": \"user\", \"content\": \"a \\\" \\n b  c\"} ]\n}";
+        let mut e = event();
+        e.request =
+            Some(crate::llm::LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, pretty.as_bytes()).unwrap());
+        let line = render(&e, CaptureMode::Full, &[]);
+        assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "{}", String::from_utf8_lossy(&line));
+        let v = parse(&line);
+        assert_eq!(v["request_body"], serde_json::from_str::<Value>(pretty).unwrap());
+        assert_eq!(v["request_body"]["messages"][0]["content"], "a \" \n b  c", "whitespace in strings is kept");
+        // Compact bodies are copied as they came.
+        let mut out = Vec::new();
+        compact_json(br#"{"a": [1, 2], "b":"x y"}"#, &mut out);
+        assert_eq!(out, br#"{"a": [1, 2], "b":"x y"}"#);
     }
 
     #[test]
@@ -1048,7 +1097,8 @@ mod tests {
         assert_eq!(v["user_agent"], Value::Null);
         assert_eq!(v["client_ip"], "203.0.113.7");
         assert_eq!(v["usage"], serde_json::json!({"prompt_tokens": 3, "completion_tokens": 4}));
-        assert_eq!(v["request_body"], Value::Object(e.request_body.clone().unwrap()));
+        let sent: Value = serde_json::from_slice(&e.request.as_ref().unwrap().raw).unwrap();
+        assert_eq!(v["request_body"], sent);
         assert_eq!(v["latency_ms"], 12);
         e.usage = None;
         e.completion_truncated = false;

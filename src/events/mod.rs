@@ -10,8 +10,6 @@ pub mod audit;
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
-
 use crate::accounting::Usage;
 
 /// Everything warden knows about one finished request. Never holds a raw key.
@@ -43,8 +41,9 @@ pub struct RequestEvent {
     pub reason: Option<String>,
     /// `complete`, `client_aborted`, `upstream_error`, `idle_timeout` or `refused`.
     pub ending: &'static str,
-    /// The parsed body of an LLM call (capture mode decides what is kept of it).
-    pub request_body: Option<Map<String, Value>>,
+    /// An LLM call's body as the client sent it, and what warden read in it (capture
+    /// mode decides what the audit log keeps of it; the detector reads it).
+    pub request: Option<crate::llm::LlmRequest>,
     /// The completion text seen, up to the capture limit.
     pub completion_text: Option<String>,
     /// The capture limit cut the completion text.
