@@ -92,7 +92,7 @@ impl LlmRequest {
         LlmRequest::parse_bytes(route, Bytes::copy_from_slice(bytes))
     }
 
-    /// Reads a body (kept, not copied).
+    /// Reads a body (kept as it is: give it a buffer of its own, see `stack.rs`).
     pub fn parse_bytes(route: LlmRoute, raw: Bytes) -> Result<LlmRequest, ProxyError> {
         let view = match View::parse(&raw) {
             Ok(Ok(view)) => view,

@@ -66,7 +66,11 @@ async fn proxy(app: &App, config: &Config, req: Request<Incoming>, ex: &mut Exch
     let (mut llm, raw) = match ex.route {
         Some(route) => {
             let bytes = read_bounded(&parts.headers, incoming, limit).await?;
-            let llm = LlmRequest::parse_bytes(route, bytes)?;
+            // Kept as a copy of exactly the body's size: the bytes read are a slice of the
+            // connection's read buffer, which the request's audit record would otherwise
+            // hold whole while it waits in the queue (RSS grew by hundreds of MiB under
+            // 32 KB prompts).
+            let llm = LlmRequest::parse(route, &bytes)?;
             ex.model = llm.model.clone();
             ex.stream = llm.stream;
             (Some(llm), Ok(()))

@@ -157,6 +157,10 @@ pub struct DetectConfig {
     pub cluster_min_score: f64,
     /// Events waiting for the live detector; beyond it events are skipped (and counted).
     pub queue_capacity: usize,
+    /// Bytes of request and completion text the queue may hold: large prompts arriving
+    /// faster than the detector reads them would otherwise fill memory long before the
+    /// queue is full by count. Beyond it events are skipped like on a full queue.
+    pub queue_bytes: usize,
     /// An open alert is re-emitted when its score rose by at least this much.
     pub rescore_step: f64,
 }
@@ -207,6 +211,7 @@ pub struct RawDetection {
     pub cluster_interval_secs: Option<u64>,
     pub cluster_min_score: Option<f64>,
     pub queue_capacity: Option<usize>,
+    pub queue_bytes: Option<usize>,
     pub rescore_step: Option<f64>,
     pub actions: Option<Vec<RawBand>>,
     pub signals: Option<BTreeMap<String, RawSignal>>,
@@ -276,6 +281,7 @@ pub fn validate(raw: RawDetection, problems: &mut Vec<String>) -> DetectConfig {
         cluster_interval: Duration::from_secs(raw.cluster_interval_secs.unwrap_or(600).max(1)),
         cluster_min_score: raw.cluster_min_score.unwrap_or(0.5),
         queue_capacity: raw.queue_capacity.unwrap_or(65_536).max(1),
+        queue_bytes: raw.queue_bytes.unwrap_or(64 << 20).max(1),
         rescore_step: raw.rescore_step.unwrap_or(0.1),
     }
 }

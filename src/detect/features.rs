@@ -139,6 +139,14 @@ pub fn reasoning_match(text: &str) -> Option<&'static str> {
 /// Words of a text with the variable parts masked: lowercase, digits → `#`, quoted spans
 /// → `"q"`. Words are split on whitespace and punctuation; punctuation is dropped.
 pub fn masked_words(text: &str) -> MaskedWords {
+    if text.is_ascii() {
+        return masked_ascii_words(text.as_bytes());
+    }
+    masked_any_words(text)
+}
+
+/// [`masked_words`] for any text.
+fn masked_any_words(text: &str) -> MaskedWords {
     // All words in one buffer, so a long prompt costs two allocations, not one per word.
     let mut w = MaskedWords { buf: String::with_capacity(text.len()), ends: Vec::new() };
     let mut in_quote = false;
@@ -178,6 +186,48 @@ pub fn masked_words(text: &str) -> MaskedWords {
     }
     w.flush();
     w
+}
+
+/// [`masked_words`] for ASCII text, byte by byte (no Unicode tables): the same words.
+fn masked_ascii_words(text: &[u8]) -> MaskedWords {
+    let mut buf = Vec::with_capacity(text.len());
+    let mut ends = Vec::new();
+    let mut word_start = 0;
+    let mut in_quote = false;
+    let flush = |buf: &mut Vec<u8>, ends: &mut Vec<usize>, word_start: &mut usize| {
+        if buf.len() > *word_start {
+            ends.push(buf.len());
+            *word_start = buf.len();
+        }
+    };
+    for &b in text {
+        if b == b'"' {
+            flush(&mut buf, &mut ends, &mut word_start);
+            if !in_quote {
+                buf.extend_from_slice(b"\"q\"");
+                flush(&mut buf, &mut ends, &mut word_start);
+            }
+            in_quote = !in_quote;
+            continue;
+        }
+        if in_quote {
+            continue;
+        }
+        if b.is_ascii_digit() {
+            if buf.last() != Some(&b'#') || buf.len() == word_start {
+                buf.push(b'#');
+            }
+        } else if b.is_ascii_alphabetic() {
+            buf.push(b.to_ascii_lowercase());
+        } else {
+            flush(&mut buf, &mut ends, &mut word_start);
+        }
+        if ends.len() > 4096 {
+            break;
+        }
+    }
+    flush(&mut buf, &mut ends, &mut word_start);
+    MaskedWords { buf: String::from_utf8(buf).expect("ASCII in, ASCII out"), ends }
 }
 
 /// The words [`masked_words`] found, back to back in one buffer.
@@ -615,6 +665,25 @@ mod tests {
         ] {
             agrees(text);
         }
+    }
+
+    proptest::proptest! {
+        /// The ASCII fast path finds the same words as the general one.
+        #[test]
+        fn ascii_masked_words_are_the_general_ones(text in "[ -~\\n\\t]{0,200}") {
+            let fast = masked_ascii_words(text.as_bytes());
+            let general = masked_any_words(&text);
+            proptest::prop_assert_eq!(fast.iter().collect::<Vec<_>>(), general.iter().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn ascii_masked_words_stop_where_the_general_ones_do() {
+        let long = "w1 \"q\" 22 x ".repeat(3000);
+        assert_eq!(
+            masked_ascii_words(long.as_bytes()).iter().collect::<Vec<_>>(),
+            masked_any_words(&long).iter().collect::<Vec<_>>()
+        );
     }
 
     proptest::proptest! {

@@ -35,7 +35,8 @@ pub struct DetectMetrics {
 }
 
 enum Msg {
-    Event(Arc<RequestEvent>),
+    /// An event and the bytes it counts for in the queue's budget.
+    Event(Arc<RequestEvent>, usize),
     Resolved {
         id: String,
         false_positive: bool,
@@ -68,6 +69,8 @@ pub enum ResolveError {
 pub struct Detector {
     /// Shared with the task that applies alerts' actions; replaced by a reload.
     cfg: Arc<ArcSwap<DetectConfig>>,
+    /// Bytes of the events waiting in the queue (see `DetectConfig::queue_bytes`).
+    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
     tx: Option<SyncSender<Msg>>,
     accounts: Accounts,
     metrics: DetectMetrics,
@@ -78,7 +81,13 @@ impl Detector {
     pub async fn start(cfg: DetectConfig, accounts: Accounts, metrics: DetectMetrics) -> anyhow::Result<Detector> {
         let cfg = Arc::new(cfg);
         if cfg.mode == Mode::Off {
-            return Ok(Detector { cfg: Arc::new(ArcSwap::new(cfg)), tx: None, accounts, metrics });
+            return Ok(Detector {
+                cfg: Arc::new(ArcSwap::new(cfg)),
+                queued_bytes: Default::default(),
+                tx: None,
+                accounts,
+                metrics,
+            });
         }
         let mut engine = Engine::new(cfg.clone());
         // Open alerts keep being deduplicated across restarts; recent false positives stay
@@ -109,12 +118,14 @@ impl Detector {
         let (changes_tx, changes_rx) = unbounded_channel();
         let directory = accounts.directory().clone();
         let m = metrics.clone();
+        let queued_bytes: Arc<std::sync::atomic::AtomicUsize> = Default::default();
+        let queued = queued_bytes.clone();
         std::thread::Builder::new()
             .name("warden-detect".into())
-            .spawn(move || run_engine(engine, rx, changes_tx, directory, m))?;
+            .spawn(move || run_engine(engine, rx, changes_tx, directory, m, queued))?;
         let cfg = Arc::new(ArcSwap::new(cfg));
         tokio::spawn(apply_changes(changes_rx, accounts.clone(), cfg.clone(), metrics.clone()));
-        Ok(Detector { cfg, tx: Some(tx), accounts, metrics })
+        Ok(Detector { cfg, queued_bytes, tx: Some(tx), accounts, metrics })
     }
 
     pub fn mode(&self) -> Mode {
@@ -142,12 +153,23 @@ impl Detector {
         if event.account_id.is_none() {
             return;
         }
-        match tx.try_send(Msg::Event(event.clone())) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let bytes = event_bytes(event);
+        let budget = self.cfg.load().queue_bytes;
+        if self.queued_bytes.fetch_add(bytes, Relaxed) + bytes > budget {
+            self.queued_bytes.fetch_sub(bytes, Relaxed);
+            self.metrics.skipped.inc();
+            return;
+        }
+        match tx.try_send(Msg::Event(event.clone(), bytes)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.queued_bytes.fetch_sub(bytes, Relaxed);
                 self.metrics.skipped.inc();
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                self.queued_bytes.fetch_sub(bytes, Relaxed);
+            }
         }
     }
 
@@ -208,6 +230,17 @@ impl Detector {
     }
 }
 
+/// What an event weighs in the queue's byte budget: its body and completion (and a
+/// little for the rest).
+fn event_bytes(event: &RequestEvent) -> usize {
+    let body = event.request.as_ref().map_or(0, |r| {
+        let decoded: usize =
+            r.view.texts.iter().map(|t| if let crate::llm::Text::Owned(s) = t { s.len() } else { 0 }).sum();
+        r.raw.len() + decoded
+    });
+    512 + body + event.completion_text.as_ref().map_or(0, String::len)
+}
+
 /// How often the engine thread looks for new events when its queue is empty.
 const POLL_INTERVAL: std::time::Duration = std::time::Duration::from_millis(5);
 
@@ -217,6 +250,7 @@ fn run_engine(
     changes: UnboundedSender<AlertChange>,
     directory: Arc<crate::auth::Directory>,
     metrics: DetectMetrics,
+    queued_bytes: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let mut n: u64 = 0;
     loop {
@@ -232,7 +266,7 @@ fn run_engine(
             Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
         };
         match msg {
-            Msg::Event(event) => {
+            Msg::Event(event, bytes) => {
                 let Some(account) = event.account_id.as_deref() else { continue };
                 let usage = event.usage.unwrap_or_default();
                 let obs = Observation {
@@ -254,6 +288,8 @@ fn run_engine(
                 if let (Some(state), Some(a)) = (engine.account(account), directory.account(account)) {
                     a.set_risk_score(state.score as f64);
                 }
+                drop(event);
+                queued_bytes.fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
                 n += 1;
                 if n % 1024 == 0 {
                     metrics.tracked_accounts.set(engine.tracked() as i64);
