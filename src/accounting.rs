@@ -440,7 +440,7 @@ impl SseReader {
         }
         match self.route {
             LlmRoute::Responses => {
-                if let Ok(ev) = serde_json::from_slice::<ResponseEvent>(&data) {
+                if let Some(ev) = json::<ResponseEvent>(&data) {
                     if ev.kind.as_deref() == Some("response.output_text.delta") {
                         if let Some(serde_json::Value::String(d)) = &ev.delta {
                             self.text.push(d);
@@ -453,7 +453,7 @@ impl SseReader {
                 EventKind::Other
             }
             _ => {
-                let Ok(chunk) = serde_json::from_slice::<StreamChunk>(&data) else { return EventKind::Other };
+                let Some(chunk) = json::<StreamChunk>(&data) else { return EventKind::Other };
                 let choices = chunk.choices.unwrap_or_default();
                 for c in &choices {
                     if let Some(t) = c.delta.as_ref().and_then(|d| d.content.as_deref()).or(c.text.as_deref()) {
@@ -543,63 +543,274 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-// Text fields borrow from the body where they need no unescaping.
-#[derive(Deserialize)]
-struct JsonResponse<'a> {
-    #[serde(default)]
-    usage: Option<RawUsage>,
-    #[serde(borrow, default)]
-    choices: Vec<JsonChoice<'a>>,
-    #[serde(borrow, default)]
-    output: Vec<OutputItem<'a>>,
-}
-
-#[derive(Deserialize)]
-struct JsonChoice<'a> {
-    #[serde(borrow, default)]
-    message: Option<JsonMessage<'a>>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct JsonMessage<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct OutputItem<'a> {
-    #[serde(borrow, default)]
-    content: Vec<OutputContent<'a>>,
-}
-
-#[derive(Deserialize)]
-struct OutputContent<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
+/// Parses a JSON body. serde_json checks the UTF-8 of each string read from bytes with a
+/// call of its own; checking the whole body once and reading it as text is the same check
+/// for a fraction of the work (see [`crate::llm::view::View::parse`]).
+fn json<'a, T: Deserialize<'a>>(body: &'a [u8]) -> Option<T> {
+    match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text).ok(),
+        Err(_) => serde_json::from_slice(body).ok(),
+    }
 }
 
 fn read_json_response(route: LlmRoute, body: &[u8], capture_limit: usize, outcome: &mut TapOutcome) {
-    let Ok(resp) = serde_json::from_slice::<JsonResponse>(body) else { return };
-    outcome.usage = resp.usage.map(|u| u.normalize());
     let mut text = TextCapture { text: String::new(), limit: capture_limit, total_bytes: 0 };
-    match route {
-        LlmRoute::Responses => {
-            for t in resp.output.iter().flat_map(|o| &o.content).filter_map(|c| c.text.as_deref()) {
-                text.push(t);
+    let Some(usage) = scan::response(route, body, |t| text.push(t)) else { return };
+    outcome.usage = usage.map(|u| u.normalize());
+    outcome.completion_text = text.text;
+    outcome.completion_text_bytes = text.total_bytes;
+}
+
+/// A non-streamed response body read for its usage and completion text only.
+///
+/// serde_json spent ~18 instructions per byte here, most of it on the fields warden does
+/// not read; this walks the same JSON, reading what it needs (`usage`, the choices'
+/// `message.content` or `text`, the Responses API's `output[].content[].text`) and
+/// skipping everything else with a search for the next quote or bracket. It does not
+/// validate what it skips: a body that is not JSON gives nothing, and where serde would
+/// have refused a response over a field of an unexpected type (`"choices": null`, a
+/// content array), the usage is still counted. Tested against the serde reading.
+mod scan {
+    use super::RawUsage;
+    use crate::llm::LlmRoute;
+    use std::borrow::Cow;
+
+    /// The usage (`None` when the body has none) and each completion text, in order;
+    /// `None` when the body is not a JSON object.
+    pub(super) fn response(route: LlmRoute, body: &[u8], mut text: impl FnMut(&str)) -> Option<Option<RawUsage>> {
+        let mut s = Scan { b: body, i: 0 };
+        if s.peek()? != b'{' {
+            return None;
+        }
+        let mut usage = None;
+        s.object(|s, key| match key {
+            b"usage" => {
+                usage = s.usage()?;
+                Some(())
+            }
+            b"choices" if route != LlmRoute::Responses => s.array(|s| choice(s, &mut text)),
+            b"output" if route == LlmRoute::Responses => s.array(|s| {
+                s.object(|s, key| match key {
+                    b"content" => s.array(|s| {
+                        s.object(|s, key| match key {
+                            b"text" => s.text(&mut text),
+                            _ => s.skip(),
+                        })
+                    }),
+                    _ => s.skip(),
+                })
+            }),
+            _ => s.skip(),
+        })?;
+        Some(usage)
+    }
+
+    /// One of `choices`: `message.content`, else `text`.
+    fn choice(s: &mut Scan<'_>, text: &mut impl FnMut(&str)) -> Option<()> {
+        let (mut content, mut plain) = (None, None);
+        s.object(|s, key| match key {
+            b"message" => s.object(|s, key| match key {
+                b"content" => {
+                    content = s.string()?;
+                    Some(())
+                }
+                _ => s.skip(),
+            }),
+            b"text" => {
+                plain = s.string()?;
+                Some(())
+            }
+            _ => s.skip(),
+        })?;
+        if let Some(t) = content.or(plain) {
+            text(&t);
+        }
+        Some(())
+    }
+
+    struct Scan<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Scan<'a> {
+        fn peek(&mut self) -> Option<u8> {
+            while let Some(&c) = self.b.get(self.i) {
+                if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                    return Some(c);
+                }
+                self.i += 1;
+            }
+            None
+        }
+
+        fn eat(&mut self, c: u8) -> Option<()> {
+            (self.peek()? == c).then(|| self.i += 1)
+        }
+
+        /// A string at the cursor: its contents between the quotes and whether it has
+        /// escapes.
+        fn raw_string(&mut self) -> Option<(&'a [u8], bool)> {
+            self.eat(b'"')?;
+            let start = self.i;
+            let mut escaped = false;
+            loop {
+                self.i += memchr::memchr2(b'"', b'\\', self.b.get(self.i..)?)?;
+                if self.b[self.i] == b'"' {
+                    self.i += 1;
+                    return Some((&self.b[start..self.i - 1], escaped));
+                }
+                escaped = true;
+                self.i += 2;
             }
         }
-        _ => {
-            for c in &resp.choices {
-                if let Some(t) = c.message.as_ref().and_then(|m| m.content.as_deref()).or(c.text.as_deref()) {
-                    text.push(t);
+
+        /// A string value (`None` inside for anything else, which is skipped).
+        fn string(&mut self) -> Option<Option<Cow<'a, str>>> {
+            if self.peek()? != b'"' {
+                self.skip()?;
+                return Some(None);
+            }
+            let from = self.i;
+            let (raw, escaped) = self.raw_string()?;
+            Some(Some(if escaped {
+                Cow::Owned(serde_json::from_slice(&self.b[from..self.i]).ok()?)
+            } else {
+                Cow::Borrowed(std::str::from_utf8(raw).ok()?)
+            }))
+        }
+
+        fn text(&mut self, text: &mut impl FnMut(&str)) -> Option<()> {
+            if let Some(t) = self.string()? {
+                text(&t);
+            }
+            Some(())
+        }
+
+        /// `usage`: an object of token counts, or anything else for none.
+        fn usage(&mut self) -> Option<Option<RawUsage>> {
+            if self.peek()? != b'{' {
+                self.skip()?;
+                return Some(None);
+            }
+            let mut u =
+                RawUsage { prompt_tokens: None, completion_tokens: None, input_tokens: None, output_tokens: None };
+            self.object(|s, key| {
+                let field = match key {
+                    b"prompt_tokens" => &mut u.prompt_tokens,
+                    b"completion_tokens" => &mut u.completion_tokens,
+                    b"input_tokens" => &mut u.input_tokens,
+                    b"output_tokens" => &mut u.output_tokens,
+                    _ => return s.skip(),
+                };
+                *field = s.count()?;
+                Some(())
+            })?;
+            Some(Some(u))
+        }
+
+        /// A token count: a non-negative integer, or `None` for anything else.
+        fn count(&mut self) -> Option<Option<u64>> {
+            self.peek()?;
+            let start = self.i;
+            self.skip()?;
+            Some(std::str::from_utf8(&self.b[start..self.i]).ok()?.trim_end().parse().ok())
+        }
+
+        /// An object, `f` reading (or skipping) the value of each key. Anything but an
+        /// object is skipped.
+        fn object(&mut self, mut f: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
+            if self.peek()? != b'{' {
+                return self.skip();
+            }
+            self.i += 1;
+            if self.peek()? == b'}' {
+                self.i += 1;
+                return Some(());
+            }
+            loop {
+                let (key, _) = self.raw_string()?;
+                self.eat(b':')?;
+                f(self, key)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b'}' => {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    _ => return None,
                 }
             }
         }
+
+        /// An array, `f` reading (or skipping) each element. Anything else is skipped.
+        fn array(&mut self, mut f: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+            if self.peek()? != b'[' {
+                return self.skip();
+            }
+            self.i += 1;
+            if self.peek()? == b']' {
+                self.i += 1;
+                return Some(());
+            }
+            loop {
+                f(self)?;
+                match self.peek()? {
+                    b',' => self.i += 1,
+                    b']' => {
+                        self.i += 1;
+                        return Some(());
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        /// Any one value, not validated beyond its extent.
+        fn skip(&mut self) -> Option<()> {
+            match self.peek()? {
+                b'"' => {
+                    self.raw_string()?;
+                }
+                b'{' | b'[' => {
+                    let mut depth = 0usize;
+                    loop {
+                        match *self.b.get(self.i)? {
+                            b'"' => {
+                                self.raw_string()?;
+                                continue;
+                            }
+                            b'{' | b'[' => depth += 1,
+                            b'}' | b']' => {
+                                depth -= 1;
+                                if depth == 0 {
+                                    self.i += 1;
+                                    return Some(());
+                                }
+                            }
+                            _ => {}
+                        }
+                        self.i += 1;
+                    }
+                }
+                b',' | b'}' | b']' | b':' => return None,
+                _ => {
+                    let start = self.i;
+                    while self
+                        .b
+                        .get(self.i)
+                        .is_some_and(|c| !matches!(c, b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t'))
+                    {
+                        self.i += 1;
+                    }
+                    if self.i == start {
+                        return None;
+                    }
+                }
+            }
+            Some(())
+        }
     }
-    outcome.completion_text = text.text;
-    outcome.completion_text_bytes = text.total_bytes;
 }
 
 #[cfg(test)]
@@ -680,5 +891,209 @@ mod tests {
         read_json_response(LlmRoute::ChatCompletions, body, 100, &mut o);
         assert_eq!(o.usage, Some(Usage { prompt_tokens: 4, completion_tokens: 1 }));
         assert_eq!(o.completion_text, "yes");
+    }
+
+    // The serde reading `scan` replaced, kept as its oracle.
+    #[derive(Deserialize)]
+    struct JsonResponse<'a> {
+        #[serde(default)]
+        usage: Option<RawUsage>,
+        #[serde(borrow, default)]
+        choices: Vec<JsonChoice<'a>>,
+        #[serde(borrow, default)]
+        output: Vec<OutputItem<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct JsonChoice<'a> {
+        #[serde(borrow, default)]
+        message: Option<JsonMessage<'a>>,
+        #[serde(borrow, default)]
+        text: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    struct JsonMessage<'a> {
+        #[serde(borrow, default)]
+        content: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    struct OutputItem<'a> {
+        #[serde(borrow, default)]
+        content: Vec<OutputContent<'a>>,
+    }
+
+    #[derive(Deserialize)]
+    struct OutputContent<'a> {
+        #[serde(borrow, default)]
+        text: Option<Cow<'a, str>>,
+    }
+
+    /// What serde made of a response: the usage and the texts, or `None` where it refused it.
+    fn serde_reading(route: LlmRoute, body: &[u8]) -> Option<(Option<Usage>, Vec<String>)> {
+        let resp = json::<JsonResponse>(body)?;
+        let texts: Vec<String> = match route {
+            LlmRoute::Responses => {
+                resp.output.iter().flat_map(|o| &o.content).filter_map(|c| c.text.as_deref()).map(Into::into).collect()
+            }
+            _ => resp
+                .choices
+                .iter()
+                .filter_map(|c| c.message.as_ref().and_then(|m| m.content.as_deref()).or(c.text.as_deref()))
+                .map(Into::into)
+                .collect(),
+        };
+        Some((resp.usage.map(|u| u.normalize()), texts))
+    }
+
+    fn scan_reading(route: LlmRoute, body: &[u8]) -> Option<(Option<Usage>, Vec<String>)> {
+        let mut texts = Vec::new();
+        let usage = scan::response(route, body, |t| texts.push(t.to_string()))?;
+        Some((usage.map(|u| u.normalize()), texts))
+    }
+
+    mod responses {
+        use proptest::prelude::*;
+        use serde_json::{json, Map, Value};
+
+        pub fn text() -> impl Strategy<Value = String> {
+            proptest::string::string_regex("(\\PC|[\"\\\\\n\u{0}\u{1f}/]|[a-z ]{3,9}){0,12}").unwrap()
+        }
+
+        /// Values under keys warden does not read.
+        pub fn junk() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+                (-1e9f64..1e9).prop_map(Value::from),
+                text().prop_map(Value::String),
+            ];
+            leaf.prop_recursive(3, 24, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                    proptest::collection::vec(
+                        (prop_oneof![Just("id"), Just("type"), Just("role"), Just("x"), Just("annotations")], inner),
+                        0..4
+                    )
+                    .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+                ]
+            })
+        }
+
+        fn count() -> impl Strategy<Value = Value> {
+            prop_oneof![Just(Value::Null), (0u64..1 << 40).prop_map(Value::from)]
+        }
+
+        fn usage() -> impl Strategy<Value = Value> {
+            let field = prop_oneof![
+                Just("prompt_tokens"),
+                Just("completion_tokens"),
+                Just("input_tokens"),
+                Just("output_tokens"),
+                Just("total_tokens")
+            ];
+            let entries = proptest::collection::vec((field, count()), 0..5);
+            (entries, junk(), any::<bool>()).prop_map(|(kv, details, null)| {
+                if null {
+                    return Value::Null;
+                }
+                let mut m: Map<String, Value> = kv.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+                m.insert("prompt_tokens_details".into(), details);
+                Value::Object(m)
+            })
+        }
+
+        fn choice() -> impl Strategy<Value = Value> {
+            let content = prop_oneof![Just(Value::Null), text().prop_map(Value::String)];
+            (content, proptest::option::of(text()), any::<bool>(), junk()).prop_map(
+                |(content, plain, message, extra)| {
+                    let mut c = json!({"index": 0, "finish_reason": "stop", "logprobs": extra});
+                    if message {
+                        c["message"] = json!({"role": "assistant", "content": content, "refusal": null});
+                    }
+                    if let Some(t) = plain {
+                        c["text"] = Value::String(t);
+                    }
+                    c
+                },
+            )
+        }
+
+        fn output() -> impl Strategy<Value = Value> {
+            let part = (proptest::option::of(text()), junk())
+                .prop_map(|(t, a)| json!({"type": "output_text", "text": t, "annotations": a}));
+            proptest::collection::vec(part, 0..3).prop_map(|content| json!({"type": "message", "content": content}))
+        }
+
+        pub fn body() -> impl Strategy<Value = Value> {
+            (
+                proptest::option::of(proptest::collection::vec(choice(), 0..3)),
+                proptest::option::of(usage()),
+                proptest::option::of(proptest::collection::vec(output(), 0..3)),
+                junk(),
+                text(),
+            )
+                .prop_map(|(choices, usage, output, junk, id)| {
+                    let mut m = Map::new();
+                    m.insert("id".into(), Value::String(id));
+                    m.insert("object".into(), Value::String("chat.completion".into()));
+                    m.insert("created".into(), Value::from(1_700_000_000u64));
+                    if let Some(c) = choices {
+                        m.insert("choices".into(), Value::Array(c));
+                    }
+                    if let Some(u) = usage {
+                        m.insert("usage".into(), u);
+                    }
+                    if let Some(o) = output {
+                        m.insert("output".into(), Value::Array(o));
+                    }
+                    m.insert("system_fingerprint".into(), junk);
+                    Value::Object(m)
+                })
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// The scanner reads every response serde reads exactly as serde reads it,
+        /// compact or pretty-printed, on every route.
+        #[test]
+        fn the_scanner_reads_responses_as_serde_does(body in responses::body(), pretty in proptest::prelude::any::<bool>(), route in 0..3usize) {
+            let route = [LlmRoute::ChatCompletions, LlmRoute::Completions, LlmRoute::Responses][route];
+            let bytes = if pretty { serde_json::to_vec_pretty(&body) } else { serde_json::to_vec(&body) }.unwrap();
+            let want = serde_reading(route, &bytes);
+            proptest::prop_assume!(want.is_some());
+            proptest::prop_assert_eq!(scan_reading(route, &bytes), want);
+        }
+
+        /// Cut short anywhere, a body is never read as more than what it holds, and
+        /// nothing panics.
+        #[test]
+        fn truncated_responses_do_not_panic(body in responses::body(), cut in 0.0f64..1.0) {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            let cut = (bytes.len() as f64 * cut) as usize;
+            proptest::prop_assert!(scan_reading(LlmRoute::ChatCompletions, &bytes[..cut]).is_none() || cut == bytes.len());
+        }
+    }
+
+    #[test]
+    fn responses_serde_refused_still_count_their_usage() {
+        let usage = Some(Usage { prompt_tokens: 3, completion_tokens: 2 });
+        for body in [
+            r#"{"choices":null,"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+            r#"{"choices":[{"message":{"content":[{"type":"text","text":"x"}]}}],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#,
+            r#"{"usage":{"prompt_tokens":3,"completion_tokens":2,"cost":1.5e-3}}"#,
+        ] {
+            assert_eq!(scan_reading(LlmRoute::ChatCompletions, body.as_bytes()).map(|r| r.0), Some(usage), "{body}");
+        }
+        for bad in ["", "null", "[1]", "{", r#"{"usage":"#, r#"{"usage":{"prompt_tokens":3}"#, "not json"] {
+            assert_eq!(scan_reading(LlmRoute::ChatCompletions, bad.as_bytes()), None, "{bad}");
+        }
+        // Escaped texts are unescaped.
+        let body = br#"{"choices":[{"message":{"content":"a \"quoted\" \u00e9 line\n"}}]}"#;
+        assert_eq!(scan_reading(LlmRoute::ChatCompletions, body).unwrap().1, vec!["a \"quoted\" \u{e9} line\n"]);
     }
 }

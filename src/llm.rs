@@ -280,6 +280,13 @@ mod tests {
             let e = LlmRequest::parse(LlmRoute::ChatCompletions, bad.as_bytes()).unwrap_err();
             assert_eq!(e.status(), 400, "{bad}");
         }
+        // Not UTF-8: refused with serde_json's own message, as when every string was
+        // checked by the parser.
+        let bad = b"{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":\"caf\xe9\"}]}";
+        let e = LlmRequest::parse(LlmRoute::ChatCompletions, bad).unwrap_err();
+        assert_eq!(e.status(), 400);
+        let want = serde_json::from_slice::<serde_json::Value>(bad).unwrap_err().to_string();
+        assert!(e.to_string().contains(&want), "{e} / {want}");
         let e = LlmRequest::parse(LlmRoute::ChatCompletions, br#"{"stream":"yes"}"#).unwrap_err();
         assert!(matches!(e, ProxyError::InvalidRequest { ref param, .. } if param.as_deref() == Some("stream")));
     }

@@ -492,9 +492,25 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, (requests, tokens): (Option
             HeaderName::from_static("x-ratelimit-reset-tokens"),
         ],
     ];
-    for ([limit, remaining, reset], standing) in NAMES.into_iter().zip([requests, tokens]) {
+    thread_local! {
+        /// The last limit written, per kind: a tier's limits change only on reload, so
+        /// the value is formatted once and shared.
+        static LIMITS: std::cell::RefCell<[(u64, HeaderValue); 2]> =
+            const { std::cell::RefCell::new([(u64::MAX, HeaderValue::from_static("")), (u64::MAX, HeaderValue::from_static(""))]) };
+    }
+    let count = 3 * (usize::from(requests.is_some()) + usize::from(tokens.is_some()));
+    headers.reserve(count);
+    for (i, ([limit, remaining, reset], standing)) in NAMES.into_iter().zip([requests, tokens]).enumerate() {
         if let Some(s) = standing {
-            headers.insert(limit, HeaderValue::from(s.limit));
+            let value = LIMITS.with_borrow_mut(|cache| {
+                let (cached, value) = &mut cache[i];
+                if *cached != s.limit {
+                    *cached = s.limit;
+                    *value = HeaderValue::from(s.limit);
+                }
+                value.clone()
+            });
+            headers.insert(limit, value);
             headers.insert(remaining, HeaderValue::from(s.remaining));
             if let Ok(v) = HeaderValue::from_str(crate::limits::gcra::ResetText::of(s.reset_ns).as_str()) {
                 headers.insert(reset, v);
@@ -522,14 +538,37 @@ fn denial_label(denial: &Denial) -> &'static str {
 }
 
 fn new_request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = [0u8; 12];
     rand::thread_rng().fill_bytes(&mut b);
-    format!("req_{}", hex::encode(b))
+    let mut id = String::with_capacity(4 + 2 * b.len());
+    id.push_str("req_");
+    for x in b {
+        id.push(HEX[(x >> 4) as usize] as char);
+        id.push(HEX[(x & 0xf) as usize] as char);
+    }
+    id
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rate_limit_headers_follow_the_limits_they_are_given() {
+        use crate::limits::Standing;
+        for (limit, remaining) in [(60, 59), (60, 58), (1000, 999), (60, 0)] {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-ratelimit-limit-requests", "upstream's".parse().unwrap());
+            let standing = Standing { limit, remaining, reset_ns: 1_500_000 };
+            rate_limit_headers(&mut h, (Some(standing), Some(Standing { limit: limit * 10, ..standing })));
+            assert_eq!(h.get_all("x-ratelimit-limit-requests").iter().count(), 1, "warden's replaces the upstream's");
+            assert_eq!(h["x-ratelimit-limit-requests"], limit.to_string().as_str());
+            assert_eq!(h["x-ratelimit-remaining-requests"], remaining.to_string().as_str());
+            assert_eq!(h["x-ratelimit-reset-requests"], "2ms");
+            assert_eq!(h["x-ratelimit-limit-tokens"], (limit * 10).to_string().as_str());
+        }
+    }
 
     #[test]
     fn client_ip_believes_only_trusted_proxies() {

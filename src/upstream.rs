@@ -128,47 +128,27 @@ impl Pool {
     }
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
-/// client's credentials, which must never reach the upstream.
-const STRIPPED_REQUEST_HEADERS: &[HeaderName] = &[
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HOST,
-    header::AUTHORIZATION,
-];
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), with the
+/// legacy `keep-alive` and `proxy-connection`.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
-/// The same, plus `Accept-Encoding` (see [`Upstream::rewrite_request_headers`]).
-const STRIPPED_REQUEST_HEADERS_IDENTITY: &[HeaderName] = &[
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::HOST,
-    header::AUTHORIZATION,
-    header::ACCEPT_ENCODING,
-];
-
-const HOP_BY_HOP_RESPONSE_HEADERS: &[HeaderName] = &[
-    header::CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Removes the headers named in `Connection`, the `fixed` and `extra` sets and the legacy
-/// `keep-alive` / `proxy-connection`. The names present are looked at once: most messages
-/// carry few of these, so nothing is looked up that is not there.
-fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[HeaderName], extra: &[&str]) {
+/// Removes the headers `doomed` picks and those named in `Connection`. Most messages
+/// carry none or one or two of these: the names are compared as they are (lower case,
+/// a length switch and one comparison), nothing is allocated, and only what is there is
+/// looked up again to be removed.
+fn strip_hop_by_hop(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -176,19 +156,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, fixed: &[HeaderName], extra: &[&str
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect();
-    let doomed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| {
-            fixed.contains(k)
-                || named.contains(k)
-                || extra.contains(&k.as_str())
-                || *k == "keep-alive"
-                || *k == "proxy-connection"
-        })
-        .cloned()
-        .collect();
-    for name in &doomed {
-        headers.remove(name);
+    while let Some(name) = headers.keys().find(|k| doomed(k.as_str()) || named.contains(k)).cloned() {
+        headers.remove(&name);
     }
 }
 
@@ -260,8 +229,16 @@ impl Upstream {
     /// credentials removed, the upstream credential set. `identity` asks for an
     /// uncompressed response (warden reads LLM responses to count usage).
     pub fn rewrite_request_headers(&self, headers: &mut HeaderMap, identity: bool) {
-        let fixed = if identity { STRIPPED_REQUEST_HEADERS_IDENTITY } else { STRIPPED_REQUEST_HEADERS };
-        strip_hop_by_hop(headers, fixed, &["x-api-key"]);
+        // The client's credentials never reach the upstream: `Authorization` is replaced
+        // by warden's own (or removed when there is none), `x-api-key` removed; `Host`
+        // is replaced below.
+        let replaced = self.credential.is_some();
+        strip_hop_by_hop(headers, |name| match name {
+            "authorization" => !replaced,
+            "x-api-key" | "proxy-authorization" => true,
+            "accept-encoding" => identity,
+            _ => is_hop_by_hop(name),
+        });
         if let Some(cred) = &self.credential {
             headers.insert(header::AUTHORIZATION, cred.clone());
         }
@@ -490,7 +467,7 @@ impl Gathered {
 
 /// Removes hop-by-hop headers from an upstream response before it goes to the client.
 pub fn rewrite_response_headers(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers, HOP_BY_HOP_RESPONSE_HEADERS, &[]);
+    strip_hop_by_hop(headers, is_hop_by_hop);
 }
 
 #[cfg(test)]
@@ -541,5 +518,36 @@ mod tests {
             assert!(h.get(gone).is_none(), "{gone} should be removed");
         }
         assert_eq!(h.get("x-custom").unwrap(), "kept");
+    }
+
+    #[test]
+    fn without_an_upstream_credential_the_clients_is_still_removed() {
+        let u = upstream("http://127.0.0.1:9000", None);
+        let mut h = HeaderMap::new();
+        h.append("authorization", "Bearer wk-client".parse().unwrap());
+        h.append("authorization", "Bearer wk-other".parse().unwrap());
+        h.insert("proxy-authorization", "Basic eA==".parse().unwrap());
+        h.insert("accept-encoding", "gzip".parse().unwrap());
+        u.rewrite_request_headers(&mut h, false);
+        assert!(h.get("authorization").is_none());
+        assert!(h.get("proxy-authorization").is_none());
+        assert_eq!(h.get("accept-encoding").unwrap(), "gzip", "kept unless identity is asked for");
+        assert_eq!(h.get("host").unwrap(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn responses_lose_only_their_hop_by_hop_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("transfer-encoding", "chunked".parse().unwrap());
+        h.insert("connection", "keep-alive, x-hop".parse().unwrap());
+        h.insert("x-hop", "1".parse().unwrap());
+        h.insert("proxy-connection", "keep-alive".parse().unwrap());
+        h.insert("content-type", "application/json".parse().unwrap());
+        h.insert("x-ratelimit-limit-requests", "60".parse().unwrap());
+        rewrite_response_headers(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(h.get("content-type").unwrap(), "application/json");
+        assert_eq!(h.get("x-ratelimit-limit-requests").unwrap(), "60");
     }
 }

@@ -268,6 +268,17 @@ impl MaskedWords {
     }
 }
 
+/// The first `chars` characters of `text`.
+fn excerpt(text: &str, chars: usize) -> &str {
+    if text.len() <= chars {
+        return text;
+    }
+    match text.char_indices().nth(chars) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}
+
 fn is_cjk(ch: char) -> bool {
     matches!(ch as u32, 0x3040..=0x30ff | 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xac00..=0xd7af)
 }
@@ -460,7 +471,7 @@ fn from_parts(path: &str, c: Conversation, p: Params) -> RequestFeatures {
         }
     });
     f.user_chars = user.chars().count().min(u32::MAX as usize) as u32;
-    f.excerpt = user.chars().take(160).collect();
+    f.excerpt = excerpt(&user, 160).to_owned();
 
     f.logprobs = p.logprobs;
     f.top_logprobs = p.top_logprobs;
@@ -665,6 +676,18 @@ mod tests {
         ] {
             agrees(text);
         }
+    }
+
+    #[test]
+    fn excerpts_cut_at_characters_not_bytes() {
+        assert_eq!(excerpt("hello", 3), "hel");
+        assert_eq!(excerpt("hello", 5), "hello");
+        assert_eq!(excerpt("hé", 1), "h");
+        assert_eq!(excerpt("ééé", 2), "éé");
+        assert_eq!(excerpt("ééé", 3), "ééé");
+        assert_eq!(excerpt("ééé", 4), "ééé");
+        let long = "ü".repeat(200);
+        assert_eq!(excerpt(&long, 160), long.chars().take(160).collect::<String>());
     }
 
     proptest::proptest! {

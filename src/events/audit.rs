@@ -640,10 +640,20 @@ impl Line<'_> {
     fn str(&mut self, s: &str) {
         const HEX: &[u8; 16] = b"0123456789abcdef";
         let out = &mut *self.0;
+        out.reserve(s.len() + 2);
         out.push(b'"');
         let bytes = s.as_bytes();
         let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
+        let mut i = 0;
+        while i < bytes.len() {
+            // Eight bytes at a time past the (usual) runs with nothing to escape.
+            if let Some(word) = bytes.get(i..i + 8) {
+                if !needs_escape(u64::from_le_bytes(word.try_into().expect("eight bytes"))) {
+                    i += 8;
+                    continue;
+                }
+            }
+            let b = bytes[i];
             let esc: &[u8] = match b {
                 b'"' => b"\\\"",
                 b'\\' => b"\\\\",
@@ -657,18 +667,33 @@ impl Line<'_> {
                     out.extend_from_slice(b"\\u00");
                     out.push(HEX[(b >> 4) as usize]);
                     out.push(HEX[(b & 0xf) as usize]);
-                    start = i + 1;
+                    i += 1;
+                    start = i;
                     continue;
                 }
-                _ => continue,
+                _ => {
+                    i += 1;
+                    continue;
+                }
             };
             out.extend_from_slice(&bytes[start..i]);
             out.extend_from_slice(esc);
-            start = i + 1;
+            i += 1;
+            start = i;
         }
         out.extend_from_slice(&bytes[start..]);
         out.push(b'"');
     }
+}
+
+/// Whether any of the eight bytes is a quote, a backslash or a control character (SWAR:
+/// a byte's high bit is set in the result when it is zero after the xor, or below 0x20).
+fn needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (zero(w ^ (ONES * b'"' as u64)) | zero(w ^ (ONES * b'\\' as u64)) | below_space) != 0
 }
 
 /// The file being appended to.
@@ -1053,6 +1078,17 @@ mod tests {
             let mut out = Vec::new();
             Line(&mut out).str(s);
             assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_is_escaped_as_serde_json_escapes_it(
+            s in proptest::string::string_regex("(\\PC|[\"\\\\\u{0}-\u{1f}\u{7f}]|[a-z ]{8,20}){0,64}").unwrap()
+        ) {
+            let mut out = Vec::new();
+            Line(&mut out).str(&s);
+            proptest::prop_assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
         }
     }
 
