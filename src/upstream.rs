@@ -31,6 +31,7 @@ use tower_service::Service;
 use crate::body::Body;
 use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
+use crate::llm::LlmRoute;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Stream = hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
@@ -65,6 +66,9 @@ pub struct Upstream {
     host: HeaderValue,
     /// `base_url`'s path without a trailing slash; request paths are appended to it.
     base_path: String,
+    /// The upstream targets of the LLM routes, made once: most requests go to one of
+    /// these four, and a clone costs less than formatting and parsing a URI.
+    routes: Vec<(&'static str, Uri)>,
     /// `Bearer <upstream key>`, marked sensitive so it is never printed.
     credential: Option<HeaderValue>,
     first_byte_timeout: Duration,
@@ -203,12 +207,26 @@ impl Upstream {
             .path_and_query("/")
             .build()
             .expect("a scheme and an authority make a URI");
+        let base_path: String =
+            parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default();
+        let routes = [LlmRoute::ChatCompletions, LlmRoute::Completions, LlmRoute::Embeddings, LlmRoute::Responses]
+            .into_iter()
+            .filter_map(|r| {
+                let uri = if base_path.is_empty() {
+                    Uri::from_static(r.path())
+                } else {
+                    Uri::try_from(format!("{base_path}{}", r.path())).ok()?
+                };
+                Some((r.path(), uri))
+            })
+            .collect();
         Upstream {
             connector,
             origin,
             pool,
             host: HeaderValue::from_str(authority.as_str()).expect("an authority is a valid header value"),
-            base_path: parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default(),
+            base_path,
+            routes,
             credential,
             first_byte_timeout: config.first_byte_timeout,
             idle_timeout: config.idle_timeout,
@@ -219,6 +237,9 @@ impl Upstream {
     /// The upstream request target for a client's path and query (origin-form; the
     /// authority goes in `Host`).
     pub fn uri_for(&self, path_and_query: &str) -> Uri {
+        if let Some((_, uri)) = self.routes.iter().find(|(path, _)| *path == path_and_query) {
+            return uri.clone();
+        }
         if self.base_path.is_empty() {
             return Uri::try_from(path_and_query).unwrap_or_else(|_| Uri::from_static("/"));
         }
@@ -495,6 +516,11 @@ mod tests {
         assert_eq!(u.origin.to_string(), "https://api.example.com/");
         let u = upstream("http://127.0.0.1:9000/openai/", None);
         assert_eq!(u.uri_for("/v1/chat/completions").to_string(), "/openai/v1/chat/completions");
+        assert_eq!(u.uri_for("/v1/responses?x=1").to_string(), "/openai/v1/responses?x=1");
+        assert_eq!(u.uri_for("/v1/embeddings").to_string(), "/openai/v1/embeddings");
+        let u = upstream("http://127.0.0.1:9000", None);
+        assert_eq!(u.uri_for("/v1/chat/completions").to_string(), "/v1/chat/completions");
+        assert_eq!(u.uri_for("/v1/files").to_string(), "/v1/files");
         assert_eq!(u.origin.to_string(), "http://127.0.0.1:9000/");
     }
 

@@ -583,7 +583,7 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
 /// one record. Inside strings a line break is always escaped, so only whitespace outside
 /// strings can break a line.
 fn compact_json(json: &[u8], out: &mut Vec<u8>) {
-    if !json.iter().any(|b| *b == b'\n' || *b == b'\r') {
+    if memchr::memchr2(b'\n', b'\r', json).is_none() {
         out.extend_from_slice(json);
         return;
     }
