@@ -274,7 +274,7 @@ impl Reader {
                 if !overflow {
                     let whole: Cow<[u8]> = match frames.len() {
                         1 => Cow::Borrowed(&frames[0][..]),
-                        _ => Cow::Owned(frames.iter().flat_map(|f| f.iter().copied()).collect()),
+                        _ => Cow::Owned(frames.concat()),
                     };
                     read_json_response(route, &whole, capture_limit, &mut outcome);
                 }

@@ -14,7 +14,6 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use rand::RngCore;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::accounting::{BodyFormat, Ending, TapBody, TapOutcome, Usage};
@@ -538,16 +537,7 @@ fn denial_label(denial: &Denial) -> &'static str {
 }
 
 fn new_request_id() -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut b = [0u8; 12];
-    rand::thread_rng().fill_bytes(&mut b);
-    let mut id = String::with_capacity(4 + 2 * b.len());
-    id.push_str("req_");
-    for x in b {
-        id.push(HEX[(x >> 4) as usize] as char);
-        id.push(HEX[(x & 0xf) as usize] as char);
-    }
-    id
+    crate::store::random_id::<12>("req")
 }
 
 #[cfg(test)]

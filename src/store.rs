@@ -116,10 +116,20 @@ pub fn now_millis() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn new_id(prefix: &str) -> String {
-    let mut b = [0u8; 8];
+/// `<prefix>_` and `N` random bytes in hex (ids of records and of requests; the
+/// request path makes one per request, hence no formatting machinery).
+pub fn random_id<const N: usize>(prefix: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut b = [0u8; N];
     rand::thread_rng().fill_bytes(&mut b);
-    format!("{prefix}_{}", hex::encode(b))
+    let mut id = String::with_capacity(prefix.len() + 1 + 2 * N);
+    id.push_str(prefix);
+    id.push('_');
+    for x in b {
+        id.push(HEX[(x >> 4) as usize] as char);
+        id.push(HEX[(x & 0xf) as usize] as char);
+    }
+    id
 }
 
 #[derive(Clone)]
@@ -351,7 +361,7 @@ impl Store {
         reason: Option<&str>,
     ) -> Result<ActionRecord, StoreError> {
         let rec = ActionRecord {
-            id: new_id("act"),
+            id: random_id::<8>("act"),
             ts: now_millis(),
             actor: actor.into(),
             action: action.into(),
@@ -565,6 +575,18 @@ fn alert_from_row(r: &sqlx::any::AnyRow) -> Result<crate::detect::Alert, StoreEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn random_ids_are_a_prefix_and_hex() {
+        let (a, b) = (random_id::<12>("req"), random_id::<12>("req"));
+        assert_ne!(a, b);
+        for id in [&a, &b] {
+            let hex = id.strip_prefix("req_").unwrap();
+            assert_eq!(hex.len(), 24);
+            assert!(hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)), "{id}");
+        }
+        assert_eq!(random_id::<8>("act").len(), 4 + 16);
+    }
 
     async fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
