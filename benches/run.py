@@ -113,6 +113,30 @@ def status_mb(pid, field):
     return float("nan")
 
 
+def cpu_seconds(pid):
+    """User + system CPU of a process, its threads and its child processes (nginx's
+    workers), in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    pids = [pid] + [int(d) for d in os.listdir("/proc") if d.isdigit() and parent_of(int(d)) == pid]
+    for q in pids:
+        try:
+            with open(f"/proc/{q}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        except OSError:
+            pass
+    return total / tick
+
+
+def parent_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def start_nginx(procs, tmp, upstream_port):
     port = free_port()
     conf = os.path.join(tmp, "nginx.conf")
@@ -416,9 +440,12 @@ def main():
         sat, fixed = {}, {}  # (scenario, target) -> [runs]
         for rnd in range(args.rounds):
             for sname, (body, headers) in scenarios.items():
-                for tname, (port, _, key) in targets.items():
+                for tname, (port, proc, key) in targets.items():
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
+                    cpu0 = cpu_seconds(proc.pid)
                     r = run_wrk(tmp, url, body, headers, key, args.duration, args.connections, args.threads)
+                    # CPU the target itself spent per request (for `direct`, the mock's).
+                    r["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) * 1e6 / max(1, r["requests"])
                     sat.setdefault((sname, tname), []).append(r)
                     f = run_oha(url, body, headers, key, args.duration, FIXED_RATES[sname])
                     fixed.setdefault((sname, tname), []).append(f)
@@ -453,21 +480,28 @@ def main():
              "round(s) (every target in each round), median of rounds.")
     L.append("- Everything (load generator, proxies, mock upstream, Redis) shares the same 2 cores, so absolute "
              "numbers are low and noisy; the ratios measured side by side in one run are the result.")
+    L.append("- CPU us/req: user + system CPU time of the target's own processes and threads (nginx's "
+             "workers included) during the saturation run, per request; the load generator and the mock are not "
+             "counted, except for `direct`, where it is the mock's. Unlike throughput, it does not depend on how "
+             "the 2 shared cores are split between load generator, mock and proxy.")
     L.append("- Targets: " + "; ".join(f"`{k}` {v}" for k, v in TARGET_NOTES.items() if k in targets) + ".\n")
     for sname in scenarios:
         L.append(f"## {sname}: saturation\n")
         L.append("| target | req/s | p50 ms | p99 ms | p99.9 ms | errors | throughput / nginx | p99 / nginx | "
-                 "throughput / direct |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "throughput / direct | CPU us/req | CPU / nginx |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         n_rps = median([r["rps"] for r in sat[(sname, "nginx")]])
         n_p99 = median([r["p99"] for r in sat[(sname, "nginx")]])
         d_rps = median([r["rps"] for r in sat[(sname, "direct")]])
+        n_cpu = median([r["cpu_us"] for r in sat[(sname, "nginx")]])
         for tname in targets:
             runs = sat[(sname, tname)]
             rps = median([r["rps"] for r in runs])
             p50, p99, p999 = (median([r[k] for r in runs]) / 1000 for k in ("p50", "p99", "p999"))
+            cpu = median([r["cpu_us"] for r in runs])
             L.append(f"| {tname} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {p999:.2f} | {sum(r['errors'] for r in runs)} | "
-                     f"{rps / n_rps:.2f} | {p99 / (n_p99 / 1000):.2f} | {rps / d_rps:.2f} |")
+                     f"{rps / n_rps:.2f} | {p99 / (n_p99 / 1000):.2f} | {rps / d_rps:.2f} | {cpu:.1f} | "
+                     f"{cpu / n_cpu:.2f} |")
         L.append("")
         L.append(f"## {sname}: fixed rate, {FIXED_RATES[sname]} req/s\n")
         L.append("| target | achieved req/s | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | errors | "

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{header, HeaderValue, Request, Response, StatusCode};
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
@@ -30,14 +30,17 @@ use crate::llm::{LlmRequest, LlmRoute};
 use crate::policy;
 use crate::upstream::{rewrite_response_headers, UpstreamBody, UpstreamFailure};
 
-pub const REQUEST_ID: &str = "x-request-id";
+/// A `HeaderName` constant rather than a `&str`: inserting by string copies a non-standard
+/// name into a new allocation on every request.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
 /// Handles one client request. Never fails: every outcome is a response.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
     let config = app.config();
     let mut exchange = Exchange::begin(&req, peer, &config.server.trusted_proxies);
     let request_id = HeaderValue::from_str(&exchange.request_id).expect("request ids are visible ASCII");
-    let mut response = match proxy(&app, &config, req, &mut exchange).await {
+    let mut response = match proxy(&app, &config, req, &mut exchange, &request_id).await {
         Ok(forwarded) => exchange.stream(app.clone(), &config, forwarded),
         Err(err) => exchange.refuse(&app, err),
     };
@@ -46,7 +49,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
 }
 
 /// The request path.
-async fn proxy(app: &App, config: &Config, req: Request<Incoming>, ex: &mut Exchange) -> Result<Forwarded, ProxyError> {
+async fn proxy(
+    app: &App,
+    config: &Config,
+    req: Request<Incoming>,
+    ex: &mut Exchange,
+    request_id: &HeaderValue,
+) -> Result<Forwarded, ProxyError> {
     // 1. Load shedding: a bounded number of requests in flight, 503 beyond it.
     ex.permit = Some(app.in_flight.clone().try_acquire_owned().map_err(|_| ProxyError::Overloaded)?);
     app.metrics.in_flight.inc();
@@ -115,7 +124,7 @@ async fn proxy(app: &App, config: &Config, req: Request<Incoming>, ex: &mut Exch
         .map_err(|e| ProxyError::InvalidRequest { message: e.to_string(), param: None })?;
     *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
     app.upstream.rewrite_request_headers(upstream_req.headers_mut(), ex.route.is_some());
-    upstream_req.headers_mut().insert(REQUEST_ID, HeaderValue::from_str(&ex.request_id).expect("ids are ASCII"));
+    upstream_req.headers_mut().insert(REQUEST_ID, request_id.clone());
     ex.upstream_sent = Some(Instant::now());
     let response = app.upstream.send(upstream_req).await.map_err(|(err, failure)| {
         ex.upstream_failure = Some(failure);
@@ -140,11 +149,29 @@ async fn read_bounded(headers: &http::HeaderMap, body: Incoming, limit: u64) -> 
     if declared_length(headers).is_some_and(|n| n > limit) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    match Limited::new(body, limit as usize).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ProxyError::BodyTooLarge { limit }),
-        Err(e) => Err(ProxyError::ClientBody(e.to_string())),
+    // A body that arrives as one frame (most do) is kept as it is, without a copy; one in
+    // several frames is gathered into a buffer sized by its declared length.
+    let (mut first, mut rest, mut total) = (None::<Bytes>, bytes::BytesMut::new(), 0u64);
+    let mut body = body;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ProxyError::ClientBody(e.to_string()))?;
+        let Ok(data) = frame.into_data() else { continue };
+        total += data.len() as u64;
+        if total > limit {
+            return Err(ProxyError::BodyTooLarge { limit });
+        }
+        if first.is_none() && rest.is_empty() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(f) = first.take() {
+            let expected = declared_length(headers).unwrap_or(0).min(limit) as usize;
+            rest.reserve(expected.max(f.len() + data.len()));
+            rest.extend_from_slice(&f);
+        }
+        rest.extend_from_slice(&data);
     }
+    Ok(first.unwrap_or_else(|| rest.freeze()))
 }
 
 /// Streams a body through, refusing at once if it declares more than `limit` bytes and
@@ -336,7 +363,7 @@ impl Exchange {
         // The client gets warden's request id (the one in the audit log); the provider's
         // own id stays available for support cases with the provider.
         if let Some(theirs) = parts.headers.remove(REQUEST_ID) {
-            parts.headers.insert("x-upstream-request-id", theirs);
+            parts.headers.insert(UPSTREAM_REQUEST_ID, theirs);
         }
         if matches!(format, BodyFormat::Sse { strip_usage: true, .. }) {
             parts.headers.remove(header::CONTENT_LENGTH);
