@@ -324,13 +324,11 @@ struct SseReader {
 
 /// Finds the end of the first SSE event in `buf` (just past its blank line).
 fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while let Some(off) = buf[i..].iter().position(|b| *b == b'\n') {
-        let nl = i + off;
+    for nl in memchr::memchr_iter(b'\n', buf) {
         match (buf.get(nl + 1), buf.get(nl + 2)) {
             (Some(b'\n'), _) => return Some(nl + 2),
             (Some(b'\r'), Some(b'\n')) => return Some(nl + 3),
-            _ => i = nl + 1,
+            _ => {}
         }
     }
     None
@@ -338,6 +336,21 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 
 /// The `data:` payload of one event (lines joined with `\n` as the SSE spec says).
 fn event_data(event: &[u8]) -> Cow<'_, [u8]> {
+    // The usual event, one `data:` line and the blank line, without walking it byte by
+    // byte.
+    if let Some(rest) = event.strip_prefix(b"data:") {
+        if let Some(nl) = memchr::memchr(b'\n', rest) {
+            if rest[nl + 1..].iter().all(|b| matches!(b, b'\n' | b'\r')) {
+                let line = &rest[..nl];
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                return Cow::Borrowed(line.strip_prefix(b" ").unwrap_or(line));
+            }
+        }
+    }
+    event_data_by_lines(event)
+}
+
+fn event_data_by_lines(event: &[u8]) -> Cow<'_, [u8]> {
     let mut lines = event
         .split(|b| *b == b'\n')
         .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
@@ -372,29 +385,6 @@ impl RawUsage {
             completion_tokens: self.completion_tokens.or(self.output_tokens).unwrap_or(0),
         }
     }
-}
-
-/// A chat or completions stream chunk, as far as accounting cares.
-#[derive(Deserialize)]
-struct StreamChunk<'a> {
-    #[serde(borrow, default)]
-    choices: Option<Vec<ChunkChoice<'a>>>,
-    #[serde(default)]
-    usage: Option<RawUsage>,
-}
-
-#[derive(Deserialize)]
-struct ChunkChoice<'a> {
-    #[serde(borrow, default)]
-    delta: Option<ChunkDelta<'a>>,
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct ChunkDelta<'a> {
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
 }
 
 /// A Responses API stream event, as far as accounting cares.
@@ -453,20 +443,21 @@ impl SseReader {
                 EventKind::Other
             }
             _ => {
-                let Some(chunk) = json::<StreamChunk>(&data) else { return EventKind::Other };
-                let choices = chunk.choices.unwrap_or_default();
-                for c in &choices {
-                    if let Some(t) = c.delta.as_ref().and_then(|d| d.content.as_deref()).or(c.text.as_deref()) {
-                        self.text.push(t);
-                    }
-                }
-                match chunk.usage {
+                // A chunk that turns out not to be JSON contributes no text.
+                let (kept, counted) = (self.text.text.len(), self.text.total_bytes);
+                let text = &mut self.text;
+                let Some((usage, choices)) = scan::chunk(&data, |t| text.push(t)) else {
+                    self.text.text.truncate(kept);
+                    self.text.total_bytes = counted;
+                    return EventKind::Other;
+                };
+                match usage {
                     Some(u) => {
                         self.usage = Some(u.normalize());
-                        if choices.is_empty() {
-                            EventKind::InjectedUsage
-                        } else {
+                        if choices {
                             EventKind::Other
+                        } else {
+                            EventKind::InjectedUsage
                         }
                     }
                     None => EventKind::Other,
@@ -492,10 +483,16 @@ impl SseReader {
     /// without the injected usage chunk and without the `"usage":null` fields that
     /// requesting it added to every chunk.
     fn rewrite(&mut self, data: &[u8]) -> Bytes {
-        self.partial.extend_from_slice(data);
-        let buf = self.partial.split();
+        let carried;
+        let buf: &[u8] = if self.partial.is_empty() {
+            data
+        } else {
+            self.partial.extend_from_slice(data);
+            carried = self.partial.split();
+            &carried
+        };
         let mut out = BytesMut::with_capacity(buf.len());
-        let consumed = self.read_events(&buf, |kind, event| {
+        let consumed = self.read_events(buf, |kind, event| {
             if matches!(kind, EventKind::Other) {
                 remove_usage_null(event, &mut out);
             }
@@ -517,30 +514,29 @@ impl SseReader {
     }
 }
 
-/// Copies `event` to `out` without `"usage":null` entries.
+/// Copies `event` to `out` without `"usage":null` entries (and the comma that
+/// separated each from its neighbour). Inside a JSON string the quotes would be
+/// escaped, so every match is a key.
 fn remove_usage_null(event: &[u8], out: &mut BytesMut) {
-    const WITH_COMMA_BEFORE: &[u8] = b",\"usage\":null";
-    const WITH_COMMA_AFTER: &[u8] = b"\"usage\":null,";
+    const USAGE_NULL: &[u8] = b"\"usage\":null";
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(USAGE_NULL));
     let mut rest = event;
-    loop {
-        let found = find(rest, WITH_COMMA_BEFORE)
-            .map(|i| (i, WITH_COMMA_BEFORE.len()))
-            .or_else(|| find(rest, WITH_COMMA_AFTER).map(|i| (i, WITH_COMMA_AFTER.len())));
-        match found {
-            Some((i, len)) => {
-                out.extend_from_slice(&rest[..i]);
-                rest = &rest[i + len..];
-            }
-            None => {
-                out.extend_from_slice(rest);
-                return;
-            }
+    while let Some(i) = FINDER.find(rest) {
+        let end = i + USAGE_NULL.len();
+        if i > 0 && rest[i - 1] == b',' {
+            out.extend_from_slice(&rest[..i - 1]);
+            rest = &rest[end..];
+        } else if rest.get(end) == Some(&b',') {
+            out.extend_from_slice(&rest[..i]);
+            rest = &rest[end + 1..];
+        } else {
+            // The only member (`{"usage":null}`): left as it is.
+            out.extend_from_slice(&rest[..end]);
+            rest = &rest[end..];
         }
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+    out.extend_from_slice(rest);
 }
 
 /// Parses a JSON body. serde_json checks the UTF-8 of each string read from bytes with a
@@ -588,7 +584,7 @@ mod scan {
                 usage = s.usage()?;
                 Some(())
             }
-            b"choices" if route != LlmRoute::Responses => s.array(|s| choice(s, &mut text)),
+            b"choices" if route != LlmRoute::Responses => s.array(|s| choice(s, b"message", &mut text)),
             b"output" if route == LlmRoute::Responses => s.array(|s| {
                 s.object(|s, key| match key {
                     b"content" => s.array(|s| {
@@ -605,11 +601,35 @@ mod scan {
         Some(usage)
     }
 
-    /// One of `choices`: `message.content`, else `text`.
-    fn choice(s: &mut Scan<'_>, text: &mut impl FnMut(&str)) -> Option<()> {
+    /// A chat or completions stream chunk: its usage (`None` when it has none), whether
+    /// it has any choices, and each choice's text (`delta.content`, else `text`), in
+    /// order; `None` when the chunk is not a JSON object.
+    pub(super) fn chunk(data: &[u8], mut text: impl FnMut(&str)) -> Option<(Option<RawUsage>, bool)> {
+        let mut s = Scan { b: data, i: 0 };
+        if s.peek()? != b'{' {
+            return None;
+        }
+        let (mut usage, mut choices) = (None, false);
+        s.object(|s, key| match key {
+            b"usage" => {
+                usage = s.usage()?;
+                Some(())
+            }
+            b"choices" => s.array(|s| {
+                choices = true;
+                choice(s, b"delta", &mut text)
+            }),
+            _ => s.skip(),
+        })?;
+        Some((usage, choices))
+    }
+
+    /// One of `choices`: `<message>.content` (`message` in a response, `delta` in a
+    /// stream chunk), else `text`.
+    fn choice(s: &mut Scan<'_>, message: &[u8], text: &mut impl FnMut(&str)) -> Option<()> {
         let (mut content, mut plain) = (None, None);
         s.object(|s, key| match key {
-            b"message" => s.object(|s, key| match key {
+            k if k == message => s.object(|s, key| match key {
                 b"content" => {
                     content = s.string()?;
                     Some(())
@@ -834,6 +854,19 @@ mod tests {
         assert_eq!(&event_data(b"event: e\ndata: a\ndata: b\n\n")[..], b"a\nb");
     }
 
+    proptest::proptest! {
+        /// The one-line shortcut of `event_data` gives what reading line by line gives.
+        #[test]
+        fn event_data_shortcut_matches_the_line_reading(
+            lines in proptest::collection::vec("(data: ?|event: |id: |: )?[a-z{}\":, \r]{0,12}", 1..4),
+            crlf in proptest::prelude::any::<bool>(),
+        ) {
+            let nl = if crlf { "\r\n" } else { "\n" };
+            let event = format!("{}{nl}{nl}", lines.join(nl));
+            proptest::prop_assert_eq!(event_data(event.as_bytes()), event_data_by_lines(event.as_bytes()));
+        }
+    }
+
     #[test]
     fn rewrite_removes_the_injected_usage_chunk_even_when_split() {
         let stream = format!("{}{}{USAGE}{DONE}", chunk("Hel"), chunk("lo"));
@@ -953,6 +986,112 @@ mod tests {
         Some((usage.map(|u| u.normalize()), texts))
     }
 
+    // The serde reading of stream chunks that `scan::chunk` replaced, kept as its oracle.
+    #[derive(Deserialize)]
+    struct StreamChunk<'a> {
+        #[serde(borrow, default)]
+        choices: Option<Vec<ChunkChoice<'a>>>,
+        #[serde(default)]
+        usage: Option<RawUsage>,
+    }
+
+    #[derive(Deserialize)]
+    struct ChunkChoice<'a> {
+        #[serde(borrow, default)]
+        delta: Option<ChunkDelta<'a>>,
+        #[serde(borrow, default)]
+        text: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    struct ChunkDelta<'a> {
+        #[serde(borrow, default)]
+        content: Option<Cow<'a, str>>,
+    }
+
+    /// What serde made of a chunk: usage, whether it had choices, the texts.
+    fn serde_chunk(data: &[u8]) -> Option<(Option<Usage>, bool, Vec<String>)> {
+        let chunk = json::<StreamChunk>(data)?;
+        let choices = chunk.choices.unwrap_or_default();
+        let texts = choices
+            .iter()
+            .filter_map(|c| c.delta.as_ref().and_then(|d| d.content.as_deref()).or(c.text.as_deref()))
+            .map(Into::into)
+            .collect();
+        Some((chunk.usage.map(|u| u.normalize()), !choices.is_empty(), texts))
+    }
+
+    fn scan_chunk(data: &[u8]) -> Option<(Option<Usage>, bool, Vec<String>)> {
+        let mut texts = Vec::new();
+        let (usage, choices) = scan::chunk(data, |t| texts.push(t.to_string()))?;
+        Some((usage.map(|u| u.normalize()), choices, texts))
+    }
+
+    #[test]
+    fn usage_null_is_removed_with_its_comma() {
+        for (event, want) in [
+            (r#"{"a":1,"usage":null}"#, r#"{"a":1}"#),
+            (r#"{"usage":null,"a":1}"#, r#"{"a":1}"#),
+            (r#"{"usage":null}"#, r#"{"usage":null}"#),
+            (r#"{"a":{"usage":null,"b":2},"usage":null}"#, r#"{"a":{"b":2}}"#),
+            (r#"{"a":"say "usage":null","usage":null}"#, r#"{"a":"say "usage":null"}"#),
+            (r#"{"usage":{"prompt_tokens":1}}"#, r#"{"usage":{"prompt_tokens":1}}"#),
+            ("", ""),
+        ] {
+            let mut out = BytesMut::new();
+            remove_usage_null(event.as_bytes(), &mut out);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{event}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_that_is_not_json_adds_no_text() {
+        let mut sse = SseReader::new(LlmRoute::ChatCompletions, false, 1024);
+        sse.observe(chunk("kept").as_bytes());
+        sse.observe(b"data: {\"choices\":[{\"delta\":{\"content\":\"lost\"}}],\"usage\":\n\n");
+        assert_eq!(sse.text.text, "kept");
+        assert_eq!(sse.text.total_bytes, 4);
+    }
+
+    mod chunks {
+        use super::responses::{junk, text};
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        fn choice() -> impl Strategy<Value = Value> {
+            let content = prop_oneof![Just(Value::Null), text().prop_map(Value::String)];
+            (content, proptest::option::of(text()), any::<bool>(), junk()).prop_map(|(content, plain, delta, extra)| {
+                let mut c = json!({"index": 0, "finish_reason": null, "logprobs": extra});
+                if delta {
+                    c["delta"] = json!({"role": "assistant", "content": content, "tool_calls": []});
+                }
+                if let Some(t) = plain {
+                    c["text"] = Value::String(t);
+                }
+                c
+            })
+        }
+
+        pub fn chunk() -> impl Strategy<Value = Value> {
+            let usage = prop_oneof![
+                Just(Value::Null),
+                (0u64..1 << 40, 0u64..1 << 40)
+                    .prop_map(|(p, c)| json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})),
+            ];
+            (proptest::option::of(proptest::collection::vec(choice(), 0..3)), proptest::option::of(usage), text())
+                .prop_map(|(choices, usage, id)| {
+                    let mut c = json!({"id": id, "object": "chat.completion.chunk", "created": 1, "model": "m"});
+                    if let Some(ch) = choices {
+                        c["choices"] = Value::Array(ch);
+                    }
+                    if let Some(u) = usage {
+                        c["usage"] = u;
+                    }
+                    c
+                })
+        }
+    }
+
     mod responses {
         use proptest::prelude::*;
         use serde_json::{json, Map, Value};
@@ -1067,6 +1206,15 @@ mod tests {
             let want = serde_reading(route, &bytes);
             proptest::prop_assume!(want.is_some());
             proptest::prop_assert_eq!(scan_reading(route, &bytes), want);
+        }
+
+        /// Stream chunks too: the scanner reads them as serde did.
+        #[test]
+        fn the_scanner_reads_stream_chunks_as_serde_does(chunk in chunks::chunk(), pretty in proptest::prelude::any::<bool>()) {
+            let bytes = if pretty { serde_json::to_vec_pretty(&chunk) } else { serde_json::to_vec(&chunk) }.unwrap();
+            let want = serde_chunk(&bytes);
+            proptest::prop_assume!(want.is_some());
+            proptest::prop_assert_eq!(scan_chunk(&bytes), want);
         }
 
         /// Cut short anywhere, a body is never read as more than what it holds, and
