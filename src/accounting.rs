@@ -995,18 +995,13 @@ mod tests {
         usage: Option<RawUsage>,
     }
 
+    /// A response's choice with `delta` where a response has `message`.
     #[derive(Deserialize)]
     struct ChunkChoice<'a> {
         #[serde(borrow, default)]
-        delta: Option<ChunkDelta<'a>>,
+        delta: Option<JsonMessage<'a>>,
         #[serde(borrow, default)]
         text: Option<Cow<'a, str>>,
-    }
-
-    #[derive(Deserialize)]
-    struct ChunkDelta<'a> {
-        #[serde(borrow, default)]
-        content: Option<Cow<'a, str>>,
     }
 
     /// What serde made of a chunk: usage, whether it had choices, the texts.
