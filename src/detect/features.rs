@@ -700,6 +700,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Long texts too, where both stop at the cap, quotes and digits included.
+        #[test]
+        fn ascii_masked_words_stop_where_the_general_ones_do_on_any_text(
+            unit in "[a-zA-Z0-9\" .]{1,9}",
+            reps in 400usize..3000,
+        ) {
+            let text = unit.repeat(reps);
+            let fast = masked_ascii_words(text.as_bytes());
+            let general = masked_any_words(&text);
+            proptest::prop_assert_eq!(fast.iter().collect::<Vec<_>>(), general.iter().collect::<Vec<_>>());
+        }
+    }
+
     #[test]
     fn ascii_masked_words_stop_where_the_general_ones_do() {
         let long = "w1 \"q\" 22 x ".repeat(3000);
