@@ -17,18 +17,15 @@ pub enum LlmRoute {
 }
 
 impl LlmRoute {
+    pub const ALL: [LlmRoute; 4] =
+        [LlmRoute::ChatCompletions, LlmRoute::Completions, LlmRoute::Embeddings, LlmRoute::Responses];
+
     /// Only `POST` to one of the four paths counts as an LLM call.
     pub fn of(method: &http::Method, path: &str) -> Option<LlmRoute> {
         if method != http::Method::POST {
             return None;
         }
-        match path {
-            "/v1/chat/completions" => Some(LlmRoute::ChatCompletions),
-            "/v1/completions" => Some(LlmRoute::Completions),
-            "/v1/embeddings" => Some(LlmRoute::Embeddings),
-            "/v1/responses" => Some(LlmRoute::Responses),
-            _ => None,
-        }
+        LlmRoute::ALL.into_iter().find(|r| r.path() == path)
     }
 
     /// The route's path.

@@ -145,14 +145,14 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 }
 
 /// Reads a whole body, refusing more than `limit` bytes (413) without reading them.
-async fn read_bounded(headers: &http::HeaderMap, body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
-    if declared_length(headers).is_some_and(|n| n > limit) {
+async fn read_bounded(headers: &http::HeaderMap, mut body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+    let declared = declared_length(headers);
+    if declared.is_some_and(|n| n > limit) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
     // A body that arrives as one frame (most do) is kept as it is, without a copy; one in
     // several frames is gathered into a buffer sized by its declared length.
     let (mut first, mut rest, mut total) = (None::<Bytes>, bytes::BytesMut::new(), 0u64);
-    let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| ProxyError::ClientBody(e.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
@@ -165,7 +165,7 @@ async fn read_bounded(headers: &http::HeaderMap, body: Incoming, limit: u64) -> 
             continue;
         }
         if let Some(f) = first.take() {
-            let expected = declared_length(headers).unwrap_or(0).min(limit) as usize;
+            let expected = declared.unwrap_or(0).min(limit) as usize;
             rest.reserve(expected.max(f.len() + data.len()));
             rest.extend_from_slice(&f);
         }

@@ -209,7 +209,7 @@ impl Upstream {
             .expect("a scheme and an authority make a URI");
         let base_path: String =
             parts.path_and_query.map(|p| p.path().trim_end_matches('/').to_string()).unwrap_or_default();
-        let routes = [LlmRoute::ChatCompletions, LlmRoute::Completions, LlmRoute::Embeddings, LlmRoute::Responses]
+        let routes = LlmRoute::ALL
             .into_iter()
             .filter_map(|r| {
                 let uri = if base_path.is_empty() {
