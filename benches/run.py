@@ -10,6 +10,8 @@ against direct. Results also go to benches/RESULTS.md with the machine and the c
 Targets:
   direct        the mock itself
   nginx         nginx proxy_pass, keepalive to the upstream
+  hyper-bare    a plain hyper 1 reverse proxy with nothing on top (examples/bare-proxy.rs,
+                thread per core as warden): what the HTTP stack alone costs
   warden-off    warden: auth + audit (capture none), no limits, no policy
   warden-limits warden-off + every limit of a tier (local, in memory)
   warden-redis  warden-limits with the limits in Redis
@@ -44,6 +46,7 @@ import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
+BARE = os.path.join(BIN, "examples", "bare-proxy")
 ADMIN_TOKEN = "bench-admin-token"
 
 
@@ -411,8 +414,9 @@ def main():
         args.duration, args.rounds, args.soak = 2, 1, min(args.soak, 20)
 
     ensure_tools()
-    if not os.path.exists(os.path.join(BIN, "warden")) or os.environ.get("BENCH_BUILD", "1") == "1":
-        subprocess.run(["cargo", "build", "--release", "--bins"], cwd=ROOT, check=True)
+    built = all(os.path.exists(p) for p in (os.path.join(BIN, "warden"), BARE))
+    if not built or os.environ.get("BENCH_BUILD", "1") == "1":
+        subprocess.run(["cargo", "build", "--release", "--bins", "--example", "bare-proxy"], cwd=ROOT, check=True)
 
     procs = Procs()
     tmp = tempfile.mkdtemp(prefix="warden-bench-")
@@ -429,6 +433,10 @@ def main():
         wait_port(redis_port)
         nginx_port, nginx = start_nginx(procs, tmp, mock_port)
         targets = {"direct": (mock_port, mock, None), "nginx": (nginx_port, nginx, None)}
+        bare_port = free_port()
+        bare = procs.start([BARE, f"127.0.0.1:{bare_port}", f"http://127.0.0.1:{mock_port}"])
+        wait_port(bare_port)
+        targets["hyper-bare"] = (bare_port, bare, None)
         wanted = set(filter(None, args.targets.split(",")))
         for name, variant in WARDEN_VARIANTS.items():
             if wanted and name not in wanted:
@@ -488,19 +496,20 @@ def main():
     for sname in scenarios:
         L.append(f"## {sname}: saturation\n")
         L.append("| target | req/s | p50 ms | p99 ms | p99.9 ms | errors | throughput / nginx | p99 / nginx | "
-                 "throughput / direct | CPU us/req | CPU / nginx |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "throughput / direct | throughput / hyper-bare | CPU us/req | CPU / nginx |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         n_rps = median([r["rps"] for r in sat[(sname, "nginx")]])
         n_p99 = median([r["p99"] for r in sat[(sname, "nginx")]])
         d_rps = median([r["rps"] for r in sat[(sname, "direct")]])
         n_cpu = median([r["cpu_us"] for r in sat[(sname, "nginx")]])
+        b_rps = median([r["rps"] for r in sat[(sname, "hyper-bare")]])
         for tname in targets:
             runs = sat[(sname, tname)]
             rps = median([r["rps"] for r in runs])
             p50, p99, p999 = (median([r[k] for r in runs]) / 1000 for k in ("p50", "p99", "p999"))
             cpu = median([r["cpu_us"] for r in runs])
             L.append(f"| {tname} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {p999:.2f} | {sum(r['errors'] for r in runs)} | "
-                     f"{rps / n_rps:.2f} | {p99 / (n_p99 / 1000):.2f} | {rps / d_rps:.2f} | {cpu:.1f} | "
+                     f"{rps / n_rps:.2f} | {p99 / (n_p99 / 1000):.2f} | {rps / d_rps:.2f} | {rps / b_rps:.2f} | {cpu:.1f} | "
                      f"{cpu / n_cpu:.2f} |")
         L.append("")
         L.append(f"## {sname}: fixed rate, {FIXED_RATES[sname]} req/s\n")
@@ -574,6 +583,7 @@ def main():
 TARGET_NOTES = {
     "direct": "the mock upstream itself",
     "nginx": "nginx proxy_pass, buffering off, keepalive upstream",
+    "hyper-bare": "a plain hyper 1 reverse proxy, nothing on top (examples/bare-proxy.rs): the HTTP stack alone",
     "warden-off": "auth, audit (capture none); no limits, policy or detection",
     "warden-limits": "warden-off + every limit of a tier, local",
     "warden-redis": "warden-limits shared through Redis",
