@@ -319,21 +319,14 @@ fn is_cjk(ch: char) -> bool {
 /// The hash of whole texts and of words that the detector keys its state on: foldhash
 /// (hashbrown's default hasher) with a fixed seed, so a text hashes the same on every
 /// request of a run. It reads 16 bytes per step where FNV-1a's loop reads one, which
-/// took a 32 KB prompt tens of microseconds; the values live only in the detector's
-/// memory, never on disk or on the wire.
+/// took a 32 KB prompt tens of microseconds. Exact comparisons need nothing more, and
+/// the HyperLogLog and SimHash spread the bits with [`super::sketch::mix`]; the values
+/// live only in the detector's memory, never on disk or on the wire.
 fn text_hash(bytes: &[u8]) -> u64 {
-    use std::hash::BuildHasher;
-    const STATE: foldhash::quality::FixedState = foldhash::quality::FixedState::with_seed(0x7761_7264_656e);
-    STATE.hash_one(bytes)
-}
-
-/// The hash of one masked word, for shingles: foldhash's short-input step alone (a word's
-/// hash only feeds the shingle mix, which SimHash finalises).
-fn word_hash(word: &[u8]) -> u64 {
     use std::hash::{BuildHasher, Hasher};
     const STATE: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x7761_7264_656e);
     let mut h = STATE.build_hasher();
-    h.write(word);
+    h.write(bytes);
     h.finish()
 }
 
@@ -508,7 +501,7 @@ fn from_parts(path: &str, c: Conversation, p: Params) -> RequestFeatures {
     f.prompt_hash = text_hash(user.trim().as_bytes()).max(1);
     // Word 3-shingles, hashed without building strings: each word hashed once, shingles
     // combined arithmetically.
-    let word_hashes: Vec<u64> = words.byte_words().map(word_hash).collect();
+    let word_hashes: Vec<u64> = words.byte_words().map(text_hash).collect();
     f.simhash = simhash(
         word_hashes
             .windows(3)
