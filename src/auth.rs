@@ -231,8 +231,9 @@ pub struct Principal {
 #[derive(Default)]
 pub struct Directory {
     keys: RwLock<HashMap<KeyHash, Principal, std::hash::BuildHasherDefault<PassThrough>>>,
-    key_ids: RwLock<HashMap<Arc<str>, KeyHash>>,
-    accounts: RwLock<HashMap<Arc<str>, Arc<Account>>>,
+    key_ids: RwLock<foldhash::HashMap<Arc<str>, KeyHash>>,
+    // foldhash, not SipHash: looked up on every request, keyed by operator-made ids.
+    accounts: RwLock<foldhash::HashMap<Arc<str>, Arc<Account>>>,
 }
 
 impl Directory {

@@ -7,7 +7,7 @@
 //! (same template, same subnet, activity in the same minutes). Linked groups of at least
 //! `cluster_min_accounts` accounts are scored and reported as one cluster.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -129,7 +129,7 @@ impl ClusterIndex {
         let mut index: HashMap<Arc<str>, usize> = HashMap::new();
         let mut ids: Vec<Arc<str>> = Vec::new();
         let mut edges: Vec<(usize, usize, Links)> = Vec::new();
-        let mut seen_pairs = std::collections::HashSet::new();
+        let mut seen_pairs = foldhash::HashSet::default();
         for bucket in self.by_subnet.values().chain(self.by_template.values()) {
             if bucket.members.len() < min {
                 continue;

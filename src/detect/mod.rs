@@ -19,7 +19,9 @@ pub mod features;
 pub mod live;
 pub mod sketch;
 
-use std::collections::{HashMap, HashSet};
+// foldhash instead of SipHash: keys are account ids and alert ids, and every request
+// looks its account up here.
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -282,7 +284,8 @@ impl Engine {
         let alert = self.new_alert(vec![account.to_string()], KIND_ACCOUNT, score, action, evidence, ts_ms);
         let id = alert.id.clone();
         self.account_alert.insert(account.clone(), id.clone());
-        self.open.insert(id, OpenAlert { alert: alert.clone(), action, members: HashSet::from([account.clone()]) });
+        self.open
+            .insert(id, OpenAlert { alert: alert.clone(), action, members: HashSet::from_iter([account.clone()]) });
         Some(AlertChange { alert, created: true, action, new_members: vec![account.to_string()] })
     }
 

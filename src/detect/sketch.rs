@@ -165,15 +165,21 @@ pub fn simhash(features: impl Iterator<Item = u64>) -> u64 {
             carry = next;
         }
     }
-    let used = &planes[..(64 - n.leading_zeros()) as usize];
-    (0..64).fold(0u64, |out, bit| {
-        let ones: u64 = used.iter().enumerate().map(|(j, plane)| (plane >> bit & 1) << j).sum();
-        if 2 * ones > n {
-            out | 1 << bit
+    // Bit `b` of the result is set when count[b] > n / 2 (the same as 2·count > n for
+    // whole counts), decided for all 64 counts at once by a bit-sliced comparison against
+    // the constant `n / 2`, from the highest plane down: `gt` holds the counts already
+    // known greater, `eq` those equal so far.
+    let half = n / 2;
+    let (mut gt, mut eq) = (0u64, u64::MAX);
+    for j in (0..(64 - n.leading_zeros()) as usize).rev() {
+        if half >> j & 1 == 0 {
+            gt |= eq & planes[j];
+            eq &= !planes[j];
         } else {
-            out
+            eq &= planes[j];
         }
-    })
+    }
+    gt
 }
 
 /// The last N prompts of an account: exact hash and SimHash, for repeat and

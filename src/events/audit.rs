@@ -148,7 +148,7 @@ const ENTRY_BYTES: usize = 20;
 /// Index entries gathered since the last index update, one block per account and file.
 #[derive(Default)]
 struct PendingBlocks {
-    blocks: HashMap<(Arc<str>, Arc<str>), Block>,
+    blocks: foldhash::HashMap<(Arc<str>, Arc<str>), Block>,
     entries: usize,
 }
 
@@ -491,7 +491,7 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
     w.key("key_id");
     w.opt_str(event.key_id.as_deref());
     w.key("client_ip");
-    w.display(&event.client_ip);
+    w.ip(&event.client_ip);
     w.key("user_agent");
     w.opt_str(event.user_agent.as_deref());
     w.key("method");
@@ -629,10 +629,22 @@ impl Line<'_> {
             None => self.0.extend_from_slice(b"null"),
         }
     }
-    fn display(&mut self, v: &impl std::fmt::Display) {
+    /// An IP address as a JSON string; IPv4 (the usual case) digit by digit, without
+    /// going through `core::fmt` (~1k instructions a record).
+    fn ip(&mut self, ip: &std::net::IpAddr) {
         use std::io::Write as _;
         self.0.push(b'"');
-        write!(self.0, "{v}").expect("writing into memory cannot fail");
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        self.0.push(b'.');
+                    }
+                    self.0.extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+                }
+            }
+            v6 => write!(self.0, "{v6}").expect("writing into memory cannot fail"),
+        }
         self.0.push(b'"');
     }
     /// A JSON string, escaped as serde_json escapes: quote, backslash and control
@@ -991,6 +1003,16 @@ pub fn parse_since(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_addresses_are_written_as_display_writes_them() {
+        for ip in ["0.0.0.0", "255.255.255.255", "10.0.0.1", "203.0.113.7", "::1", "2001:db8::1", "::ffff:1.2.3.4"] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            let mut out = Vec::new();
+            Line(&mut out).ip(&ip);
+            assert_eq!(String::from_utf8(out).unwrap(), format!("\"{ip}\""));
+        }
+    }
     use crate::accounting::Usage;
 
     fn event() -> RequestEvent {

@@ -78,14 +78,15 @@ impl AccountLimits {
 }
 
 pub struct LocalLimits {
-    accounts: DashMap<Arc<str>, AccountLimits>,
+    // foldhash, not SipHash: hashed two or three times per request.
+    accounts: DashMap<Arc<str>, AccountLimits, foldhash::fast::RandomState>,
     /// Where quota counters are saved; `None` in tests of the pure logic.
     store: Option<Store>,
 }
 
 impl LocalLimits {
     pub fn new(store: Option<Store>) -> LocalLimits {
-        LocalLimits { accounts: DashMap::new(), store }
+        LocalLimits { accounts: DashMap::default(), store }
     }
 
     /// Accounts with state in memory.
