@@ -1003,6 +1003,7 @@ pub fn parse_since(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accounting::Usage;
 
     #[test]
     fn ip_addresses_are_written_as_display_writes_them() {
@@ -1013,7 +1014,6 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), format!("\"{ip}\""));
         }
     }
-    use crate::accounting::Usage;
 
     fn event() -> RequestEvent {
         let body = crate::llm::LlmRequest::parse(
