@@ -651,6 +651,7 @@ mod scan {
     /// The first `"` or `\\` in `h`. Most strings of a response are short keys and
     /// values, where `memchr2`'s set-up costs more than the search: their first 32
     /// bytes are searched eight at a time in a register, the rest with `memchr2`.
+    #[inline(always)]
     pub(super) fn quote_or_backslash(h: &[u8]) -> Option<usize> {
         const ONES: u64 = 0x0101_0101_0101_0101;
         const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -681,6 +682,7 @@ mod scan {
     }
 
     impl<'a> Scan<'a> {
+        #[inline(always)]
         fn peek(&mut self) -> Option<u8> {
             while let Some(&c) = self.b.get(self.i) {
                 if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
@@ -691,12 +693,14 @@ mod scan {
             None
         }
 
+        #[inline(always)]
         fn eat(&mut self, c: u8) -> Option<()> {
             (self.peek()? == c).then(|| self.i += 1)
         }
 
         /// A string at the cursor: its contents between the quotes and whether it has
         /// escapes.
+        #[inline(always)]
         fn raw_string(&mut self) -> Option<(&'a [u8], bool)> {
             self.eat(b'"')?;
             let start = self.i;
@@ -760,6 +764,20 @@ mod scan {
         fn count(&mut self) -> Option<Option<u64>> {
             self.peek()?;
             let start = self.i;
+            // The usual case, plain digits, read as they are scanned; anything else (a
+            // sign, a fraction, an overflow, the end of the body) takes the slow path.
+            let (mut n, mut j) = (0u64, start);
+            while let Some(d) = self.b.get(j).map(|c| c.wrapping_sub(b'0')).filter(|d| *d < 10) {
+                match n.checked_mul(10).and_then(|n| n.checked_add(u64::from(d))) {
+                    Some(m) => n = m,
+                    None => break,
+                }
+                j += 1;
+            }
+            if j > start && matches!(self.b.get(j), Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t')) {
+                self.i = j;
+                return Some(Some(n));
+            }
             self.skip()?;
             Some(std::str::from_utf8(&self.b[start..self.i]).ok()?.trim_end().parse().ok())
         }
@@ -1269,6 +1287,31 @@ mod tests {
             let cut = (bytes.len() as f64 * cut) as usize;
             proptest::prop_assert!(scan_reading(LlmRoute::ChatCompletions, &bytes[..cut]).is_none() || cut == bytes.len());
         }
+    }
+
+    #[test]
+    fn token_counts_are_plain_non_negative_integers() {
+        // What `count` reads, on its digit fast path and off it: a count that is not a
+        // non-negative integer that fits in a u64 counts as absent (0), and the body is
+        // still read.
+        for (value, expect) in [
+            ("0", 0),
+            ("16", 16),
+            ("18446744073709551615", u64::MAX),
+            ("18446744073709551616", 0),
+            ("-1", 0),
+            ("1.5", 0),
+            ("1e3", 0),
+            ("12 ", 12),
+            ("null", 0),
+            ("\"7\"", 0),
+        ] {
+            let body = format!(r#"{{"usage":{{"prompt_tokens":{value},"completion_tokens":2}}}}"#);
+            let usage = scan_reading(LlmRoute::ChatCompletions, body.as_bytes()).and_then(|r| r.0);
+            assert_eq!(usage, Some(Usage { prompt_tokens: expect, completion_tokens: 2 }), "{value}");
+        }
+        // A count at the very end of a (cut) body is not a complete body.
+        assert_eq!(scan_reading(LlmRoute::ChatCompletions, br#"{"usage":{"prompt_tokens":12"#), None);
     }
 
     #[test]
