@@ -30,7 +30,7 @@ fn body(i: usize) -> warden::llm::LlmRequest {
 fn event(i: usize, completion: &str) -> RequestEvent {
     RequestEvent {
         ts_ms: 1_793_577_600_000 + i as i64,
-        request_id: format!("req_{i:016x}"),
+        request_id: format!("req_{i:016x}").into(),
         account_id: Some(Arc::from(format!("acct-{}", i % 1000))),
         key_id: Some(Arc::from("key_0123456789abcdef")),
         client_ip: "203.0.113.7".parse().unwrap(),

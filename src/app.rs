@@ -185,7 +185,7 @@ impl App {
         let limits = tier.limits.with(&account.limits());
         let factor = if account.status() == AccountStatus::Throttled { tier.throttle_factor } else { 1.0 };
         let scale = |v: u64| ((v as f64 * factor).floor() as u64).max(1);
-        let mut rates = Vec::with_capacity(4);
+        let mut rates = crate::limits::Rates::new();
         if let Some(rpm) = limits.requests_per_minute {
             rates.push((Slot::Requests, Rate::per_minute(scale(rpm), tier.burst.map(scale))));
         }
@@ -201,7 +201,7 @@ impl App {
                 rates.push((Slot::ModelTokens(name), Rate::per_minute(scale(tpm), None)));
             }
         }
-        let mut quotas = Vec::new();
+        let mut quotas = crate::limits::Quotas::new();
         if let Some(d) = limits.tokens_per_day {
             quotas.push((Window::Day, d));
         }

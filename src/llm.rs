@@ -68,7 +68,8 @@ pub struct LlmRequest {
     /// The body exactly as the client sent it.
     pub raw: Bytes,
     pub view: View,
-    pub model: Option<String>,
+    /// The same allocation as `view.model`.
+    pub model: Option<std::sync::Arc<str>>,
     pub stream: bool,
     /// The client itself asked for the usage chunk of a stream.
     pub client_wants_stream_usage: bool,
@@ -112,7 +113,7 @@ impl LlmRequest {
             [view.max_tokens, view.max_completion_tokens, view.max_output_tokens].iter().find_map(|s| s.as_u64());
         Ok(LlmRequest {
             route,
-            model: view.model.as_deref().map(str::to_owned),
+            model: view.model.clone(),
             stream,
             client_wants_stream_usage: view.include_usage.as_bool().unwrap_or(false),
             max_tokens,
@@ -269,6 +270,22 @@ mod tests {
         assert_eq!(r.max_tokens, Some(7));
         assert_eq!(r.n, Some(2));
         assert!(r.needs_injected_usage());
+    }
+
+    #[test]
+    fn the_model_name_and_roles_are_kept_once() {
+        use std::borrow::Cow;
+        let r = chat(
+            r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"critic","content":"b"},{"role":7,"content":"c"}]}"#,
+        );
+        // The request, its exchange and its audit record share one allocation of the name.
+        assert!(std::sync::Arc::ptr_eq(r.model.as_ref().unwrap(), r.view.model.as_ref().unwrap()));
+        let Some(view::Items::List(items)) = &r.view.messages else { panic!("a list of messages") };
+        let roles: Vec<_> = items.iter().map(|i| i.role.clone()).collect();
+        assert!(matches!(roles[0], Some(Cow::Borrowed("user"))), "{roles:?}");
+        assert!(matches!(&roles[1], Some(Cow::Owned(s)) if s == "critic"), "{roles:?}");
+        assert_eq!(roles[2], None, "a role that is not a string reads as none");
+        assert!(items.iter().all(|i| i.has_role));
     }
 
     #[test]

@@ -66,7 +66,7 @@ pub fn apply(policy: &ParamPolicy, req: &mut LlmRequest) -> Result<Applied, Prox
     let mut applied = Applied::default();
     if !policy.allowed_models.is_empty() {
         match &req.model {
-            Some(m) if policy.allowed_models.iter().any(|a| a == m) => {}
+            Some(m) if policy.allowed_models.iter().any(|a| **a == **m) => {}
             Some(m) => {
                 return Err(invalid(
                     "model",

@@ -203,7 +203,8 @@ struct Forwarded {
 
 /// One request from arrival to the end of its response.
 struct Exchange {
-    request_id: String,
+    /// Shared with the limits reservation and the audit record.
+    request_id: Arc<str>,
     started: Instant,
     ts_ms: i64,
     client_ip: std::net::IpAddr,
@@ -211,7 +212,7 @@ struct Exchange {
     method: http::Method,
     path: std::borrow::Cow<'static, str>,
     route: Option<LlmRoute>,
-    model: Option<String>,
+    model: Option<std::sync::Arc<str>>,
     stream: bool,
     principal: Option<Principal>,
     llm: Option<LlmRequest>,
@@ -237,7 +238,7 @@ impl Exchange {
             .get(REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-            .map(str::to_owned)
+            .map(Arc::from)
             .unwrap_or_else(new_request_id);
         Exchange {
             request_id,
@@ -526,9 +527,26 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, (requests, tokens): (Option
     }
     let count = 3 * (usize::from(requests.is_some()) + usize::from(tokens.is_some()));
     headers.reserve(count);
-    for (i, ([limit, remaining, reset], standing)) in NAMES.into_iter().zip([requests, tokens]).enumerate() {
+    // This response's own values (remaining and reset, per kind) are written side by side
+    // into one buffer that the header values share: one allocation instead of four.
+    let mut text = Text { buf: [0; 2 * Text::PER_KIND], len: 0 };
+    let mut spans = [(0..0, 0..0), (0..0, 0..0)];
+    for (span, s) in spans.iter_mut().zip([requests, tokens]) {
+        if let Some(s) = s {
+            *span = (
+                text.push(itoa::Buffer::new().format(s.remaining).as_bytes()),
+                text.push(crate::limits::gcra::ResetText::of(s.reset_ns).as_str().as_bytes()),
+            );
+        }
+    }
+    let text = Bytes::from_owner(text);
+    let value =
+        |span| HeaderValue::from_maybe_shared(text.slice(span)).expect("digits and unit letters are visible ASCII");
+    for (i, ([limit, remaining, reset], (standing, span))) in
+        NAMES.into_iter().zip([requests, tokens].into_iter().zip(spans)).enumerate()
+    {
         if let Some(s) = standing {
-            let value = LIMITS.with_borrow_mut(|cache| {
+            let cached = LIMITS.with_borrow_mut(|cache| {
                 let (cached, value) = &mut cache[i];
                 if *cached != s.limit {
                     *cached = s.limit;
@@ -536,12 +554,34 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, (requests, tokens): (Option
                 }
                 value.clone()
             });
-            headers.insert(limit, value);
-            headers.insert(remaining, HeaderValue::from(s.remaining));
-            if let Ok(v) = HeaderValue::from_str(crate::limits::gcra::ResetText::of(s.reset_ns).as_str()) {
-                headers.insert(reset, v);
-            }
+            headers.insert(limit, cached);
+            headers.insert(remaining, value(span.0));
+            headers.insert(reset, value(span.1));
         }
+    }
+}
+
+/// The bytes behind the per-response `x-ratelimit-*` values.
+struct Text {
+    buf: [u8; 2 * Text::PER_KIND],
+    len: usize,
+}
+
+impl Text {
+    /// A `u64` (20 digits at most) and a [`ResetText`](crate::limits::gcra::ResetText) (48).
+    const PER_KIND: usize = 20 + 48;
+
+    fn push(&mut self, b: &[u8]) -> std::ops::Range<usize> {
+        let start = self.len;
+        self.buf[start..start + b.len()].copy_from_slice(b);
+        self.len += b.len();
+        start..self.len
+    }
+}
+
+impl AsRef<[u8]> for Text {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -563,8 +603,8 @@ fn denial_label(denial: &Denial) -> &'static str {
     }
 }
 
-fn new_request_id() -> String {
-    crate::store::random_id::<12>("req")
+fn new_request_id() -> Arc<str> {
+    crate::store::with_random_id::<12, _>("req", |id: &str| Arc::from(id))
 }
 
 #[cfg(test)]

@@ -119,17 +119,25 @@ pub fn now_millis() -> i64 {
 /// `<prefix>_` and `N` random bytes in hex (ids of records and of requests; the
 /// request path makes one per request, hence no formatting machinery).
 pub fn random_id<const N: usize>(prefix: &str) -> String {
+    with_random_id::<N, _>(prefix, str::to_owned)
+}
+
+/// [`random_id`] lent to `f` from a buffer on the stack, for callers that keep it in
+/// another form (an `Arc<str>` per request).
+pub fn with_random_id<const N: usize, R>(prefix: &str, f: impl FnOnce(&str) -> R) -> R {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut b = [0u8; N];
     rand::thread_rng().fill_bytes(&mut b);
-    let mut id = String::with_capacity(prefix.len() + 1 + 2 * N);
-    id.push_str(prefix);
-    id.push('_');
-    for x in b {
-        id.push(HEX[(x >> 4) as usize] as char);
-        id.push(HEX[(x & 0xf) as usize] as char);
+    let mut buf = [0u8; 64];
+    let len = prefix.len() + 1 + 2 * N;
+    assert!(len <= buf.len(), "ids are short");
+    buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
+    buf[prefix.len()] = b'_';
+    for (pair, x) in buf[prefix.len() + 1..len].chunks_exact_mut(2).zip(b) {
+        pair[0] = HEX[(x >> 4) as usize];
+        pair[1] = HEX[(x & 0xf) as usize];
     }
-    id
+    f(std::str::from_utf8(&buf[..len]).expect("a str prefix and hex digits"))
 }
 
 #[derive(Clone)]

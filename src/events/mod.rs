@@ -17,7 +17,7 @@ use crate::accounting::Usage;
 pub struct RequestEvent {
     /// When the request arrived, Unix milliseconds (UTC).
     pub ts_ms: i64,
-    pub request_id: String,
+    pub request_id: Arc<str>,
     pub account_id: Option<Arc<str>>,
     pub key_id: Option<Arc<str>>,
     pub client_ip: std::net::IpAddr,
@@ -25,7 +25,8 @@ pub struct RequestEvent {
     pub method: http::Method,
     /// The request path (a static string for the LLM routes).
     pub path: std::borrow::Cow<'static, str>,
-    pub model: Option<String>,
+    /// Shared with the parsed request (one allocation per request for the name).
+    pub model: Option<Arc<str>>,
     pub status: u16,
     pub stream: bool,
     /// From arrival to the end of the response (or the refusal).

@@ -15,7 +15,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use super::gcra::Window;
-use super::{Denial, LimitSpec, Reservation, Slot, Standing};
+use super::{Denial, LimitSpec, Reservation, Slot, Standing, Standings};
 use crate::store::Store;
 
 pub fn now_ns() -> i64 {
@@ -133,7 +133,7 @@ impl LocalLimits {
         spec: &LimitSpec,
         tokens: u64,
         now: i64,
-    ) -> Result<Vec<(Slot, Standing)>, Denial> {
+    ) -> Result<Standings, Denial> {
         self.ensure_loaded(account, spec, now).await;
         let mut entry = self.accounts.entry(account.clone()).or_default();
         let state = entry.value_mut();
@@ -143,11 +143,11 @@ impl LocalLimits {
                 return Err(Denial::Concurrency { limit: max });
             }
         }
-        let mut new_tats = Vec::with_capacity(spec.rates.len());
+        let mut new_tats = smallvec::SmallVec::<[i64; 4]>::new();
         for (slot, rate) in &spec.rates {
             let n = if slot.is_tokens() { tokens } else { 1 };
             match rate.take(state.tat(slot), now, n) {
-                Ok(tat) => new_tats.push((slot, rate, tat)),
+                Ok(tat) => new_tats.push(tat),
                 Err(i64::MAX) => return Err(Denial::TooLarge { slot: slot.clone(), limit: rate.limit, needed: n }),
                 Err(wait) => {
                     return Err(Denial::Rate {
@@ -173,12 +173,11 @@ impl LocalLimits {
             state.quota(*window, now).used += tokens;
         }
         state.in_flight += 1;
-        let mut standings = Vec::with_capacity(new_tats.len());
-        for (slot, rate, tat) in new_tats {
+        let mut standings = Standings::default();
+        for ((slot, rate), tat) in spec.rates.iter().zip(new_tats) {
             state.set_tat(slot, tat);
             let st = rate.status(tat, now);
-            standings
-                .push((slot.clone(), Standing { limit: rate.limit, remaining: st.remaining, reset_ns: st.reset_ns }));
+            standings.record(slot, Standing { limit: rate.limit, remaining: st.remaining, reset_ns: st.reset_ns });
         }
         Ok(standings)
     }
@@ -264,9 +263,12 @@ mod tests {
 
     fn spec() -> LimitSpec {
         LimitSpec {
-            rates: vec![(Slot::Requests, Rate::per_minute(3, None)), (Slot::Tokens, Rate::per_minute(1000, None))],
+            rates: smallvec::smallvec![
+                (Slot::Requests, Rate::per_minute(3, None)),
+                (Slot::Tokens, Rate::per_minute(1000, None))
+            ],
             max_concurrent: Some(2),
-            quotas: vec![(Window::Day, 1500)],
+            quotas: smallvec::smallvec![(Window::Day, 1500)],
         }
     }
 
@@ -289,8 +291,8 @@ mod tests {
         let s = spec();
         let now = 1_000 * SEC;
         let st = l.admit(&a, &s, 400, now).await.unwrap();
-        assert_eq!(st[0].1.remaining, 2);
-        assert_eq!(st[1].1.remaining, 600);
+        assert_eq!(st.requests.unwrap().remaining, 2);
+        assert_eq!(st.tokens.unwrap().remaining, 600);
         // Concurrency: a second fits, a third does not.
         l.admit(&a, &s, 100, now).await.unwrap();
         assert_eq!(l.admit(&a, &s, 100, now).await, Err(Denial::Concurrency { limit: 2 }));
@@ -302,7 +304,7 @@ mod tests {
         assert!(matches!(d, Denial::Rate { slot: Slot::Tokens, .. }), "{d:?}");
         assert_eq!(l.quota_used("acme", Window::Day, now), 200);
         let third = l.admit(&a, &s, 100, now).await.unwrap();
-        assert_eq!(third[0].1.remaining, 0);
+        assert_eq!(third.requests.unwrap().remaining, 0);
         l.settle(&reservation(&a, &s, 100), 0, now);
         l.settle(&reservation(&a, &s, 100), 0, now);
         // Requests: 3 per minute are spent.
@@ -314,7 +316,7 @@ mod tests {
     async fn quota_is_enforced_and_resets_with_the_day() {
         let l = LocalLimits::new(None);
         let a: Arc<str> = Arc::from("q");
-        let s = LimitSpec { quotas: vec![(Window::Day, 1000)], ..Default::default() };
+        let s = LimitSpec { quotas: smallvec::smallvec![(Window::Day, 1000)], ..Default::default() };
         let day1 = 1_798_675_200 * SEC; // 2026-12-31T00:00:00Z
         l.admit(&a, &s, 900, day1).await.unwrap();
         l.settle(&reservation(&a, &s, 900), 0, day1);
@@ -331,7 +333,10 @@ mod tests {
     #[tokio::test]
     async fn idle_accounts_are_evicted_and_busy_ones_kept() {
         let l = LocalLimits::new(None);
-        let s = LimitSpec { rates: vec![(Slot::Requests, Rate::per_minute(60, None))], ..Default::default() };
+        let s = LimitSpec {
+            rates: smallvec::smallvec![(Slot::Requests, Rate::per_minute(60, None))],
+            ..Default::default()
+        };
         let now = 10_000 * SEC;
         for i in 0..1000 {
             let a: Arc<str> = Arc::from(format!("a{i}"));

@@ -38,12 +38,18 @@ impl Slot {
     }
 }
 
+/// A request's rates: requests and tokens per minute, and the same per model (at most
+/// four, kept inline: the spec is built for every request).
+pub type Rates = smallvec::SmallVec<[(Slot, Rate); 4]>;
+/// A request's quotas: tokens per day and per month.
+pub type Quotas = smallvec::SmallVec<[(Window, u64); 2]>;
+
 /// The limits that apply to one request, after tier, overrides and throttling.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LimitSpec {
-    pub rates: Vec<(Slot, Rate)>,
+    pub rates: Rates,
     pub max_concurrent: Option<u64>,
-    pub quotas: Vec<(Window, u64)>,
+    pub quotas: Quotas,
 }
 
 impl LimitSpec {
@@ -134,11 +140,28 @@ pub struct Standing {
     pub reset_ns: i64,
 }
 
+/// The standings an admission leaves, of the two rates the headers report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Standings {
+    pub requests: Option<Standing>,
+    pub tokens: Option<Standing>,
+}
+
+impl Standings {
+    fn record(&mut self, slot: &Slot, standing: Standing) {
+        match slot {
+            Slot::Requests => self.requests = Some(standing),
+            Slot::Tokens => self.tokens = Some(standing),
+            Slot::ModelRequests(_) | Slot::ModelTokens(_) => {}
+        }
+    }
+}
+
 /// What an admitted request carries until it ends.
 #[derive(Debug)]
 pub struct Reservation {
     pub account: Arc<str>,
-    pub request_id: String,
+    pub request_id: Arc<str>,
     pub spec: LimitSpec,
     pub tokens: u64,
     /// Which store holds it; settlement goes back to the same one.
@@ -166,7 +189,7 @@ impl Limiter {
     pub async fn admit(
         &self,
         account: &Arc<str>,
-        request_id: &str,
+        request_id: &Arc<str>,
         spec: LimitSpec,
         tokens: u64,
     ) -> Result<Result<Reservation, Denial>, Unavailable> {
@@ -187,18 +210,17 @@ impl Limiter {
     fn reservation(
         &self,
         account: &Arc<str>,
-        request_id: &str,
+        request_id: &Arc<str>,
         spec: LimitSpec,
         tokens: u64,
         shared: bool,
-        standings: Vec<(Slot, Standing)>,
+        standings: Standings,
     ) -> Reservation {
-        let find = |slot: Slot| standings.iter().find(|(s, _)| *s == slot).map(|(_, st)| *st);
         Reservation {
             account: account.clone(),
-            request_id: request_id.to_string(),
-            requests: find(Slot::Requests),
-            token_standing: find(Slot::Tokens),
+            request_id: request_id.clone(),
+            requests: standings.requests,
+            token_standing: standings.tokens,
             spec,
             tokens,
             shared,

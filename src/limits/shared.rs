@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::gcra::Window;
-use super::{Denial, LimitSpec, Reservation, Slot, Standing};
+use super::{Denial, LimitSpec, Reservation, Slot, Standing, Standings};
 
 /// Reads Redis's clock; checks every limit; reserves all of them or none.
 /// KEYS: rate keys, then quota keys, then (optionally) the concurrency key.
@@ -150,7 +150,7 @@ impl std::fmt::Debug for SharedConfig {
 
 /// What Redis decided, or that it could not be asked.
 pub enum Outcome {
-    Decided(Result<Vec<(Slot, Standing)>, Denial>),
+    Decided(Result<Standings, Denial>),
     Unusable,
 }
 
@@ -371,7 +371,7 @@ impl SharedLimits {
             token_rates.len().to_string(),
             r.spec.quotas.len().to_string(),
             (r.spec.max_concurrent.is_some() as u8).to_string(),
-            r.request_id.clone(),
+            r.request_id.to_string(),
             delta.to_string(),
         ];
         args.extend(token_rates.iter().map(|(_, rate)| (rate.emission as f64 / 1000.0).to_string()));
@@ -405,19 +405,18 @@ impl SharedLimits {
     }
 }
 
-fn decode_admit(v: &[i64], spec: &LimitSpec, tokens: u64, now_ns: i64) -> Result<Vec<(Slot, Standing)>, Denial> {
+fn decode_admit(v: &[i64], spec: &LimitSpec, tokens: u64, now_ns: i64) -> Result<Standings, Denial> {
     let index = |i: usize| v.get(i).copied().unwrap_or(1).max(1) as usize - 1;
     match v.first().copied() {
-        Some(0) => Ok(spec
-            .rates
-            .iter()
-            .enumerate()
-            .map(|(i, (slot, rate))| {
+        Some(0) => {
+            let mut standings = Standings::default();
+            for (i, (slot, rate)) in spec.rates.iter().enumerate() {
                 let remaining = v.get(1 + 2 * i).copied().unwrap_or(0).max(0) as u64;
                 let reset_us = v.get(2 + 2 * i).copied().unwrap_or(0).max(0);
-                (slot.clone(), Standing { limit: rate.limit, remaining, reset_ns: reset_us * 1000 })
-            })
-            .collect()),
+                standings.record(slot, Standing { limit: rate.limit, remaining, reset_ns: reset_us * 1000 });
+            }
+            Ok(standings)
+        }
         Some(1) => {
             let (slot, rate) = &spec.rates[index(1).min(spec.rates.len() - 1)];
             let wait_us = v.get(2).copied().unwrap_or(1_000_000).max(0) as u64;

@@ -8,8 +8,11 @@
 //! of `content`, `text` and `input_text` (in that order, whatever the order in the
 //! body). Duplicate keys: the last one counts, as with any JSON object.
 
+use std::borrow::Cow;
 use std::fmt;
+use std::marker::PhantomData;
 use std::ops::Range;
+use std::sync::Arc;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
@@ -74,8 +77,8 @@ pub struct Item {
     pub object: bool,
     /// It has a `role` key (whatever its value).
     pub has_role: bool,
-    /// `role`, when it is a string.
-    pub role: Option<Box<str>>,
+    /// `role`, when it is a string (the usual roles without an allocation).
+    pub role: Option<Cow<'static, str>>,
     /// The text of `content` (pieces of [`View::texts`]).
     pub content: Range<u32>,
     /// The rest of the item's text: `text` and `input_text` of an object, or all the text
@@ -100,7 +103,7 @@ pub struct View {
     pub prompt: Option<Range<u32>>,
     pub messages: Option<Items>,
     pub input: Option<Items>,
-    pub model: Option<Box<str>>,
+    pub model: Option<Arc<str>>,
     pub stream: Scalar,
     pub stream_options: Scalar,
     pub include_usage: Scalar,
@@ -209,7 +212,7 @@ impl<'de> Visitor<'de> for Top<'_> {
                 "prompt" => v.prompt = Some(map.next_value_seed(Texts { out: &mut v.texts, base: self.base })?),
                 "messages" => v.messages = Some(map.next_value_seed(ItemsSeed { out: &mut v.texts, base: self.base })?),
                 "input" => v.input = Some(map.next_value_seed(ItemsSeed { out: &mut v.texts, base: self.base })?),
-                "model" => v.model = map.next_value_seed(StrSeed)?,
+                "model" => v.model = map.next_value_seed(StrSeed(PhantomData))?,
                 "stream" => v.stream = map.next_value_seed(ScalarSeed)?,
                 "stream_options" => {
                     let (shape, include_usage) = map.next_value_seed(StreamOptions)?;
@@ -473,7 +476,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
         while let Some(key) = map.next_key::<Key<'de>>()? {
             if &*key.0 == "role" {
                 item.has_role = true;
-                item.role = map.next_value_seed(StrSeed)?;
+                item.role = map.next_value_seed(StrSeed(PhantomData))?;
                 continue;
             }
             match TEXT_KEYS.iter().position(|k| *k == &*key.0) {
@@ -536,23 +539,46 @@ impl ItemSeed<'_> {
     }
 }
 
-/// A string value (anything else reads as `None`).
-struct StrSeed;
+/// A string value (anything else reads as `None`), kept as a `T`.
+struct StrSeed<T>(PhantomData<T>);
 
-impl<'de> DeserializeSeed<'de> for StrSeed {
-    type Value = Option<Box<str>>;
+/// How [`StrSeed`] keeps a string.
+trait KeptStr: Sized {
+    fn keep(s: &str) -> Self;
+}
+
+/// The model name: shared by the request, its exchange and its audit record.
+impl KeptStr for Arc<str> {
+    fn keep(s: &str) -> Self {
+        Arc::from(s)
+    }
+}
+
+/// A message role: one of a handful of words, so the usual ones are not allocated.
+impl KeptStr for Cow<'static, str> {
+    fn keep(s: &str) -> Self {
+        const ROLES: [&str; 6] = ["user", "assistant", "system", "developer", "tool", "function"];
+        match ROLES.iter().find(|r| **r == s) {
+            Some(r) => Cow::Borrowed(r),
+            None => Cow::Owned(s.to_owned()),
+        }
+    }
+}
+
+impl<'de, T: KeptStr> DeserializeSeed<'de> for StrSeed<T> {
+    type Value = Option<T>;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for StrSeed {
-    type Value = Option<Box<str>>;
+impl<'de, T: KeptStr> Visitor<'de> for StrSeed<T> {
+    type Value = Option<T>;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any JSON value")
     }
     fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
-        Ok(Some(s.into()))
+        Ok(Some(T::keep(s)))
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
         Ok(None)
