@@ -46,7 +46,7 @@ fn event(i: usize, completion: &str) -> RequestEvent {
         decision: "allowed",
         reason: None,
         ending: "complete",
-        request: Some(body(i)),
+        request: Some(Box::new(body(i))),
         completion_text: Some(completion.to_string()),
         completion_truncated: false,
     }

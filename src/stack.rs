@@ -78,7 +78,7 @@ async fn proxy(
             // connection's read buffer, which the request's audit record would otherwise
             // hold whole while it waits in the queue (RSS grew by hundreds of MiB under
             // 32 KB prompts).
-            let llm = LlmRequest::parse(route, &bytes)?;
+            let llm = Box::new(LlmRequest::parse(route, &bytes)?);
             ex.model = llm.model.clone();
             ex.stream = llm.stream;
             (Some(llm), Ok(()))
@@ -97,7 +97,7 @@ async fn proxy(
     // 7. Limits: reserve one request and the estimated tokens against every limit, or 429.
     let spec = app.limit_spec(&principal.account, tier, ex.model.as_deref());
     if !spec.is_empty() {
-        let estimate = estimate_tokens(app, tier, llm.as_ref(), &spec, ex);
+        let estimate = estimate_tokens(app, tier, llm.as_deref(), &spec, ex);
         let reservation = match app.limiter.admit(&principal.account.id, &ex.request_id, spec, estimate).await {
             Ok(Ok(r)) => r,
             Ok(Err(denial)) => return Err(ProxyError::RateLimited { denial }),
@@ -212,10 +212,10 @@ struct Exchange {
     method: http::Method,
     path: std::borrow::Cow<'static, str>,
     route: Option<LlmRoute>,
-    model: Option<std::sync::Arc<str>>,
+    model: Option<Arc<str>>,
     stream: bool,
     principal: Option<Principal>,
-    llm: Option<LlmRequest>,
+    llm: Option<Box<LlmRequest>>,
     upstream_sent: Option<Instant>,
     upstream_failure: Option<UpstreamFailure>,
     /// Held until the response ends, so streams count as in flight.

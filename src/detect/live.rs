@@ -279,7 +279,7 @@ fn run_engine(
                     status: event.status,
                     prompt_tokens: usage.prompt_tokens,
                     completion_tokens: usage.completion_tokens,
-                    features: features::extract(&event.path, event.request.as_ref()),
+                    features: features::extract(&event.path, event.request.as_deref()),
                 };
                 metrics.events.inc();
                 for c in engine.observe(&obs) {

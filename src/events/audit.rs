@@ -1039,7 +1039,7 @@ mod tests {
             decision: "allowed",
             reason: None,
             ending: "complete",
-            request: Some(body),
+            request: Some(Box::new(body)),
             completion_text: Some("sure 4111-1111-1111-1111".into()),
             completion_truncated: false,
         }
@@ -1080,8 +1080,9 @@ mod tests {
         let pretty =
             "{\n  \"model\" : \"m\",\r\n\t\"messages\": [ {\"role\": \"user\", \"content\": \"a \\\" \\n b  c\"} ]\n}";
         let mut e = event();
-        e.request =
-            Some(crate::llm::LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, pretty.as_bytes()).unwrap());
+        e.request = Some(Box::new(
+            crate::llm::LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, pretty.as_bytes()).unwrap(),
+        ));
         let line = render(&e, CaptureMode::Full, &[]);
         assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1, "{}", String::from_utf8_lossy(&line));
         let v = parse(&line);

@@ -43,10 +43,26 @@ pub struct RequestEvent {
     /// `complete`, `client_aborted`, `upstream_error`, `idle_timeout` or `refused`.
     pub ending: &'static str,
     /// An LLM call's body as the client sent it, and what warden read in it (capture
-    /// mode decides what the audit log keeps of it; the detector reads it).
-    pub request: Option<crate::llm::LlmRequest>,
+    /// mode decides what the audit log keeps of it; the detector reads it). Boxed: it is
+    /// allocated once when the body is parsed and handed on by pointer, from the request
+    /// path to the event and on to the audit writer and the detector.
+    pub request: Option<Box<crate::llm::LlmRequest>>,
     /// The completion text seen, up to the capture limit.
     pub completion_text: Option<String>,
     /// The capture limit cut the completion text.
     pub completion_truncated: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_carry_the_parsed_body_by_pointer() {
+        // The parsed body (a few hundred bytes of view) is boxed once and handed on; held
+        // inline it would be copied whole at every move of the event, into its `Arc`
+        // included, and the event could not be smaller than it.
+        let (event, body) = (std::mem::size_of::<RequestEvent>(), std::mem::size_of::<crate::llm::LlmRequest>());
+        assert!(event < body, "RequestEvent is {event} bytes, LlmRequest {body}");
+    }
 }

@@ -134,9 +134,18 @@ impl LocalLimits {
         tokens: u64,
         now: i64,
     ) -> Result<Standings, Denial> {
+        // An account already in memory (every request but its first): one hash, one shard
+        // lock and no clone of its id (whose reference count every worker shares), where
+        // looking it up, then taking its entry, took two of each.
+        if let Some(mut entry) = self.accounts.get_mut(&**account) {
+            return Self::reserve(entry.value_mut(), spec, tokens, now);
+        }
         self.ensure_loaded(account, spec, now).await;
         let mut entry = self.accounts.entry(account.clone()).or_default();
-        let state = entry.value_mut();
+        Self::reserve(entry.value_mut(), spec, tokens, now)
+    }
+
+    fn reserve(state: &mut AccountLimits, spec: &LimitSpec, tokens: u64, now: i64) -> Result<Standings, Denial> {
         state.last_seen = now;
         if let Some(max) = spec.max_concurrent {
             if state.in_flight >= max {
