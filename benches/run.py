@@ -132,6 +132,24 @@ def cpu_seconds(pid):
     return total / tick
 
 
+def preemptions(pid):
+    """Involuntary context switches of a process, its threads and its child processes
+    (nginx's workers): how often the scheduler took the CPU away from it while it still
+    had work, here mostly to run the load generator or the mock it had just woken."""
+    total = 0
+    pids = [pid] + [int(d) for d in os.listdir("/proc") if d.isdigit() and parent_of(int(d)) == pid]
+    for q in pids:
+        try:
+            for tid in os.listdir(f"/proc/{q}/task"):
+                with open(f"/proc/{q}/task/{tid}/status") as f:
+                    for line in f:
+                        if line.startswith("nonvoluntary_ctxt_switches:"):
+                            total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
 def parent_of(pid):
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -450,10 +468,11 @@ def main():
             for sname, (body, headers) in scenarios.items():
                 for tname, (port, proc, key) in targets.items():
                     url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                    cpu0 = cpu_seconds(proc.pid)
+                    cpu0, pre0 = cpu_seconds(proc.pid), preemptions(proc.pid)
                     r = run_wrk(tmp, url, body, headers, key, args.duration, args.connections, args.threads)
                     # CPU the target itself spent per request (for `direct`, the mock's).
                     r["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) * 1e6 / max(1, r["requests"])
+                    r["preempted"] = (preemptions(proc.pid) - pre0) / max(1, r["requests"])
                     sat.setdefault((sname, tname), []).append(r)
                     f = run_oha(url, body, headers, key, args.duration, FIXED_RATES[sname])
                     fixed.setdefault((sname, tname), []).append(f)
@@ -492,12 +511,16 @@ def main():
              "workers included) during the saturation run, per request; the load generator and the mock are not "
              "counted, except for `direct`, where it is the mock's. Unlike throughput, it does not depend on how "
              "the 2 shared cores are split between load generator, mock and proxy.")
+    L.append("- Preempted /req: involuntary context switches of the target's processes and threads per request "
+             "(from /proc/PID/task/*/status). On 2 shared cores a proxy is mostly preempted by the load generator "
+             "or the mock it has just woken, and the longer it runs per request the more often; each preemption "
+             "is a context switch (and colder caches) paid in the target's own CPU time.")
     L.append("- Targets: " + "; ".join(f"`{k}` {v}" for k, v in TARGET_NOTES.items() if k in targets) + ".\n")
     for sname in scenarios:
         L.append(f"## {sname}: saturation\n")
         L.append("| target | req/s | p50 ms | p99 ms | p99.9 ms | errors | throughput / nginx | p99 / nginx | "
-                 "throughput / direct | throughput / hyper-bare | CPU us/req | CPU / nginx |")
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "throughput / direct | throughput / hyper-bare | CPU us/req | CPU / nginx | preempted /req |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         n_rps = median([r["rps"] for r in sat[(sname, "nginx")]])
         n_p99 = median([r["p99"] for r in sat[(sname, "nginx")]])
         d_rps = median([r["rps"] for r in sat[(sname, "direct")]])
@@ -508,9 +531,10 @@ def main():
             rps = median([r["rps"] for r in runs])
             p50, p99, p999 = (median([r[k] for r in runs]) / 1000 for k in ("p50", "p99", "p999"))
             cpu = median([r["cpu_us"] for r in runs])
+            pre = median([r["preempted"] for r in runs])
             L.append(f"| {tname} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {p999:.2f} | {sum(r['errors'] for r in runs)} | "
                      f"{rps / n_rps:.2f} | {p99 / (n_p99 / 1000):.2f} | {rps / d_rps:.2f} | {rps / b_rps:.2f} | {cpu:.1f} | "
-                     f"{cpu / n_cpu:.2f} |")
+                     f"{cpu / n_cpu:.2f} | {pre:.2f} |")
         L.append("")
         L.append(f"## {sname}: fixed rate, {FIXED_RATES[sname]} req/s\n")
         L.append("| target | achieved req/s | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | errors | "
