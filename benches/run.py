@@ -4,8 +4,8 @@
 Starts the bundled mock upstream, nginx (`proxy_pass`, buffering off) in front of it,
 and several warden configurations in front of it, then drives the same load with wrk
 against each target, interleaved (round after round, every target in each round), and
-prints throughput, latency percentiles, peak RSS and the ratios against nginx and
-against direct. Results also go to benches/RESULTS.md with the machine and the command.
+prints throughput, latency percentiles, peak RSS, each target's CPU time and preemptions
+per request and the ratios against nginx and against direct. Results also go to benches/RESULTS.md with the machine and the command.
 
 Targets:
   direct        the mock itself
@@ -116,13 +116,17 @@ def status_mb(pid, field):
     return float("nan")
 
 
+def with_children(pid):
+    """A process and its child processes (nginx's workers)."""
+    return [pid] + [int(d) for d in os.listdir("/proc") if d.isdigit() and parent_of(int(d)) == pid]
+
+
 def cpu_seconds(pid):
     """User + system CPU of a process, its threads and its child processes (nginx's
     workers), in seconds."""
     tick = os.sysconf("SC_CLK_TCK")
     total = 0
-    pids = [pid] + [int(d) for d in os.listdir("/proc") if d.isdigit() and parent_of(int(d)) == pid]
-    for q in pids:
+    for q in with_children(pid):
         try:
             with open(f"/proc/{q}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -137,8 +141,7 @@ def preemptions(pid):
     (nginx's workers): how often the scheduler took the CPU away from it while it still
     had work, here mostly to run the load generator or the mock it had just woken."""
     total = 0
-    pids = [pid] + [int(d) for d in os.listdir("/proc") if d.isdigit() and parent_of(int(d)) == pid]
-    for q in pids:
+    for q in with_children(pid):
         try:
             for tid in os.listdir(f"/proc/{q}/task"):
                 with open(f"/proc/{q}/task/{tid}/status") as f:
