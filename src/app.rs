@@ -59,7 +59,11 @@ impl App {
         let metrics = Metrics::new();
         let audit = AuditSink::start(&config.audit, metrics.audit.clone()).await?;
         let shared = match &config.redis {
-            Some(redis) => Some(crate::limits::shared::SharedLimits::start(redis.clone(), metrics.redis.clone())?),
+            Some(redis) => Some(crate::limits::shared::SharedLimits::start(
+                redis.clone(),
+                metrics.redis.clone(),
+                config.server.workers,
+            )?),
             None => None,
         };
         let limiter =

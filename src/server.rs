@@ -49,11 +49,16 @@ impl Listeners {
 }
 
 thread_local! {
-    static WORKER: Cell<usize> = const { Cell::new(0) };
+    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
 }
 
 /// The proxy worker running on this thread (0 on any other thread).
 pub fn worker_index() -> usize {
+    current_worker().unwrap_or(0)
+}
+
+/// The proxy worker running on this thread, if this thread is one.
+pub fn current_worker() -> Option<usize> {
     WORKER.with(Cell::get)
 }
 
@@ -71,7 +76,7 @@ fn start_workers(app: &Arc<App>, builder: &auto::Builder<TokioExecutor>) -> Vec<
             let thread = std::thread::Builder::new()
                 .name(format!("warden-proxy-{index}"))
                 .spawn(move || {
-                    WORKER.with(|w| w.set(index));
+                    WORKER.with(|w| w.set(Some(index)));
                     let runtime =
                         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
                     runtime.block_on(async move {

@@ -80,7 +80,16 @@ async fn request_rate_limits_answer_429_like_openai() {
 async fn tokens_are_reserved_before_and_reconciled_after() {
     let mock = mock_llm::spawn(MockOptions::default()).await.unwrap();
     let w = Warden::start_with(&mock.base_url(), Extra { tail: TIERS, ..Extra::default() }).await;
-    let key = account_on(&w, "t", "tokens").await;
+    tokens_reserved_and_reconciled(&w, "t", None).await;
+    w.stop().await;
+}
+
+/// An account on the `tokens` tier: the estimate is reserved up front, reconciled with
+/// what was used, and a request larger than what is left (or than the limit) is refused.
+/// With `redis` (its URL), settlement runs in the background: the next request is sent
+/// once Redis shows the first one settled.
+async fn tokens_reserved_and_reconciled(w: &Warden, account: &str, redis: Option<&str>) {
+    let key = account_on(w, account, "tokens").await;
     // Reserved: prompt + max_tokens 600; used: prompt + 16.
     let mut body = chat_body("hello", false);
     body["max_tokens"] = json!(600);
@@ -89,6 +98,23 @@ async fn tokens_are_reserved_before_and_reconciled_after() {
     let reserved_left: u64 = header(&r, "x-ratelimit-remaining-tokens").parse().unwrap();
     assert!(reserved_left < 400, "the estimate was reserved up front: {reserved_left}");
     let used = r.json()["usage"]["total_tokens"].as_u64().unwrap();
+    if let Some(url) = redis {
+        // Reserved ~610 tokens put the rate's state ~37 s ahead at 1000 tokens a minute;
+        // settled (~590 given back), it is ~1 s ahead.
+        let mut c = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let mut settled = false;
+        for _ in 0..250 {
+            let tat: Option<i64> =
+                redis::cmd("GET").arg(format!("warden:{{{account}}}:tpm")).query_async(&mut c).await.unwrap();
+            let (s, us): (i64, i64) = redis::cmd("TIME").query_async(&mut c).await.unwrap();
+            if tat.is_some_and(|t| t - (s * 1_000_000 + us) < 10_000_000) {
+                settled = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(settled, "the first request was never settled in redis");
+    }
     // The next request sees the reconciled figure (give or take the refill).
     let r = w.post("/v1/chat/completions", &key, chat_body("again", false)).await;
     let left: u64 = header(&r, "x-ratelimit-remaining-tokens").parse().unwrap();
@@ -108,14 +134,20 @@ async fn tokens_are_reserved_before_and_reconciled_after() {
     let r = w.post("/v1/chat/completions", &key, huge).await;
     assert_eq!(r.status, 429);
     assert!(r.json()["error"]["message"].as_str().unwrap().starts_with("Request too large"));
-    w.stop().await;
 }
 
 #[tokio::test]
 async fn streamed_tokens_count_and_an_abort_releases_its_reservation() {
     let mock = mock_llm::spawn(MockOptions::default()).await.unwrap();
     let w = Warden::start_with(&mock.base_url(), Extra { tail: TIERS, ..Extra::default() }).await;
-    let key = account_on(&w, "s", "single").await;
+    one_stream_at_a_time(&w, "s").await;
+    w.stop().await;
+}
+
+/// An account on the `single` tier: a stream in flight holds the one concurrency slot, an
+/// abort gives it back with the unused reservation, and a full stream counts its tokens.
+async fn one_stream_at_a_time(w: &Warden, account: &str) {
+    let key = account_on(w, account, "single").await;
     let auth = format!("Bearer {key}");
     // One stream in flight: a second request is refused on concurrency.
     let mut s = open_stream(
@@ -145,11 +177,11 @@ async fn streamed_tokens_count_and_an_abort_releases_its_reservation() {
     let left: u64 = header(&r, "x-ratelimit-remaining-tokens").parse().unwrap();
     assert!(left > 100_000 - 1024 - 200, "reservation leaked: {left} left");
     // A full stream counts its real tokens: 16 completion tokens plus the prompt.
-    let before = w.eventually("s", |u| u["requests"].as_u64() >= Some(2)).await["completion_tokens"].as_u64().unwrap();
+    let before =
+        w.eventually(account, |u| u["requests"].as_u64() >= Some(2)).await["completion_tokens"].as_u64().unwrap();
     let r = w.post("/v1/chat/completions", &key, chat_body("count this stream", true)).await;
     assert_eq!(r.status, 200);
-    w.eventually("s", |u| u["completion_tokens"].as_u64() == Some(before + 16)).await;
-    w.stop().await;
+    w.eventually(account, |u| u["completion_tokens"].as_u64() == Some(before + 16)).await;
 }
 
 #[tokio::test]
@@ -157,7 +189,18 @@ async fn daily_quota_is_enforced_and_survives_a_restart() {
     let mock = mock_llm::spawn(MockOptions::default()).await.unwrap();
     let extra = Extra { tail: TIERS, ..Extra::default() };
     let w = Warden::start_with(&mock.base_url(), extra).await;
-    let key = account_on(&w, "q", "quota").await;
+    let (key, body) = daily_quota_runs_out(&w, "q").await;
+    let dir = w.stop().await;
+    let w = Warden::start_in(&mock.base_url(), extra, dir).await;
+    let r = w.post("/v1/chat/completions", &key, body).await;
+    assert_eq!(r.status, 429, "the quota was forgotten across the restart");
+    w.stop().await;
+}
+
+/// An account on the `quota` tier runs out of its daily quota after five requests; returns
+/// its key and the request body.
+async fn daily_quota_runs_out(w: &Warden, account: &str) -> (String, Value) {
+    let key = account_on(w, account, "quota").await;
     let mut body = chat_body("one two three", false);
     body["max_tokens"] = json!(20);
     // Each request reserves 26 (6 prompt tokens + max_tokens 20) and uses 22 (the mock's
@@ -178,11 +221,7 @@ async fn daily_quota_is_enforced_and_survives_a_restart() {
     assert_eq!(r.status, 429);
     let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(msg.contains("daily token quota of 120"), "{msg}");
-    let dir = w.stop().await;
-    let w = Warden::start_in(&mock.base_url(), extra, dir).await;
-    let r = w.post("/v1/chat/completions", &key, body).await;
-    assert_eq!(r.status, 429, "the quota was forgotten across the restart");
-    w.stop().await;
+    (key, body)
 }
 
 #[tokio::test]
@@ -340,5 +379,79 @@ async fn fail_closed_refuses_quickly_while_redis_is_down() {
     assert_eq!(ready.status, 503);
     let v: Value = ready.json();
     assert_eq!(v["redis"], "unavailable");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_concurrency_and_quotas_hold_through_redis_and_its_keys_expire() {
+    let redis = Redis::start();
+    let mock = mock_llm::spawn(MockOptions::default()).await.unwrap();
+    let tail = format!("{TIERS}\n[redis]\nurl = \"{}\"\n", redis.url());
+    let w = Warden::start_with(&mock.base_url(), Extra { tail: &tail, ..Extra::default() }).await;
+    // Until warden has connected, admissions would fall back to local limits.
+    let ready = format!("http://{}/readyz", w.admin_addr);
+    let mut connected = false;
+    for _ in 0..100 {
+        let r = w.http.send(Method::GET, &ready, &[], None).await.unwrap();
+        if r.json()["redis"] == "ok" {
+            connected = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(connected, "warden never connected to redis");
+
+    // The same checks as with local limits, every one decided by the Lua scripts (the
+    // proxy workers open their own connections on first use).
+    tokens_reserved_and_reconciled(&w, "rt", Some(&redis.url())).await;
+    one_stream_at_a_time(&w, "rs").await;
+    daily_quota_runs_out(&w, "rq").await;
+    let m = w.http.send(Method::GET, &format!("http://{}/metrics", w.admin_addr), &[], None).await.unwrap();
+    let metrics = String::from_utf8_lossy(&m.body).to_string();
+    assert!(metrics.lines().any(|l| l == "warden_redis_fallbacks_total 0"), "some admissions fell back:\n{metrics}");
+
+    // Every key the scripts left behind expires on its own: rate state and quota counters
+    // (the concurrency set is gone once its last request ended).
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut c).await.unwrap();
+    for part in ["{rt}:tpm", "{rs}:tpm", "{rq}:q:"] {
+        assert!(keys.iter().any(|k| k.contains(part)), "no {part} key in {keys:?}");
+    }
+    for k in &keys {
+        let ttl: i64 = redis::cmd("PTTL").arg(k).query_async(&mut c).await.unwrap();
+        assert!(ttl > 0, "{k} does not expire (PTTL {ttl})");
+    }
+    // A settlement that finds its quota counter gone (the day rolled over while the
+    // request ran) makes it anew, with an expiry: a stream reserves 26 tokens, uses 22,
+    // and its counter is deleted while it runs.
+    let key = account_on(&w, "rq2", "quota").await;
+    let auth = format!("Bearer {key}");
+    let mut body = chat_body("one two three", true);
+    body["max_tokens"] = json!(20);
+    let mut s = open_stream(
+        &w.url("/v1/chat/completions"),
+        &[("authorization", &auth), ("x-mock-chunks", "16"), ("x-mock-chunk-interval-ms", "20")],
+        body,
+    )
+    .await;
+    assert_eq!(s.status, 200);
+    s.next_data().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*{rq2}:q:*").query_async(&mut c).await.unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    let _: () = redis::cmd("DEL").arg(&keys[0]).query_async(&mut c).await.unwrap();
+    s.rest().await;
+    let mut settled = None;
+    for _ in 0..100 {
+        let used: Option<i64> = redis::cmd("GET").arg(&keys[0]).query_async(&mut c).await.unwrap();
+        if used.is_some() {
+            settled = used;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(settled, Some(0), "the settlement (22 used - 26 reserved) did not make the counter anew at 0");
+    let ttl: i64 = redis::cmd("PTTL").arg(&keys[0]).query_async(&mut c).await.unwrap();
+    assert!(ttl > 0, "the counter made by the settlement does not expire (PTTL {ttl})");
     w.stop().await;
 }
