@@ -547,7 +547,7 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
             if let Some(r) = &event.request {
                 w.key("request_body");
                 // The client's bytes, on one line; only redaction needs them decoded.
-                if redact.is_empty() && std::str::from_utf8(&r.raw).is_ok() {
+                if redact.is_empty() && r.view.utf8 {
                     compact_json(&r.raw, w.0);
                 } else {
                     match serde_json::from_slice::<Value>(&r.raw) {
@@ -1061,6 +1061,22 @@ mod tests {
         assert!(!text.contains("4111"), "{text}");
         assert_eq!(v["request_body"]["messages"][0]["content"], "my card is [REDACTED], help");
         assert_eq!(v["completion_text"], "sure [REDACTED]");
+    }
+
+    #[test]
+    fn a_body_is_copied_as_sent_only_when_it_is_utf8() {
+        // Valid UTF-8 (checked once when the body was read): the bytes as sent, on one line.
+        let mut e = event();
+        let v = parse(&render(&e, CaptureMode::Full, &[]));
+        assert_eq!(v["request_body"]["messages"][0]["content"], "my card is 4111-1111-1111-1111, help");
+        // A byte that is not UTF-8 in a string warden does not read: the body is still
+        // accepted, but it is not JSON text, and the record stays valid without it.
+        let raw = b"{\"model\":\"m\",\"messages\":[],\"user\":\"\xff\"}";
+        let body = crate::llm::LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, raw).unwrap();
+        assert!(!body.view.utf8 && e.request.as_ref().unwrap().view.utf8);
+        e.request = Some(Box::new(body));
+        let v = parse(&render(&e, CaptureMode::Full, &[]));
+        assert_eq!(v["request_body"], Value::Null);
     }
 
     #[test]

@@ -116,6 +116,9 @@ pub struct View {
     pub logprobs: Scalar,
     pub top_logprobs: Scalar,
     pub logit_bias: Scalar,
+    /// The whole body is valid UTF-8 (checked once, here): the audit writer copies it
+    /// into a record as it is without checking it again.
+    pub utf8: bool,
 }
 
 /// The body is not a JSON object.
@@ -130,7 +133,10 @@ impl View {
     /// and read as text instead. Any other body is read as before, for the same error.
     pub fn parse(body: &[u8]) -> Result<Result<View, NotAnObject>, serde_json::Error> {
         match std::str::from_utf8(body) {
-            Ok(text) => View::parse_from(serde_json::Deserializer::from_str(text), body),
+            Ok(text) => {
+                let parsed = View::parse_from(serde_json::Deserializer::from_str(text), body);
+                parsed.map(|r| r.map(|view| View { utf8: true, ..view }))
+            }
             Err(_) => View::parse_from(serde_json::Deserializer::from_slice(body), body),
         }
     }
