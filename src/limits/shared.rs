@@ -126,8 +126,6 @@ if delta ~= 0 then
     end
     a = a + 1
   end
-else
-  a = a + nr + nq
 end
 if hc == 1 then redis.call('ZREM', KEYS[nr + nq + 1], member) end
 return 1
@@ -252,7 +250,8 @@ impl redis::aio::ConnectionLike for Conn {
 pub struct SharedLimits {
     config: SharedConfig,
     client: redis::Client,
-    /// The connection used off the proxy workers, and by a worker until its own is up.
+    /// The connection used off the proxy workers, by a worker until its own is up, and
+    /// for the circuit breaker's probe.
     conn: Arc<Mutex<Option<ConnectionManager>>>,
     /// One connection per proxy worker, opened on the worker's own event loop: its
     /// replies are read on the thread whose request waits for them. Through the shared
@@ -384,9 +383,14 @@ impl SharedLimits {
         }
     }
 
+    /// Opening a connection may take longer than a call: at least 100 ms.
+    fn connect_timeout(timeout: Duration) -> Duration {
+        timeout.max(Duration::from_millis(100))
+    }
+
     fn manager_config(timeout: Duration) -> ConnectionManagerConfig {
         ConnectionManagerConfig::new()
-            .set_connection_timeout(timeout.max(Duration::from_millis(100)))
+            .set_connection_timeout(Self::connect_timeout(timeout))
             .set_response_timeout(timeout)
             .set_number_of_retries(2)
             .set_max_delay(1000)
@@ -406,7 +410,7 @@ impl SharedLimits {
                     let (slot, client) = (slot.clone(), self.client.clone());
                     let timeout = self.config.timeout;
                     let cfg = redis::AsyncConnectionConfig::new()
-                        .set_connection_timeout(timeout.max(Duration::from_millis(100)))
+                        .set_connection_timeout(Self::connect_timeout(timeout))
                         .set_response_timeout(timeout);
                     // Spawned here, so on this worker's runtime: the connection's reader
                     // task runs where its callers do.
@@ -423,6 +427,10 @@ impl SharedLimits {
                 }
             }
         }
+        self.shared()
+    }
+
+    fn shared(&self) -> Option<Conn> {
         self.conn.lock().expect("redis slot").clone().map(Conn::Shared)
     }
 
@@ -436,8 +444,7 @@ impl SharedLimits {
         // connection every worker falls back on works again, not when one worker's fresh
         // connection does (the others would then call a shared connection still
         // reconnecting, and open the circuit again).
-        let conn =
-            if probe { self.conn.lock().expect("redis slot").clone().map(Conn::Shared) } else { self.connection() };
+        let conn = if probe { self.shared() } else { self.connection() };
         let Some(mut conn) = conn else {
             if probe {
                 // Not connected yet: the probe is not made, and the circuit stays open.
@@ -476,15 +483,11 @@ impl SharedLimits {
                 self.record(true);
                 v
             }
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "redis admit failed");
-                conn.failed();
-                self.metrics.errors.inc();
-                self.metrics.fallbacks.inc();
-                self.record(false);
-                return Outcome::Unusable;
-            }
-            Err(_) => {
+            failed => {
+                match failed {
+                    Ok(Err(e)) => tracing::debug!(error = %e, "redis admit failed"),
+                    _ => tracing::debug!("redis admit timed out"),
+                }
                 conn.failed();
                 self.metrics.errors.inc();
                 self.metrics.fallbacks.inc();

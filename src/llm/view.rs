@@ -133,19 +133,17 @@ impl View {
     /// and read as text instead. Any other body is read as before, for the same error.
     pub fn parse(body: &[u8]) -> Result<Result<View, NotAnObject>, serde_json::Error> {
         match std::str::from_utf8(body) {
-            Ok(text) => {
-                let parsed = View::parse_from(serde_json::Deserializer::from_str(text), body);
-                parsed.map(|r| r.map(|view| View { utf8: true, ..view }))
-            }
-            Err(_) => View::parse_from(serde_json::Deserializer::from_slice(body), body),
+            Ok(text) => View::parse_from(serde_json::Deserializer::from_str(text), body, true),
+            Err(_) => View::parse_from(serde_json::Deserializer::from_slice(body), body, false),
         }
     }
 
     fn parse_from<'de, R: serde_json::de::Read<'de>>(
         mut de: serde_json::Deserializer<R>,
         body: &'de [u8],
+        utf8: bool,
     ) -> Result<Result<View, NotAnObject>, serde_json::Error> {
-        let mut view = View::default();
+        let mut view = View { utf8, ..View::default() };
         let is_object = Top { view: &mut view, base: Base::of(body) }.deserialize(&mut de)?;
         de.end()?;
         Ok(if is_object { Ok(view) } else { Err(NotAnObject) })
