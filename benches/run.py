@@ -423,6 +423,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--duration", type=int, default=4, help="seconds per load run (saturation and fixed rate)")
     ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds (the median is reported)")
+    ap.add_argument("--headline-rounds", type=int, default=3,
+                    help="saturation rounds of the small scenario, every target in each (the headline figure: "
+                         "the median of the per-round ratios is reported)")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections at saturation")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--soak", type=int, default=300, help="seconds of the RSS soak run on warden-full (0: skip)")
@@ -432,7 +435,7 @@ def main():
     ap.add_argument("--targets", default="", help="comma-separated subset of warden variants (default: all)")
     args = ap.parse_args()
     if args.quick:
-        args.duration, args.rounds, args.soak = 2, 1, min(args.soak, 20)
+        args.duration, args.rounds, args.headline_rounds, args.soak = 2, 1, 1, min(args.soak, 20)
 
     ensure_tools()
     built = all(os.path.exists(p) for p in (os.path.join(BIN, "warden"), BARE))
@@ -466,27 +469,48 @@ def main():
             targets[name] = (port, p, key)
 
         scenarios = {k: v for k, v in scenario_bodies().items() if k in args.scenarios.split(",")}
-        sat, fixed = {}, {}  # (scenario, target) -> [runs]
+        sat, fixed = {}, {}  # (scenario, target) -> [runs], in round order
+
+        def saturate(sname, tname, body, headers):
+            port, proc, key = targets[tname]
+            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            cpu0, pre0 = cpu_seconds(proc.pid), preemptions(proc.pid)
+            r = run_wrk(tmp, url, body, headers, key, args.duration, args.connections, args.threads)
+            # CPU the target itself spent per request (for `direct`, the mock's).
+            r["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) * 1e6 / max(1, r["requests"])
+            r["preempted"] = (preemptions(proc.pid) - pre0) / max(1, r["requests"])
+            sat.setdefault((sname, tname), []).append(r)
+            return r
+
         for rnd in range(args.rounds):
             for sname, (body, headers) in scenarios.items():
-                for tname, (port, proc, key) in targets.items():
-                    url = f"http://127.0.0.1:{port}/v1/chat/completions"
-                    cpu0, pre0 = cpu_seconds(proc.pid), preemptions(proc.pid)
-                    r = run_wrk(tmp, url, body, headers, key, args.duration, args.connections, args.threads)
-                    # CPU the target itself spent per request (for `direct`, the mock's).
-                    r["cpu_us"] = (cpu_seconds(proc.pid) - cpu0) * 1e6 / max(1, r["requests"])
-                    r["preempted"] = (preemptions(proc.pid) - pre0) / max(1, r["requests"])
-                    sat.setdefault((sname, tname), []).append(r)
-                    f = run_oha(url, body, headers, key, args.duration, FIXED_RATES[sname])
+                for tname in targets:
+                    if sname != "small" and tname in SMALL_ONLY:
+                        continue
+                    port, _, key = targets[tname]
+                    r = saturate(sname, tname, body, headers)
+                    f = run_oha(f"http://127.0.0.1:{port}/v1/chat/completions", body, headers, key, args.duration,
+                                FIXED_RATES[sname])
                     fixed.setdefault((sname, tname), []).append(f)
                     print(f"round {rnd + 1} {sname:10} {tname:18} saturation {r['rps']:7.0f} req/s p99 "
                           f"{r['p99'] / 1000:6.2f} ms | {FIXED_RATES[sname]} req/s: p50 {f['p50'] / 1000:6.3f} ms "
                           f"p99 {f['p99'] / 1000:6.3f} ms errors {r['errors']}+{f['errors']}", file=sys.stderr)
+        # The headline: more saturation rounds of the small scenario, every target in each,
+        # so that each round's ratios compare runs seconds apart.
+        if "small" in scenarios:
+            body, headers = scenarios["small"]
+            for rnd in range(args.rounds, max(args.rounds, args.headline_rounds)):
+                for tname in targets:
+                    r = saturate("small", tname, body, headers)
+                    print(f"round {rnd + 1} small      {tname:18} saturation {r['rps']:7.0f} req/s p99 "
+                          f"{r['p99'] / 1000:6.2f} ms", file=sys.stderr)
 
         ttft = {}
         if "stream50" in scenarios:
             sbody, sheaders = scenarios["stream50"]
             for tname, (port, _, key) in targets.items():
+                if tname in SMALL_ONLY:
+                    continue
                 ttft[tname] = ttft_probe(f"http://127.0.0.1:{port}/v1/chat/completions", sbody, sheaders, key)
 
         rss = {t: status_mb(p.pid, "VmHWM") for t, (_, p, _) in targets.items()}
@@ -507,7 +531,10 @@ def main():
     L.append(f"- Command: `python3 benches/run.py {' '.join(sys.argv[1:])}` ({elapsed:.0f} s)")
     L.append(f"- Saturation: wrk, {args.connections} connections, {args.threads} threads, {args.duration} s per run. "
              f"Fixed rate: oha -q with latency correction, {args.duration} s per run. {args.rounds} interleaved "
-             "round(s) (every target in each round), median of rounds.")
+             f"round(s) (every target in each round), median of rounds; the small scenario's saturation runs "
+             f"{max(args.rounds, args.headline_rounds)} rounds. Ratios to nginx, direct and hyper-bare are the median "
+             "of the ratios within each round. "
+             f"{' and '.join(f'`{t}`' for t in SMALL_ONLY)} run in the small scenario only.")
     L.append("- Everything (load generator, proxies, mock upstream, Redis) shares the same 2 cores, so absolute "
              "numbers are low and noisy; the ratios measured side by side in one run are the result.")
     L.append("- CPU us/req: user + system CPU time of the target's own processes and threads (nginx's "
@@ -524,27 +551,34 @@ def main():
         L.append("| target | req/s | p50 ms | p99 ms | p99.9 ms | errors | throughput / nginx | p99 / nginx | "
                  "throughput / direct | throughput / hyper-bare | CPU us/req | CPU / nginx | preempted /req |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-        n_rps = median([r["rps"] for r in sat[(sname, "nginx")]])
-        n_p99 = median([r["p99"] for r in sat[(sname, "nginx")]])
-        d_rps = median([r["rps"] for r in sat[(sname, "direct")]])
-        n_cpu = median([r["cpu_us"] for r in sat[(sname, "nginx")]])
-        b_rps = median([r["rps"] for r in sat[(sname, "hyper-bare")]])
+        # Ratios are the median of each round's ratio (runs seconds apart), not the ratio of
+        # medians taken over the whole run.
+        ratio = lambda t, base, k: median([a[k] / b[k] for a, b in zip(sat[(sname, t)], sat[(sname, base)])])  # noqa: E731
         for tname in targets:
+            if (sname, tname) not in sat:
+                continue
             runs = sat[(sname, tname)]
             rps = median([r["rps"] for r in runs])
             p50, p99, p999 = (median([r[k] for r in runs]) / 1000 for k in ("p50", "p99", "p999"))
             cpu = median([r["cpu_us"] for r in runs])
             pre = median([r["preempted"] for r in runs])
             L.append(f"| {tname} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {p999:.2f} | {sum(r['errors'] for r in runs)} | "
-                     f"{rps / n_rps:.2f} | {p99 / (n_p99 / 1000):.2f} | {rps / d_rps:.2f} | {rps / b_rps:.2f} | {cpu:.1f} | "
-                     f"{cpu / n_cpu:.2f} | {pre:.2f} |")
+                     f"{ratio(tname, 'nginx', 'rps'):.2f} | {ratio(tname, 'nginx', 'p99'):.2f} | "
+                     f"{ratio(tname, 'direct', 'rps'):.2f} | {ratio(tname, 'hyper-bare', 'rps'):.2f} | {cpu:.1f} | "
+                     f"{ratio(tname, 'nginx', 'cpu_us'):.2f} | {pre:.2f} |")
         L.append("")
+        if len(sat[(sname, "nginx")]) > 1:
+            L.append(f"Each round ({len(sat[(sname, 'nginx')])}), throughput / nginx: " + "; ".join(
+                f"{t} " + ", ".join(f"{a['rps'] / b['rps']:.2f}" for a, b in zip(sat[(sname, t)], sat[(sname, 'nginx')]))
+                for t in targets if t not in ("direct", "nginx")) + ".\n")
         L.append(f"## {sname}: fixed rate, {FIXED_RATES[sname]} req/s\n")
         L.append("| target | achieved req/s | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | errors | "
                  "p50 / nginx | p99 / nginx |")
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         med = lambda t, k: median([r[k] for r in fixed[(sname, t)]])  # noqa: E731
         for tname in targets:
+            if (sname, tname) not in fixed:
+                continue
             L.append(f"| {tname} | {med(tname, 'rps'):.0f} | {med(tname, 'p50') / 1000:.3f} | "
                      f"{med(tname, 'p99') / 1000:.3f} | {med(tname, 'p999') / 1000:.3f} | "
                      f"{(med(tname, 'p50') - med('direct', 'p50')) / 1000:+.3f} | "
@@ -563,6 +597,8 @@ def main():
         L.append("|---|---:|---:|---:|---:|---:|---:|")
         fb = lambda t, k: median([r[k] for r in fixed[(sname, t)]]) / 1000  # noqa: E731
         for tname, (m, _) in ttft.items():
+            if (sname, tname) not in fixed:
+                continue
             L.append(f"| {tname} | {m:.3f} | {m - ttft['direct'][0]:+.3f} | {fb(tname, 'fb50'):.3f} | "
                      f"{fb(tname, 'fb50') - fb('direct', 'fb50'):+.3f} | {fb(tname, 'fb99'):.3f} | "
                      f"{fb(tname, 'fb99') - fb('direct', 'fb99'):+.3f} |")
@@ -606,6 +642,10 @@ def main():
     with open(args.out, "w") as f:
         f.write(text)
 
+
+# Steps between warden-off and warden-full, measured in the small scenario only (the other
+# scenarios' runs would not fit the 10-minute budget beside the headline's extra rounds).
+SMALL_ONLY = ("warden-limits", "warden-redis")
 
 TARGET_NOTES = {
     "direct": "the mock upstream itself",
