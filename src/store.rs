@@ -112,8 +112,16 @@ const SCHEMA: &[&str] = &[
         PRIMARY KEY (account_id, window_id))",
 ];
 
+/// Nanoseconds since the Unix epoch (0 for a clock set before it).
+pub fn now_ns() -> i64 {
+    // Straight from the clock: `OffsetDateTime::now_utc` works out the calendar date and
+    // time of day, which `unix_timestamp_nanos` then undoes, on every request.
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// Milliseconds since the Unix epoch.
 pub fn now_millis() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+    now_ns() / 1_000_000
 }
 
 /// `<prefix>_` and `N` random bytes in hex (ids of records and of requests; the

@@ -18,9 +18,7 @@ use super::gcra::Window;
 use super::{Denial, LimitSpec, Reservation, Slot, Standing, Standings};
 use crate::store::Store;
 
-pub fn now_ns() -> i64 {
-    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64
-}
+pub use crate::store::now_ns;
 
 #[derive(Debug, Clone)]
 struct QuotaCounter {
