@@ -260,7 +260,7 @@ fn spawn_limit_housekeeping(
                     let Some(l) = weak.upgrade() else { return };
                     // Save first: only saved counters may be evicted.
                     l.local.save_quotas().await;
-                    l.local.evict_idle(idle, crate::limits::local::now_ns());
+                    l.local.evict_idle(idle, crate::store::now_ns());
                     accounts_gauge.set(l.local.len() as i64);
                 }
             }

@@ -18,8 +18,6 @@ use super::gcra::Window;
 use super::{Denial, LimitSpec, Reservation, Slot, Standing, Standings};
 use crate::store::Store;
 
-pub use crate::store::now_ns;
-
 #[derive(Debug, Clone)]
 struct QuotaCounter {
     window: Window,

@@ -202,7 +202,7 @@ impl Limiter {
                 shared::Outcome::Unusable => {}
             }
         }
-        let now = local::now_ns();
+        let now = crate::store::now_ns();
         let decided = self.local.admit(account, &spec, tokens, now).await;
         Ok(decided.map(|s| self.reservation(account, request_id, spec, tokens, false, s)))
     }
@@ -233,7 +233,7 @@ impl Limiter {
         let delta = used_tokens as i64 - reservation.tokens as i64;
         match (&self.shared, reservation.shared) {
             (Some(shared), true) => shared.settle(reservation, delta),
-            _ => self.local.settle(&reservation, delta, local::now_ns()),
+            _ => self.local.settle(&reservation, delta, crate::store::now_ns()),
         }
     }
 }

@@ -455,7 +455,7 @@ impl SharedLimits {
         };
         // The window a quota key names is the local clock's; Redis's clock decides the
         // rates. Replicas' clocks differ by far less than a day.
-        let now = super::local::now_ns();
+        let now = crate::store::now_ns();
         let mut inv = self.admit.prepare_invoke();
         for (slot, _) in &spec.rates {
             inv.key(self.slot_key(account, slot));
@@ -506,7 +506,7 @@ impl SharedLimits {
             return;
         }
         let Some(mut conn) = self.connection() else { return };
-        let now = super::local::now_ns();
+        let now = crate::store::now_ns();
         let token_rates: Vec<_> = r.spec.rates.iter().filter(|(s, _)| s.is_tokens()).collect();
         let mut keys: Vec<String> = token_rates.iter().map(|(slot, _)| self.slot_key(&r.account, slot)).collect();
         keys.extend(r.spec.quotas.iter().map(|(w, _)| self.quota_key(&r.account, *w, now)));
