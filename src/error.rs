@@ -124,7 +124,9 @@ impl ProxyError {
                 if let Some(first) = m.get_mut(0..1) {
                     first.make_ascii_uppercase();
                 }
-                m.push('.');
+                if !m.ends_with(['.', '!', '?']) {
+                    m.push('.');
+                }
                 m
             }
         }
@@ -181,5 +183,13 @@ mod tests {
             assert!(v["error"]["type"].is_string());
             assert!(v["error"].as_object().unwrap().contains_key("param"));
         }
+    }
+
+    #[test]
+    fn messages_start_with_a_capital_and_end_with_one_full_stop() {
+        let policy =
+            ProxyError::InvalidRequest { message: "`logit_bias` is not available on your plan.".into(), param: None };
+        assert_eq!(policy.message(), "`logit_bias` is not available on your plan.");
+        assert_eq!(ProxyError::UpstreamTimeout(5).message(), "Upstream did not answer within 5 ms.");
     }
 }

@@ -40,19 +40,66 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let config = app.config();
     let mut exchange = Exchange::begin(&req, peer, &config.server.trusted_proxies);
     let request_id = HeaderValue::from_str(&exchange.request_id).expect("request ids are visible ASCII");
-    let mut response = match proxy(&app, &config, req, &mut exchange, &request_id).await {
+    let (parts, incoming) = req.into_parts();
+    let declared = declared_length(&parts.headers);
+    let expects_continue = parts.headers.get(header::EXPECT).is_some();
+    let mut unread = Some(incoming);
+    let mut response = match proxy(&app, &config, parts, &mut unread, &mut exchange, &request_id).await {
         Ok(forwarded) => exchange.stream(app.clone(), &config, forwarded),
         Err(err) => exchange.refuse(&app, err),
     };
+    if let Some(body) = unread {
+        let limit = config.server.max_body_bytes;
+        discard_unread(body, declared, expects_continue, limit, config.server.header_read_timeout, &mut response);
+    }
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
+}
+
+/// The body of a request refused before it was read (503 overloaded, 401, 403 blocked, 413
+/// by its declared size). Left unread, hyper closes the connection after the response
+/// without saying so, and the client's next request on that keep-alive connection fails
+/// with a reset or a broken pipe (the OpenAI SDKs send headers and body in separate
+/// writes, so the body is often not in yet). Instead it is read and thrown away beside the
+/// response, as nginx does, within `server.max_body_bytes` and `server.header_read_timeout_ms`
+/// (past either, the connection closes). A body declared larger than the limit, or one the
+/// client holds back for `100 Continue`, is not read: the response says `connection: close`.
+fn discard_unread(
+    mut body: Incoming,
+    declared: Option<u64>,
+    expects_continue: bool,
+    limit: u64,
+    patience: std::time::Duration,
+    response: &mut Response<Body>,
+) {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return;
+    }
+    if expects_continue || declared.is_some_and(|n| n > limit) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return;
+    }
+    tokio::spawn(async move {
+        let drain = async {
+            let mut seen = 0u64;
+            while let Some(Ok(frame)) = body.frame().await {
+                seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+                if seen > limit {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(patience, drain).await;
+    });
 }
 
 /// The request path.
 async fn proxy(
     app: &App,
     config: &Config,
-    req: Request<Incoming>,
+    mut parts: http::request::Parts,
+    unread: &mut Option<Incoming>,
     ex: &mut Exchange,
     request_id: &HeaderValue,
 ) -> Result<Forwarded, ProxyError> {
@@ -62,15 +109,19 @@ async fn proxy(
     // 2. Audit slot: reserved now so the record of an admitted request always has room.
     ex.audit_slot = app.audit.reserve()?;
     // 3. Authentication: the key must resolve in the in-memory directory.
-    let principal = authenticate(app, req.headers())?;
+    let principal = authenticate(app, &parts.headers)?;
     ex.principal = Some(principal.clone());
     // 4. Account state: blocked accounts stop here.
     if principal.account.status() == AccountStatus::Blocked {
         return Err(ProxyError::AccountBlocked);
     }
     // 5. Body: LLM routes are read (bounded) and parsed once; other paths stream through.
-    let (mut parts, incoming) = req.into_parts();
+    // A body declared larger than the limit is refused (413) without reading it.
     let limit = config.server.max_body_bytes;
+    if declared_length(&parts.headers).is_some_and(|n| n > limit) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    let incoming = unread.take().expect("the body is taken once");
     let (mut llm, raw) = match ex.route {
         Some(route) => {
             let bytes = read_bounded(&parts.headers, incoming, limit).await?;
@@ -83,7 +134,7 @@ async fn proxy(
             ex.stream = llm.stream;
             (Some(llm), Ok(()))
         }
-        None => (None, Err(stream_bounded(&parts.headers, incoming, limit)?)),
+        None => (None, Err(stream_bounded(incoming, limit))),
     };
     // 6. Policy: the tier's model allow-list and parameter rules (strip, or refuse with 400).
     let tier = App::tier_of(config, &principal.account);
@@ -144,12 +195,10 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Reads a whole body, refusing more than `limit` bytes (413) without reading them.
+/// Reads a whole body (whose declared length, if any, is within `limit`), refusing it
+/// (413) as soon as more than `limit` bytes arrive.
 async fn read_bounded(headers: &http::HeaderMap, mut body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
     let declared = declared_length(headers);
-    if declared.is_some_and(|n| n > limit) {
-        return Err(ProxyError::BodyTooLarge { limit });
-    }
     // A body that arrives as one frame (most do) is kept as it is, without a copy; one in
     // several frames is gathered into a buffer sized by its declared length.
     let (mut first, mut rest, mut total) = (None::<Bytes>, bytes::BytesMut::new(), 0u64);
@@ -174,13 +223,10 @@ async fn read_bounded(headers: &http::HeaderMap, mut body: Incoming, limit: u64)
     Ok(first.unwrap_or_else(|| rest.freeze()))
 }
 
-/// Streams a body through, refusing at once if it declares more than `limit` bytes and
-/// cutting it off if it sends more than it declared.
-fn stream_bounded(headers: &http::HeaderMap, body: Incoming, limit: u64) -> Result<Body, ProxyError> {
-    if declared_length(headers).is_some_and(|n| n > limit) {
-        return Err(ProxyError::BodyTooLarge { limit });
-    }
-    Ok(Limited::new(body, limit as usize).boxed_unsync())
+/// Streams a body (whose declared length, if any, is within `limit`) through, cutting it
+/// off if it sends more than `limit` bytes.
+fn stream_bounded(body: Incoming, limit: u64) -> Body {
+    Limited::new(body, limit as usize).boxed_unsync()
 }
 
 fn body_format(ex: &Exchange, response: &Response<UpstreamBody>) -> BodyFormat {

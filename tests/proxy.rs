@@ -518,3 +518,77 @@ async fn upstream_connections_are_reused_and_one_the_upstream_closed_is_replaced
     assert!(String::from_utf8_lossy(&metrics.body).contains("warden_upstream_connections_total 2"));
     w.stop().await;
 }
+
+/// Reads one HTTP/1.1 response (head and a content-length body) from a raw connection.
+async fn read_response(s: &mut tokio::net::TcpStream) -> (String, String) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).await.unwrap();
+        assert_eq!(n, 1, "connection closed before a full response head: {:?}", String::from_utf8_lossy(&buf));
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap().to_ascii_lowercase();
+    let len: usize =
+        head.lines().find_map(|l| l.strip_prefix("content-length: ")).map(|v| v.trim().parse().unwrap()).unwrap_or(0);
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await.unwrap();
+    (head, String::from_utf8(body).unwrap())
+}
+
+/// A request refused before warden read its body (here 401, and 403 for a blocked
+/// account) must not cost the client its keep-alive connection: clients such as the
+/// OpenAI SDKs write headers and body separately, and the next request on the same
+/// connection has to work. A body declared over the limit, or held back for
+/// `100 Continue`, is not read, and the response says the connection closes.
+#[tokio::test]
+async fn a_request_refused_before_its_body_was_read_keeps_the_connection_usable() {
+    let mock = mock_llm::spawn(MockOptions::default()).await.unwrap();
+    let w = Warden::start_with(&mock.base_url(), Extra { server: "max_body_bytes = 4096", ..Extra::default() }).await;
+    let key = w.account("acme").await;
+    let blocked = w.account("blocked").await;
+    w.admin.expect(Method::POST, "/admin/v1/accounts/blocked/block", Some(json!({"reason": "test"}))).await.unwrap();
+    let body = chat_body("What is the capital of France?", false).to_string();
+    let head = |key: &str, len: usize, extra: &str| {
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+             content-type: application/json\r\ncontent-length: {len}\r\n{extra}\r\n"
+        )
+    };
+    for (refused_key, status) in [("wk-not-a-key", "401"), (blocked.as_str(), "403")] {
+        let mut s = tokio::net::TcpStream::connect(w.proxy).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        for round in 0..3 {
+            // Refused: the head first, the body a moment later, in a write of its own.
+            s.write_all(head(refused_key, body.len(), "").as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            s.write_all(body.as_bytes()).await.unwrap();
+            let (h, b) = read_response(&mut s).await;
+            assert!(h.starts_with(&format!("http/1.1 {status}")), "round {round}: {h}{b}");
+            assert!(!h.contains("connection: close"), "{h}");
+            // The same connection then serves a valid request.
+            s.write_all(head(&key, body.len(), "").as_bytes()).await.unwrap();
+            s.write_all(body.as_bytes()).await.unwrap();
+            let (h, b) = read_response(&mut s).await;
+            assert!(h.starts_with("http/1.1 200"), "round {round} after {status}: {h}{b}");
+            assert!(b.contains("chat.completion"), "{b}");
+        }
+    }
+
+    // Declared over the limit: 413 at once, nothing read, and the connection closes.
+    let mut s = tokio::net::TcpStream::connect(w.proxy).await.unwrap();
+    s.write_all(head(&key, 1 << 20, "").as_bytes()).await.unwrap();
+    let (h, b) = read_response(&mut s).await;
+    assert!(h.starts_with("http/1.1 413"), "{h}{b}");
+    assert!(h.contains("connection: close"), "{h}");
+    let mut rest = Vec::new();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.unwrap().unwrap(), 0);
+
+    // A client waiting for `100 Continue` gets the refusal instead, and a closing connection.
+    let mut s = tokio::net::TcpStream::connect(w.proxy).await.unwrap();
+    s.write_all(head("wk-not-a-key", body.len(), "expect: 100-continue\r\n").as_bytes()).await.unwrap();
+    let (h, b) = read_response(&mut s).await;
+    assert!(h.starts_with("http/1.1 401"), "{h}{b}");
+    assert!(h.contains("connection: close"), "{h}");
+    w.stop().await;
+}
