@@ -17,6 +17,8 @@ Targets:
   warden-redis  warden-limits with the limits in Redis
   warden-full   auth, limits, parameter policy, audit with full capture
   warden-full-redis  the same with Redis
+  warden-full-plain  warden-full from a plain `cargo build --release` (the others are the
+                profile-guided build of scripts/build-pgo.sh, when it can be made)
 
 Scenarios: small (a short chat completion), stream50 (a streamed completion of 50
 chunks), prompt32k (one new 32 KB prompt), history32k (a conversation in its 7th turn:
@@ -47,6 +49,10 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target", "release")
 BARE = os.path.join(BIN, "examples", "bare-proxy")
+PLAIN_WARDEN = os.path.join(BIN, "warden")
+PGO_WARDEN = os.path.join(ROOT, "target", "pgo", "warden")
+# The warden binary the variants run (the profile-guided one once main() has built it).
+WARDEN = PLAIN_WARDEN
 ADMIN_TOKEN = "bench-admin-token"
 
 
@@ -200,10 +206,12 @@ WARDEN_VARIANTS = {
     "warden-redis": {"limits": True, "policy": False, "capture": "none", "redis": True, "detect": False},
     "warden-full": {"limits": True, "policy": True, "capture": "full", "redis": False, "detect": True},
     "warden-full-redis": {"limits": True, "policy": True, "capture": "full", "redis": True, "detect": True},
+    "warden-full-plain": {"limits": True, "policy": True, "capture": "full", "redis": False, "detect": True,
+                          "plain": True},
 }
 
 
-def start_warden(procs, tmp, name, variant, upstream_port, redis_port):
+def start_warden(procs, tmp, name, variant, upstream_port, redis_port, binary=None):
     d = os.path.join(tmp, name)
     os.makedirs(d, exist_ok=True)
     port, admin = free_port(), free_port()
@@ -246,8 +254,10 @@ mode = "{'enforce' if variant['detect'] else 'off'}"
 {chr(10).join(tier)}
 """)
     env = dict(os.environ, BENCH_UPSTREAM_KEY="sk-bench", BENCH_ADMIN_TOKEN=ADMIN_TOKEN)
-    p = procs.start([os.path.join(BIN, "warden"), "serve", "--config", config], env=env,
+    binary = binary or (PLAIN_WARDEN if variant.get("plain") else WARDEN)
+    p = procs.start([binary, "serve", "--config", config], env=env,
                     stdout=open(os.path.join(d, "warden.log"), "w"), stderr=subprocess.STDOUT)
+    p.admin_port = admin
     wait_port(port)
     wait_port(admin)
 
@@ -438,9 +448,19 @@ def main():
         args.duration, args.rounds, args.headline_rounds, args.soak = 2, 1, 1, min(args.soak, 20)
 
     ensure_tools()
-    built = all(os.path.exists(p) for p in (os.path.join(BIN, "warden"), BARE))
+    global WARDEN
+    built = all(os.path.exists(p) for p in (PLAIN_WARDEN, BARE))
     if not built or os.environ.get("BENCH_BUILD", "1") == "1":
-        subprocess.run(["cargo", "build", "--release", "--bins", "--example", "bare-proxy"], cwd=ROOT, check=True)
+        # The profile-guided build (and the plain one beside it); without llvm-profdata,
+        # the plain build alone.
+        if subprocess.run([os.path.join(ROOT, "scripts", "build-pgo.sh")], cwd=ROOT).returncode != 0:
+            print("profile-guided build not available: benchmarking the plain release build", file=sys.stderr)
+            if os.path.exists(PGO_WARDEN):
+                os.remove(PGO_WARDEN)
+            subprocess.run(["cargo", "build", "--release", "--bins"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--example", "bare-proxy"], cwd=ROOT, check=True)
+    pgo = os.path.exists(PGO_WARDEN)
+    WARDEN = PGO_WARDEN if pgo else PLAIN_WARDEN
 
     procs = Procs()
     tmp = tempfile.mkdtemp(prefix="warden-bench-")
@@ -463,7 +483,9 @@ def main():
         targets["hyper-bare"] = (bare_port, bare, None)
         wanted = set(filter(None, args.targets.split(",")))
         for name, variant in WARDEN_VARIANTS.items():
-            if wanted and name not in wanted:
+            if (wanted and name not in wanted) or (not wanted and name in NOT_BY_DEFAULT):
+                continue
+            if variant.get("plain") and not pgo:
                 continue
             port, p, key, _ = start_warden(procs, tmp, name, variant, mock_port, redis_port)
             targets[name] = (port, p, key)
@@ -529,12 +551,17 @@ def main():
     L.append(f"- Machine: {platform.machine()}, {os.cpu_count()} cores, "
              f"{round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB, {platform.platform()}")
     L.append(f"- Command: `python3 benches/run.py {' '.join(sys.argv[1:])}` ({elapsed:.0f} s)")
+    L.append("- Build: " + ("warden is the profile-guided release build (`scripts/build-pgo.sh`: trained on "
+                            "`benches/pgo_train.py`'s mixed workload, not on this benchmark's runs); "
+                            "`warden-full-plain` is warden-full from a plain `cargo build --release`."
+                            if pgo else "warden is the plain `cargo build --release` (no llvm-profdata for a "
+                            "profile-guided build)."))
     L.append(f"- Saturation: wrk, {args.connections} connections, {args.threads} threads, {args.duration} s per run. "
              f"Fixed rate: oha -q with latency correction, {args.duration} s per run. {args.rounds} interleaved "
              f"round(s) (every target in each round), median of rounds; the small scenario's saturation runs "
              f"{max(args.rounds, args.headline_rounds)} rounds. Ratios to nginx, direct and hyper-bare are the median "
              "of the ratios within each round. "
-             f"{' and '.join(f'`{t}`' for t in SMALL_ONLY)} run in the small scenario only.")
+             f"{', '.join(f'`{t}`' for t in SMALL_ONLY if t in targets)} run in the small scenario only.")
     L.append("- Everything (load generator, proxies, mock upstream, Redis) shares the same 2 cores, so absolute "
              "numbers are low and noisy; the ratios measured side by side in one run are the result.")
     L.append("- CPU us/req: user + system CPU time of the target's own processes and threads (nginx's "
@@ -641,9 +668,12 @@ def main():
         f.write(text)
 
 
-# Steps between warden-off and warden-full, measured in the small scenario only (the other
-# scenarios' runs would not fit the 10-minute budget beside the headline's extra rounds).
-SMALL_ONLY = ("warden-limits", "warden-redis")
+# Measured in the small scenario only (the other scenarios' runs would not fit the
+# 10-minute budget beside the headline's extra rounds): a step between warden-off and
+# warden-full, and the plain build of warden-full.
+SMALL_ONLY = ("warden-limits", "warden-redis", "warden-full-plain")
+# Run only when named in --targets (the budget again): the limits layer alone, local.
+NOT_BY_DEFAULT = ("warden-limits",)
 
 TARGET_NOTES = {
     "direct": "the mock upstream itself",
@@ -654,6 +684,7 @@ TARGET_NOTES = {
     "warden-redis": "warden-limits shared through Redis",
     "warden-full": "auth, limits, parameter policy, detection (enforce), audit with full capture",
     "warden-full-redis": "warden-full with the limits in Redis",
+    "warden-full-plain": "warden-full from a plain `cargo build --release` (no profile-guided optimization)",
 }
 
 
