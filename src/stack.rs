@@ -46,7 +46,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let mut unread = Some(incoming);
     let mut response = match proxy(&app, &config, parts, &mut unread, &mut exchange, &request_id).await {
         Ok(forwarded) => exchange.stream(app.clone(), &config, forwarded),
-        Err(err) => exchange.refuse(&app, err),
+        Err(err) => {
+            // The rest of a body cut off past the limit is not read: the connection closes.
+            let cut_off = matches!(err, ProxyError::BodyTooLarge { .. });
+            let mut response = exchange.refuse(&app, err);
+            if cut_off {
+                response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
     };
     if let Some(body) = unread {
         let limit = config.server.max_body_bytes;
@@ -62,8 +70,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
 /// with a reset or a broken pipe (the OpenAI SDKs send headers and body in separate
 /// writes, so the body is often not in yet). Instead it is read and thrown away beside the
 /// response, as nginx does, within `server.max_body_bytes` and `server.header_read_timeout_ms`
-/// (past either, the connection closes). A body declared larger than the limit, or one the
-/// client holds back for `100 Continue`, is not read: the response says `connection: close`.
+/// (past either, the connection closes). A body the client holds back for `100 Continue`
+/// is not read (nor one declared larger than the limit, refused with 413 and
+/// `connection: close` in `handle`): the response says `connection: close`.
 fn discard_unread(
     mut body: Incoming,
     declared: Option<u64>,

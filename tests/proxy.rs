@@ -584,6 +584,25 @@ async fn a_request_refused_before_its_body_was_read_keeps_the_connection_usable(
     let mut rest = Vec::new();
     assert_eq!(tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await.unwrap().unwrap(), 0);
 
+    // Chunked, and past the limit only once read: 413, the rest unread, and the connection closes.
+    let mut s = tokio::net::TcpStream::connect(w.proxy).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    let chunked = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {key}\r\n\
+         content-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n"
+    );
+    s.write_all(chunked.as_bytes()).await.unwrap();
+    for _ in 0..4 {
+        // The server may answer and stop reading before the last chunks.
+        if s.write_all(format!("800\r\n{}\r\n", "a".repeat(0x800)).as_bytes()).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (h, b) = read_response(&mut s).await;
+    assert!(h.starts_with("http/1.1 413"), "{h}{b}");
+    assert!(h.contains("connection: close"), "{h}");
+
     // A client waiting for `100 Continue` gets the refusal instead, and a closing connection.
     let mut s = tokio::net::TcpStream::connect(w.proxy).await.unwrap();
     s.write_all(head("wk-not-a-key", body.len(), "expect: 100-continue\r\n").as_bytes()).await.unwrap();
