@@ -44,7 +44,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let declared = declared_length(&parts.headers);
     let expects_continue = parts.headers.get(header::EXPECT).is_some();
     let mut unread = Some(incoming);
-    let mut response = match proxy(&app, &config, parts, &mut unread, &mut exchange, &request_id).await {
+    let mut response = match proxy(&app, &config, parts, declared, &mut unread, &mut exchange, &request_id).await {
         Ok(forwarded) => exchange.stream(app.clone(), &config, forwarded),
         Err(err) => {
             // The rest of a body cut off past the limit is not read: the connection closes.
@@ -108,6 +108,7 @@ async fn proxy(
     app: &App,
     config: &Config,
     mut parts: http::request::Parts,
+    declared: Option<u64>,
     unread: &mut Option<Incoming>,
     ex: &mut Exchange,
     request_id: &HeaderValue,
@@ -127,13 +128,13 @@ async fn proxy(
     // 5. Body: LLM routes are read (bounded) and parsed once; other paths stream through.
     // A body declared larger than the limit is refused (413) without reading it.
     let limit = config.server.max_body_bytes;
-    if declared_length(&parts.headers).is_some_and(|n| n > limit) {
+    if declared.is_some_and(|n| n > limit) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
     let incoming = unread.take().expect("the body is taken once");
     let (mut llm, raw) = match ex.route {
         Some(route) => {
-            let bytes = read_bounded(&parts.headers, incoming, limit).await?;
+            let bytes = read_bounded(declared, incoming, limit).await?;
             // Kept as a copy of exactly the body's size: the bytes read are a slice of the
             // connection's read buffer, which the request's audit record would otherwise
             // hold whole while it waits in the queue (RSS grew by hundreds of MiB under
@@ -206,8 +207,7 @@ fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
 
 /// Reads a whole body (whose declared length, if any, is within `limit`), refusing it
 /// (413) as soon as more than `limit` bytes arrive.
-async fn read_bounded(headers: &http::HeaderMap, mut body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
-    let declared = declared_length(headers);
+async fn read_bounded(declared: Option<u64>, mut body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
     // A body that arrives as one frame (most do) is kept as it is, without a copy; one in
     // several frames is gathered into a buffer sized by its declared length.
     let (mut first, mut rest, mut total) = (None::<Bytes>, bytes::BytesMut::new(), 0u64);

@@ -539,8 +539,8 @@ async fn read_response(s: &mut tokio::net::TcpStream) -> (String, String) {
 /// A request refused before warden read its body (here 401, and 403 for a blocked
 /// account) must not cost the client its keep-alive connection: clients such as the
 /// OpenAI SDKs write headers and body separately, and the next request on the same
-/// connection has to work. A body declared over the limit, or held back for
-/// `100 Continue`, is not read, and the response says the connection closes.
+/// connection has to work. A body over the limit (declared, or found so while reading) or
+/// held back for `100 Continue` is not read, and the response says the connection closes.
 #[tokio::test]
 async fn a_request_refused_before_its_body_was_read_keeps_the_connection_usable() {
     let mock = mock_llm::spawn(MockOptions::default()).await.unwrap();
