@@ -543,6 +543,8 @@ def main():
             soak_samples, soak_results = soak(port, p.pid, key, scenarios, args.soak)
     finally:
         procs.stop()
+        # The audit logs of the run (several GB with full capture) go with it.
+        shutil.rmtree(tmp, ignore_errors=True)
     elapsed = time.time() - started
 
     L = []
