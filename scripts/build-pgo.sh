@@ -46,9 +46,10 @@ find_profdata() {
 
 if ! profdata=$(find_profdata); then
     echo "build-pgo: installing llvm-profdata for LLVM $major ..." >&2
+    apt_llvm() { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "llvm-$major" >/dev/null 2>&1; }
     rustup component add llvm-tools >/dev/null 2>&1 ||
         { [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null &&
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "llvm-$major" >/dev/null 2>&1; } || true
+            { apt_llvm || { apt-get update -qq >/dev/null 2>&1 && apt_llvm; }; }; } || true
     if ! profdata=$(find_profdata); then
         echo "build-pgo: no llvm-profdata for LLVM $major (rustup component llvm-tools, or Debian's llvm-$major)" >&2
         exit 3
