@@ -64,6 +64,16 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     response
 }
 
+/// [`discard_unread`] for a whole request answered without reading its body (the admin
+/// listener's 401 and 404).
+pub(crate) fn discard_unread_request(req: Request<Incoming>, config: &Config, response: &mut Response<Body>) {
+    let (parts, body) = req.into_parts();
+    let declared = declared_length(&parts.headers);
+    let expects_continue = parts.headers.get(header::EXPECT).is_some();
+    let (limit, patience) = (config.server.max_body_bytes, config.server.header_read_timeout);
+    discard_unread(body, declared, expects_continue, limit, patience, response);
+}
+
 /// The body of a request refused before it was read (503 overloaded, 401, 403 blocked, 413
 /// by its declared size). Left unread, hyper closes the connection after the response
 /// without saying so, and the client's next request on that keep-alive connection fails

@@ -611,3 +611,36 @@ async fn a_request_refused_before_its_body_was_read_keeps_the_connection_usable(
     assert!(h.contains("connection: close"), "{h}");
     w.stop().await;
 }
+
+/// The admin listener too: a 401 (wrong token) or a 404 (no such route) answered without
+/// reading a body that came in its own write leaves the connection usable.
+#[tokio::test]
+async fn the_admin_listener_keeps_the_connection_after_refusing_an_unread_body() {
+    let mock = mock_llm::spawn(MockOptions::default()).await.unwrap();
+    let w = Warden::start(&mock.base_url()).await;
+    let body = json!({"id": "acme"}).to_string();
+    let head = |path: &str, token: &str, len: usize| {
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\n\
+             content-type: application/json\r\ncontent-length: {len}\r\n\r\n"
+        )
+    };
+    let mut s = tokio::net::TcpStream::connect(w.admin_addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    for (path, token, status) in [("/admin/v1/accounts", "not-the-token", "401"), ("/nothing/here", ADMIN_TOKEN, "404")]
+    {
+        for round in 0..3 {
+            s.write_all(head(path, token, body.len()).as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            s.write_all(body.as_bytes()).await.unwrap();
+            let (h, b) = read_response(&mut s).await;
+            assert!(h.starts_with(&format!("http/1.1 {status}")), "round {round}: {h}{b}");
+            s.write_all(b"GET /admin/v1/accounts HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+            s.write_all(format!("authorization: Bearer {ADMIN_TOKEN}\r\n\r\n").as_bytes()).await.unwrap();
+            let (h, b) = read_response(&mut s).await;
+            assert!(h.starts_with("http/1.1 200"), "round {round} after {status}: {h}{b}");
+            assert!(b.contains("\"accounts\""), "{b}");
+        }
+    }
+    w.stop().await;
+}

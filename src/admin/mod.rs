@@ -129,11 +129,20 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
         (&Method::GET, path) if path.starts_with("/dashboard/") => Ok(dashboard::file(&path["/dashboard/".len()..])),
         (_, path) if path.starts_with("/admin/") => match authorize(&app, &req) {
             Ok(actor) => api(&app, req, &actor).await,
-            Err(e) => Err(e),
+            Err(e) => return refuse_unread(&app, req, e),
         },
-        _ => Err(AdminError::NotFound("route".into())),
+        _ => return refuse_unread(&app, req, AdminError::NotFound("route".into())),
     };
     result.unwrap_or_else(AdminError::into_response)
+}
+
+/// Answers without reading the request's body, which is read and thrown away beside the
+/// response so that the client keeps its keep-alive connection (see
+/// [`crate::stack::discard_unread_request`]).
+fn refuse_unread(app: &App, req: Request<Incoming>, err: AdminError) -> Response<Body> {
+    let mut response = err.into_response();
+    crate::stack::discard_unread_request(req, &app.config(), &mut response);
+    response
 }
 
 async fn readyz(app: &App) -> Response<Body> {
