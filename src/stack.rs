@@ -41,10 +41,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
     let mut exchange = Exchange::begin(&req, peer, &config.server.trusted_proxies);
     let request_id = HeaderValue::from_str(&exchange.request_id).expect("request ids are visible ASCII");
     let (parts, incoming) = req.into_parts();
-    let declared = declared_length(&parts.headers);
-    let expects_continue = parts.headers.get(header::EXPECT).is_some();
+    let terms = BodyTerms::of(&parts.headers);
     let mut unread = Some(incoming);
-    let mut response = match proxy(&app, &config, parts, declared, &mut unread, &mut exchange, &request_id).await {
+    let mut response = match proxy(&app, &config, parts, terms.declared, &mut unread, &mut exchange, &request_id).await
+    {
         Ok(forwarded) => exchange.stream(app.clone(), &config, forwarded),
         Err(err) => {
             // The rest of a body cut off past the limit is not read: the connection closes.
@@ -57,21 +57,32 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> 
         }
     };
     if let Some(body) = unread {
-        let limit = config.server.max_body_bytes;
-        discard_unread(body, declared, expects_continue, limit, config.server.header_read_timeout, &mut response);
+        discard_unread(body, terms, &config, &mut response);
     }
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
+}
+
+/// What a request's headers say about its body.
+#[derive(Clone, Copy)]
+struct BodyTerms {
+    /// `content-length`, if given.
+    declared: Option<u64>,
+    /// `expect: 100-continue`: the client sends the body only when told to.
+    expects_continue: bool,
+}
+
+impl BodyTerms {
+    fn of(headers: &http::HeaderMap) -> BodyTerms {
+        BodyTerms { declared: declared_length(headers), expects_continue: headers.contains_key(header::EXPECT) }
+    }
 }
 
 /// [`discard_unread`] for a whole request answered without reading its body (the admin
 /// listener's 401 and 404).
 pub(crate) fn discard_unread_request(req: Request<Incoming>, config: &Config, response: &mut Response<Body>) {
     let (parts, body) = req.into_parts();
-    let declared = declared_length(&parts.headers);
-    let expects_continue = parts.headers.get(header::EXPECT).is_some();
-    let (limit, patience) = (config.server.max_body_bytes, config.server.header_read_timeout);
-    discard_unread(body, declared, expects_continue, limit, patience, response);
+    discard_unread(body, BodyTerms::of(&parts.headers), config, response);
 }
 
 /// The body of a request refused before it was read (503 overloaded, 401, 403 blocked, 413
@@ -80,22 +91,15 @@ pub(crate) fn discard_unread_request(req: Request<Incoming>, config: &Config, re
 /// with a reset or a broken pipe (the OpenAI SDKs send headers and body in separate
 /// writes, so the body is often not in yet). Instead it is read and thrown away beside the
 /// response, as nginx does, within `server.max_body_bytes` and `server.header_read_timeout_ms`
-/// (past either, the connection closes). A body the client holds back for `100 Continue`
-/// is not read (nor one declared larger than the limit, refused with 413 and
-/// `connection: close` in `handle`): the response says `connection: close`.
-fn discard_unread(
-    mut body: Incoming,
-    declared: Option<u64>,
-    expects_continue: bool,
-    limit: u64,
-    patience: std::time::Duration,
-    response: &mut Response<Body>,
-) {
+/// (past either, the connection closes). A body declared larger than the limit, or held
+/// back for `100 Continue`, is not read: the response says `connection: close`.
+fn discard_unread(mut body: Incoming, terms: BodyTerms, config: &Config, response: &mut Response<Body>) {
     use http_body::Body as _;
+    let (limit, patience) = (config.server.max_body_bytes, config.server.header_read_timeout);
     if body.is_end_stream() {
         return;
     }
-    if expects_continue || declared.is_some_and(|n| n > limit) {
+    if terms.expects_continue || terms.declared.is_some_and(|n| n > limit) {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
         return;
     }
