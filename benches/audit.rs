@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use warden::accounting::Usage;
-use warden::config::{AuditConfig, AuditOverflow, CaptureMode};
+use warden::events::audit::{AuditConfig, AuditOverflow, CaptureMode};
 use warden::events::audit::{AuditMetrics, AuditSink};
 use warden::events::RequestEvent;
 
@@ -43,9 +43,9 @@ fn event(i: usize, completion: &str) -> RequestEvent {
         latency: Duration::from_millis(812),
         usage: Some(Usage { prompt_tokens: 48, completion_tokens: 402 }),
         usage_estimated: false,
-        decision: "allowed",
+        decision: warden::events::Decision::Allowed,
         reason: None,
-        ending: "complete",
+        ending: warden::events::Ending::Complete,
         request: Some(Box::new(body(i))),
         completion_text: Some(completion.to_string()),
         completion_truncated: false,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (redis-server,
 # PostgreSQL, Chromium, Python's openai SDK, Playwright and pytest), builds, runs the Rust
-# tests, the SDK compatibility tests and the dashboard's browser tests. Tests start their own redis-server and PostgreSQL on free loopback
+# tests, the SDK compatibility tests and the dashboard's browser tests (Python tools in
+# a virtual environment, .venv). Tests start their own redis-server and PostgreSQL on free loopback
 # ports and stop them after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 # Chromium for the dashboard's browser tests (driven by Playwright, below).
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The Python tools live in a virtual environment (system Pythons may refuse global pip
+# installs, PEP 668).
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -22,13 +26,16 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python SDK for the compatibility tests, Playwright for the dashboard tests (it drives
-# the Chromium installed above; no browser download). From PyPI; quiet when installed.
-if ! python3 -c 'import openai, pytest, playwright' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check openai pytest playwright
+# the Chromium installed above; no browser download). From PyPI into a virtual
+# environment (WARDEN_VENV, default .venv in the repository); quiet when installed.
+venv="${WARDEN_VENV:-$PWD/.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+if ! "$venv/bin/python" -c 'import openai, pytest, playwright' 2>/dev/null; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai pytest playwright
 fi
 
 cargo build --bins
 cargo test --all-targets
 
 WARDEN_BIN="$PWD/target/debug/warden" MOCK_BIN="$PWD/target/debug/warden-mock-llm" \
-  python3 -m pytest -q tests/sdk tests/dashboard
+  "$venv/bin/python" -m pytest -q tests/sdk tests/dashboard

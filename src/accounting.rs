@@ -4,10 +4,14 @@
 //! how the body ended (complete, client abort, upstream error, idle timeout).
 //!
 //! What this sees is never the entire body at once: an SSE event may be split across
-//! chunks, so a partial event is carried over to the next chunk. When warden asked the
-//! upstream for the usage chunk on the client's behalf (see [`crate::llm`]), the tap
-//! removes it again, so it forwards complete events only; otherwise every chunk is
-//! forwarded untouched, byte for byte.
+//! chunks, so the start of an event is kept (as a copy, at most `server.max_event_bytes`;
+//! past it the stream ends with an error event) to be read once it is complete. Bytes are
+//! passed on as they arrive, mid-event too: every chunk untouched, byte for byte, except
+//! when warden asked the upstream for the usage chunk on the client's behalf (see
+//! [`crate::llm`]). Then the tap removes that chunk again (and the `"usage":null` its
+//! request added to every other one): an event is held back only until it shows it is
+//! not the usage chunk (its `choices` are not empty), and within an event only the few
+//! bytes that may begin a `"usage":null`.
 //!
 //! The outcome is handed over exactly once, through `on_finish`: at the end of the body,
 //! on an error, or when the body is dropped early because the client hung up (dropping it
@@ -44,6 +48,20 @@ pub enum Ending {
     ClientAborted,
     UpstreamError(String),
     IdleTimeout,
+    /// An SSE event passed `server.max_event_bytes`; the stream was ended with an error
+    /// event.
+    EventTooLarge(String),
+}
+
+/// The bounds a tap works within.
+#[derive(Debug, Clone, Copy)]
+pub struct TapLimits {
+    /// Longest silence of the upstream between two chunks.
+    pub idle: Duration,
+    /// Completion text kept for the record.
+    pub capture: usize,
+    /// Largest SSE event.
+    pub max_event: usize,
 }
 
 /// What the tap learned, handed to `on_finish` once.
@@ -110,18 +128,15 @@ pin_project! {
 }
 
 impl TapBody {
-    pub fn new(
-        inner: UpstreamBody,
-        format: BodyFormat,
-        idle_timeout: Duration,
-        capture_limit: usize,
-        on_finish: OnFinish,
-    ) -> TapBody {
+    pub fn new(inner: UpstreamBody, format: BodyFormat, limits: TapLimits, on_finish: OnFinish) -> TapBody {
+        let TapLimits { idle: idle_timeout, capture: capture_limit, max_event } = limits;
         let reader = match format {
             BodyFormat::Json(route) => {
                 Reader::Json { route, frames: Vec::new(), kept: 0, overflow: false, capture_limit }
             }
-            BodyFormat::Sse { route, strip_usage } => Reader::Sse(SseReader::new(route, strip_usage, capture_limit)),
+            BodyFormat::Sse { route, strip_usage } => {
+                Reader::Sse(SseReader::new(route, strip_usage, capture_limit, max_event))
+            }
             BodyFormat::Opaque => Reader::Opaque,
         };
         TapBody {
@@ -167,12 +182,23 @@ impl HttpBody for TapBody {
                 Poll::Ready(Some(Ok(frame))) => {
                     *this.last_activity = Instant::now();
                     match frame.into_data() {
-                        Ok(data) => {
-                            if let Some(forward) = this.reader.feed(data, this.out) {
+                        Ok(data) => match this.reader.feed(data) {
+                            Ok(forward) if forward.is_empty() => {}
+                            Ok(forward) => {
                                 *this.body_bytes += forward.len() as u64;
                                 return Poll::Ready(Some(Ok(Frame::data(forward))));
                             }
-                        }
+                            Err(EventTooLarge(limit)) => {
+                                // The client gets what came before and an error event that
+                                // says why the stream ends; the upstream is not read further.
+                                *this.done = true;
+                                let message = format!("a server-sent event of the upstream passed {limit} bytes");
+                                this.out.push_back(error_event(&message));
+                                let pending: u64 = this.out.iter().map(|b| b.len() as u64).sum();
+                                let ending = Ending::EventTooLarge(message);
+                                finish(this.on_finish, this.reader, ending, *this.body_bytes + pending);
+                            }
+                        },
                         Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
                     }
                 }
@@ -225,11 +251,11 @@ enum Reader {
 }
 
 impl Reader {
-    /// Takes one upstream chunk; returns it (or its rewrite) to forward now, or pushes
-    /// complete rewritten events to `out` and returns `None`.
-    fn feed(&mut self, data: Bytes, out: &mut VecDeque<Bytes>) -> Option<Bytes> {
+    /// Takes one upstream chunk; returns what to forward now (the chunk itself, or its
+    /// rewrite; possibly nothing yet).
+    fn feed(&mut self, data: Bytes) -> Result<Bytes, EventTooLarge> {
         match self {
-            Reader::Opaque => Some(data),
+            Reader::Opaque => Ok(data),
             Reader::Json { frames, kept, overflow, .. } => {
                 if !*overflow {
                     if *kept + data.len() <= MAX_JSON_KEPT {
@@ -240,27 +266,16 @@ impl Reader {
                         frames.clear();
                     }
                 }
-                Some(data)
+                Ok(data)
             }
-            Reader::Sse(sse) => {
-                if sse.strip_usage {
-                    let rewritten = sse.rewrite(&data);
-                    if !rewritten.is_empty() {
-                        out.push_back(rewritten);
-                    }
-                    None
-                } else {
-                    sse.observe(&data);
-                    Some(data)
-                }
-            }
+            Reader::Sse(sse) => sse.feed(data),
         }
     }
 
-    /// At the end of the body: whatever a rewriting reader still holds.
+    /// At the end of the body: whatever a rewriting reader still holds back.
     fn flush(&mut self) -> Option<Bytes> {
         match self {
-            Reader::Sse(sse) if sse.strip_usage && !sse.partial.is_empty() => Some(sse.partial.split().freeze()),
+            Reader::Sse(sse) => sse.flush(),
             _ => None,
         }
     }
@@ -312,12 +327,32 @@ impl TextCapture {
     }
 }
 
-/// Reads SSE events as they pass.
+/// An SSE event passed the limit (bytes).
+#[derive(Debug)]
+pub struct EventTooLarge(pub usize);
+
+/// The error event a stream ends with when warden cuts it, in the shape the OpenAI SDKs
+/// raise as an API error. It starts with a blank line, which ends any event the client
+/// has the start of.
+fn error_event(message: &str) -> Bytes {
+    let body = serde_json::json!({
+        "error": {"message": message, "type": "server_error", "param": null, "code": "event_too_large"}
+    });
+    Bytes::from(format!("\n\ndata: {body}\n\n"))
+}
+
+/// Reads SSE events as they pass (see the module docs).
 struct SseReader {
     route: LlmRoute,
     strip_usage: bool,
-    /// The start of an event whose end has not arrived yet.
-    partial: BytesMut,
+    /// The current event so far, when it did not end in the chunk that began it.
+    event: BytesMut,
+    /// Rewrite mode: the current event is known not to be the injected usage chunk, so
+    /// its bytes go out as they come...
+    passing: bool,
+    /// ...and this many of them already went.
+    forwarded: usize,
+    max_event: usize,
     usage: Option<Usage>,
     text: TextCapture,
 }
@@ -412,14 +447,111 @@ enum EventKind {
 }
 
 impl SseReader {
-    fn new(route: LlmRoute, strip_usage: bool, capture_limit: usize) -> SseReader {
+    fn new(route: LlmRoute, strip_usage: bool, capture_limit: usize, max_event: usize) -> SseReader {
         SseReader {
             route,
             strip_usage,
-            partial: BytesMut::new(),
+            event: BytesMut::new(),
+            passing: false,
+            forwarded: 0,
+            max_event,
             usage: None,
             text: TextCapture { text: String::new(), limit: capture_limit, total_bytes: 0 },
         }
+    }
+
+    /// Takes one chunk; returns what to forward now.
+    fn feed(&mut self, data: Bytes) -> Result<Bytes, EventTooLarge> {
+        if !self.strip_usage {
+            // Pass-through: the chunk goes out as it is; complete events are read.
+            self.take(&data, &mut |_, _, _| {})?;
+            return Ok(data);
+        }
+        let mut out = BytesMut::with_capacity(data.len());
+        self.take(&data, &mut |kind, event, forwarded| {
+            // Dropped only if it is the usage chunk and would never have been passed on
+            // mid-event, so that where the chunks end changes nothing.
+            let usage_chunk = matches!(kind, EventKind::InjectedUsage) && !passes_mid_event(event);
+            if forwarded > 0 || !usage_chunk {
+                remove_usage_null(&event[forwarded..], &mut out);
+            }
+        })?;
+        // The event still open goes out as far as it has shown, once it is known to pass.
+        if !self.event.is_empty() {
+            if !self.passing && passes_mid_event(&self.event) {
+                self.passing = true;
+            }
+            if self.passing {
+                let safe = forwardable(&self.event);
+                if safe > self.forwarded {
+                    remove_usage_null(&self.event[self.forwarded..safe], &mut out);
+                    self.forwarded = safe;
+                }
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// At the end of the body, in rewrite mode: the part of an unfinished event not yet
+    /// forwarded, as it is.
+    fn flush(&mut self) -> Option<Bytes> {
+        if !self.strip_usage || self.event.len() <= self.forwarded {
+            return None;
+        }
+        let rest = self.event.split_off(self.forwarded).freeze();
+        self.event.clear();
+        self.forwarded = 0;
+        Some(rest)
+    }
+
+    /// Reads every event `data` completes, calling `each` with its kind, its bytes and how
+    /// many of them were already forwarded; keeps (a copy of) the start of an unfinished
+    /// one.
+    fn take(&mut self, data: &[u8], each: &mut dyn FnMut(EventKind, &[u8], usize)) -> Result<(), EventTooLarge> {
+        let mut rest = data;
+        if !self.event.is_empty() {
+            // The open event's end: a blank line that may begin in its last two bytes.
+            let held = &self.event[self.event.len().saturating_sub(2)..];
+            let mut joint = [0u8; 4];
+            let n = held.len() + data.len().min(2);
+            joint[..held.len()].copy_from_slice(held);
+            joint[held.len()..n].copy_from_slice(&data[..n - held.len()]);
+            let end = match event_end(&joint[..n]) {
+                Some(e) if e > held.len() => Some(e - held.len()),
+                _ => event_end(data),
+            };
+            let Some(end) = end else {
+                self.event.extend_from_slice(data);
+                return self.check_size();
+            };
+            self.event.extend_from_slice(&data[..end]);
+            self.check_size()?;
+            let mut event = std::mem::take(&mut self.event);
+            let forwarded = std::mem::take(&mut self.forwarded);
+            self.passing = false;
+            let kind = self.read_event(&event);
+            each(kind, &event, forwarded);
+            // The buffer is kept for the next open event, unless a large one grew it.
+            if event.capacity() <= REUSED_EVENT_CAPACITY {
+                event.clear();
+                self.event = event;
+            }
+            rest = &data[end..];
+        }
+        while let Some(len) = event_end(rest) {
+            let kind = self.read_event(&rest[..len]);
+            each(kind, &rest[..len], 0);
+            rest = &rest[len..];
+        }
+        self.event.extend_from_slice(rest);
+        self.check_size()
+    }
+
+    fn check_size(&self) -> Result<(), EventTooLarge> {
+        if self.event.len() > self.max_event {
+            return Err(EventTooLarge(self.max_event));
+        }
+        Ok(())
     }
 
     /// Reads one complete event.
@@ -465,58 +597,65 @@ impl SseReader {
             }
         }
     }
+}
 
-    /// Pass-through mode: read complete events; keep a copy only of a trailing partial one.
-    fn observe(&mut self, data: &[u8]) {
-        if self.partial.is_empty() {
-            let consumed = self.read_events(data, |_, _| {});
-            self.partial.extend_from_slice(&data[consumed..]);
+/// An open event of a rewritten stream longer than this without showing its `choices`
+/// is passed on: the usage chunk warden removes is a few hundred bytes.
+const UNDECIDED_MAX: usize = 64 * 1024;
+
+/// The open-event buffer is kept for the next event up to this capacity.
+const REUSED_EVENT_CAPACITY: usize = 64 * 1024;
+
+/// The event has a `choices` array with something in it: a chat or completions chunk
+/// with content, never the usage-only chunk (`"choices":[]`).
+fn has_choices(event: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"choices\""));
+    let Some(at) = FINDER.find(event) else { return false };
+    let mut rest = event[at + 9..].iter().copied().filter(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'));
+    matches!((rest.next(), rest.next(), rest.next()), (Some(b':'), Some(b'['), Some(c)) if c != b']')
+}
+
+/// How much of `buf` (an open event of a rewritten stream) may go out now. What is held
+/// back is what the next bytes decide: a start of `"usage":null` or of the comma before
+/// one, a whole `"usage":null` (the comma after it may follow), and a trailing comma (a
+/// `"usage":null` may follow). Cut anywhere else, removing `"usage":null` from the parts
+/// gives what removing it from the whole would.
+fn forwardable(buf: &[u8]) -> usize {
+    const WITH_COMMA: &[u8] = b",\"usage\":null";
+    const BARE: &[u8] = b"\"usage\":null";
+    let partial = |pattern: &[u8]| {
+        (1..pattern.len().min(buf.len() + 1)).rev().find(|&k| buf.ends_with(&pattern[..k])).unwrap_or(0)
+    };
+    let mut safe = buf.len() - partial(WITH_COMMA).max(partial(BARE));
+    loop {
+        if buf[..safe].ends_with(BARE) {
+            safe -= BARE.len();
+        } else if buf[..safe].ends_with(b",") {
+            safe -= 1;
         } else {
-            self.partial.extend_from_slice(data);
-            let buf = self.partial.split();
-            let consumed = self.read_events(&buf, |_, _| {});
-            self.partial.extend_from_slice(&buf[consumed..]);
+            return safe;
         }
-    }
-
-    /// Rewrite mode: returns the complete events of `data` (plus what was carried over)
-    /// without the injected usage chunk and without the `"usage":null` fields that
-    /// requesting it added to every chunk.
-    fn rewrite(&mut self, data: &[u8]) -> Bytes {
-        let carried;
-        let buf: &[u8] = if self.partial.is_empty() {
-            data
-        } else {
-            self.partial.extend_from_slice(data);
-            carried = self.partial.split();
-            &carried
-        };
-        let mut out = BytesMut::with_capacity(buf.len());
-        let consumed = self.read_events(buf, |kind, event| {
-            if matches!(kind, EventKind::Other) {
-                remove_usage_null(event, &mut out);
-            }
-        });
-        self.partial.extend_from_slice(&buf[consumed..]);
-        out.freeze()
-    }
-
-    /// Reads every complete event in `buf`; returns how many bytes they took.
-    fn read_events(&mut self, buf: &[u8], mut each: impl FnMut(EventKind, &[u8])) -> usize {
-        let mut pos = 0;
-        while let Some(len) = event_end(&buf[pos..]) {
-            let event = &buf[pos..pos + len];
-            let kind = self.read_event(event);
-            each(kind, event);
-            pos += len;
-        }
-        pos
     }
 }
 
 /// Copies `event` to `out` without `"usage":null` entries (and the comma that
 /// separated each from its neighbour). Inside a JSON string the quotes would be
 /// escaped, so every match is a key.
+/// Whether an event (complete or not yet) is known to be passed on: it carries choices
+/// (not the injected usage chunk) or is too long to be one.
+fn passes_mid_event(event: &[u8]) -> bool {
+    has_choices(event) || event.len() > UNDECIDED_MAX
+}
+
+/// An event as the rewrite passes it on: each `"usage":null` member removed with one of
+/// its commas (the fuzz target's reference for where chunks end).
+pub fn without_usage_null(event: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::with_capacity(event.len());
+    remove_usage_null(event, &mut out);
+    out.to_vec()
+}
+
 fn remove_usage_null(event: &[u8], out: &mut BytesMut) {
     const USAGE_NULL: &[u8] = b"\"usage\":null";
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -870,6 +1009,49 @@ mod scan {
     }
 }
 
+/// Feeds `chunks` through the SSE reader as [`TapBody`] does (each chunk as it arrives,
+/// then the flush at the end of the body); returns the bytes forwarded to the client, the
+/// usage read and the completion text captured. For fuzzing and tests: a [`TapBody`]
+/// needs a live upstream body.
+#[doc(hidden)]
+pub fn scan_sse(
+    route: LlmRoute,
+    strip_usage: bool,
+    chunks: &[&[u8]],
+    capture_limit: usize,
+) -> (Vec<u8>, Option<Usage>, String) {
+    tap_chunks(Reader::Sse(SseReader::new(route, strip_usage, capture_limit, SCAN_MAX_EVENT)), chunks)
+}
+
+/// Like [`scan_sse`], for a JSON response body (read by `read_json_response` at the end).
+#[doc(hidden)]
+pub fn scan_json_response(route: LlmRoute, chunks: &[&[u8]], capture_limit: usize) -> (Vec<u8>, Option<Usage>, String) {
+    tap_chunks(Reader::Json { route, frames: Vec::new(), kept: 0, overflow: false, capture_limit }, chunks)
+}
+
+/// The event limit of [`scan_sse`]: far above what its callers feed.
+const SCAN_MAX_EVENT: usize = 4 << 20;
+
+fn tap_chunks(mut reader: Reader, chunks: &[&[u8]]) -> (Vec<u8>, Option<Usage>, String) {
+    let mut forwarded = Vec::new();
+    for chunk in chunks {
+        match reader.feed(Bytes::copy_from_slice(chunk)) {
+            Ok(now) => forwarded.extend_from_slice(&now),
+            // As the tap does: what came before, then the error event, and no more.
+            Err(EventTooLarge(limit)) => {
+                forwarded.extend_from_slice(&error_event(&format!("an event passed {limit} bytes")));
+                let outcome = reader.finish(Ending::Complete, forwarded.len() as u64);
+                return (forwarded, outcome.usage, outcome.completion_text);
+            }
+        }
+    }
+    if let Some(rest) = reader.flush() {
+        forwarded.extend_from_slice(&rest);
+    }
+    let outcome = reader.finish(Ending::Complete, forwarded.len() as u64);
+    (forwarded, outcome.usage, outcome.completion_text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -926,34 +1108,127 @@ mod tests {
         }
     }
 
+    /// Feeds `stream` in pieces of `size` bytes; returns what was forwarded.
+    fn run(sse: &mut SseReader, stream: &[u8], size: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        for piece in stream.chunks(size) {
+            out.extend_from_slice(&sse.feed(Bytes::copy_from_slice(piece)).unwrap());
+        }
+        out.extend_from_slice(&sse.flush().unwrap_or_default());
+        out
+    }
+
     #[test]
     fn rewrite_removes_the_injected_usage_chunk_even_when_split() {
         let stream = format!("{}{}{USAGE}{DONE}", chunk("Hel"), chunk("lo"));
-        let mut sse = SseReader::new(LlmRoute::ChatCompletions, true, 1024);
-        let mut out = Vec::new();
-        // Feed in awkward 7-byte pieces to cross every boundary.
-        for piece in stream.as_bytes().chunks(7) {
-            out.extend_from_slice(&sse.rewrite(piece));
+        for size in [1, 2, 7, 13, 64, stream.len()] {
+            let mut sse = SseReader::new(LlmRoute::ChatCompletions, true, 1024, 1 << 20);
+            // Awkward pieces cross every boundary.
+            let out = String::from_utf8(run(&mut sse, stream.as_bytes(), size)).unwrap();
+            assert!(!out.contains("prompt_tokens"), "{out}");
+            assert!(!out.contains("\"usage\""), "{size}: {out}");
+            assert!(out.ends_with(DONE));
+            assert_eq!(out.matches("data: ").count(), 3);
+            assert_eq!(sse.usage, Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
+            assert_eq!(sse.text.text, "Hello");
         }
-        let out = String::from_utf8(out).unwrap();
-        assert!(!out.contains("prompt_tokens"), "{out}");
-        assert!(!out.contains("\"usage\""), "{out}");
-        assert!(out.ends_with(DONE));
-        assert_eq!(out.matches("data: ").count(), 3);
-        assert_eq!(sse.usage, Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
-        assert_eq!(sse.text.text, "Hello");
+    }
+
+    #[test]
+    fn rewrite_passes_an_event_on_before_it_ends() {
+        // A chunk whose choices have begun is not the usage chunk: its bytes go out as
+        // they arrive, but for the few that may begin a `"usage":null`.
+        let mut sse = SseReader::new(LlmRoute::ChatCompletions, true, 1024, 1 << 20);
+        let head = "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a long";
+        let out = sse.feed(Bytes::from(head)).unwrap();
+        assert_eq!(&out[..], head.as_bytes());
+        let out = sse.feed(Bytes::from(" answer\"}}],\"usage\":nu")).unwrap();
+        assert_eq!(&out[..], b" answer\"}}]");
+        let out = sse.feed(Bytes::from("ll}\n\n")).unwrap();
+        assert_eq!(&out[..], b"}\n\n");
+        assert_eq!(sse.text.text, "a long answer");
+        // The usage chunk is held until it ends, then dropped.
+        assert!(sse.feed(Bytes::from(&USAGE[..30])).unwrap().is_empty());
+        assert!(sse.feed(Bytes::from(&USAGE[30..])).unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_event_past_the_limit_ends_the_stream() {
+        for strip in [false, true] {
+            let mut sse = SseReader::new(LlmRoute::ChatCompletions, strip, 1024, 100);
+            assert!(sse.feed(Bytes::from(chunk("ok"))).is_ok());
+            assert!(sse.feed(Bytes::from(format!("data: {}", "x".repeat(60)))).is_ok());
+            assert!(matches!(sse.feed(Bytes::from("y".repeat(60))), Err(EventTooLarge(100))));
+        }
+        // A complete event over the limit too.
+        let mut sse = SseReader::new(LlmRoute::ChatCompletions, false, 1024, 100);
+        assert!(sse.feed(Bytes::from(format!("data: {}", "x".repeat(60)))).is_ok());
+        assert!(sse.feed(Bytes::from(format!("{}\n\n", "y".repeat(60)))).is_err());
+        let e = error_event("too big");
+        let v: serde_json::Value = serde_json::from_slice(e.strip_prefix(b"\n\ndata: ").unwrap().trim_ascii()).unwrap();
+        assert_eq!(v["error"]["code"], "event_too_large");
     }
 
     #[test]
     fn observe_reads_usage_without_changing_anything() {
         let stream = format!("{}{USAGE}{DONE}", chunk("Hi"));
-        let mut sse = SseReader::new(LlmRoute::ChatCompletions, false, 1024);
-        for piece in stream.as_bytes().chunks(5) {
-            sse.observe(piece);
+        for size in [1, 2, 5, stream.len()] {
+            let mut sse = SseReader::new(LlmRoute::ChatCompletions, false, 1024, 1 << 20);
+            assert_eq!(run(&mut sse, stream.as_bytes(), size), stream.as_bytes());
+            assert_eq!(sse.usage, Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
+            assert_eq!(sse.text.text, "Hi");
+            assert!(sse.event.is_empty());
         }
-        assert_eq!(sse.usage, Some(Usage { prompt_tokens: 5, completion_tokens: 2 }));
-        assert_eq!(sse.text.text, "Hi");
-        assert!(sse.partial.is_empty());
+    }
+
+    proptest::proptest! {
+        /// However a stream is cut into chunks, the rewrite forwards the same bytes as for
+        /// the stream in one piece: every event but the usage chunk, without its
+        /// `"usage":null`; pass-through forwards the stream itself.
+        #[test]
+        fn the_rewrite_does_not_depend_on_chunking(
+            contents in proptest::collection::vec("[a-z \"\\\\,:usagenl{}]{0,20}", 0..6),
+            cuts in proptest::collection::vec(0usize..400, 0..12),
+            usage_at in 0..3usize,
+            crlf in proptest::prelude::any::<bool>(),
+        ) {
+            let mut stream = String::new();
+            for c in &contents {
+                let c = serde_json::to_string(c).unwrap();
+                let choices = format!("\"choices\":[{{\"delta\":{{\"content\":{c}}}}}]");
+                let event = match usage_at {
+                    0 => format!("data: {{\"usage\":null,{choices}}}\n\n"),
+                    1 => format!("data: {{{choices},\"usage\":null}}\n\n"),
+                    _ => format!("data: {{{choices},\"usage\":null,\"id\":\"c\"}}\n\n"),
+                };
+                stream.push_str(&event);
+            }
+            stream.push_str(USAGE);
+            stream.push_str(DONE);
+            if crlf {
+                stream = stream.replace('\n', "\r\n");
+            }
+            let bytes = stream.as_bytes();
+            let whole = run(&mut SseReader::new(LlmRoute::ChatCompletions, true, 1 << 16, 1 << 20), bytes, bytes.len());
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(bytes.len())).collect();
+            cuts.sort_unstable();
+            let mut pieced = Vec::new();
+            let mut sse = SseReader::new(LlmRoute::ChatCompletions, true, 1 << 16, 1 << 20);
+            let mut from = 0;
+            for cut in cuts.into_iter().chain([bytes.len()]) {
+                pieced.extend_from_slice(&sse.feed(Bytes::copy_from_slice(&bytes[from..cut])).unwrap());
+                from = cut;
+            }
+            pieced.extend_from_slice(&sse.flush().unwrap_or_default());
+            proptest::prop_assert_eq!(&pieced, &whole);
+            let text = String::from_utf8(whole).unwrap();
+            // Content is escaped JSON: a quoted `"usage"` can only be a key.
+            proptest::prop_assert!(!text.contains("\"usage\""), "{}", text);
+            proptest::prop_assert_eq!(&sse.text.text, &contents.concat());
+            let mut pass = SseReader::new(LlmRoute::ChatCompletions, false, 1 << 16, 1 << 20);
+            proptest::prop_assert_eq!(run(&mut pass, bytes, 3), bytes.to_vec());
+            proptest::prop_assert_eq!(&pass.text.text, &contents.concat());
+        }
     }
 
     #[test]
@@ -962,8 +1237,8 @@ mod tests {
             "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"ab\"}\n\n",
             "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n"
         );
-        let mut sse = SseReader::new(LlmRoute::Responses, false, 1024);
-        sse.observe(stream.as_bytes());
+        let mut sse = SseReader::new(LlmRoute::Responses, false, 1024, 1 << 20);
+        run(&mut sse, stream.as_bytes(), stream.len());
         assert_eq!(sse.usage, Some(Usage { prompt_tokens: 3, completion_tokens: 1 }));
         assert_eq!(sse.text.text, "ab");
     }
@@ -1100,9 +1375,9 @@ mod tests {
 
     #[test]
     fn a_chunk_that_is_not_json_adds_no_text() {
-        let mut sse = SseReader::new(LlmRoute::ChatCompletions, false, 1024);
-        sse.observe(chunk("kept").as_bytes());
-        sse.observe(b"data: {\"choices\":[{\"delta\":{\"content\":\"lost\"}}],\"usage\":\n\n");
+        let mut sse = SseReader::new(LlmRoute::ChatCompletions, false, 1024, 1 << 20);
+        run(&mut sse, chunk("kept").as_bytes(), 1000);
+        run(&mut sse, b"data: {\"choices\":[{\"delta\":{\"content\":\"lost\"}}],\"usage\":\n\n", 1000);
         assert_eq!(sse.text.text, "kept");
         assert_eq!(sse.text.total_bytes, 4);
     }

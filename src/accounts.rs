@@ -8,6 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::auth::{generate_key, AccountStatus, Directory, KeyHash, UsageTotals};
+use crate::clock::rfc3339_millis;
 use crate::store::{AccountRecord, ActionRecord, KeyRecord, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +29,7 @@ pub struct AccountView {
     pub status: AccountStatus,
     pub status_reason: Option<String>,
     /// Overrides of the tier's limits (fields not set come from the tier).
-    pub limits: crate::config::Limits,
+    pub limits: crate::limits::Limits,
     pub risk_score: f64,
     pub created_at: String,
     pub updated_at: String,
@@ -52,12 +53,6 @@ pub struct Accounts {
     directory: Arc<Directory>,
     /// Tier names from the config; accounts may only reference these.
     tiers: Arc<arc_swap::ArcSwap<Vec<String>>>,
-}
-
-pub fn rfc3339_millis(ms: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 impl Accounts {
@@ -160,7 +155,7 @@ impl Accounts {
         &self,
         id: &str,
         tier: Option<&str>,
-        limits: Option<crate::config::Limits>,
+        limits: Option<crate::limits::Limits>,
         actor: &str,
     ) -> Result<AccountView, AccountError> {
         let current = self.store.account(id).await?.ok_or_else(|| AccountError::NotFound(format!("account `{id}`")))?;
@@ -254,7 +249,7 @@ impl ReplicaSync {
     }
 
     pub async fn run(&mut self) -> Result<Synced, AccountError> {
-        let started = crate::store::now_millis();
+        let started = crate::clock::now_millis();
         let since = self.last_run_ms - SYNC_MARGIN_MS;
         let store = self.accounts.store.clone();
         let directory = self.accounts.directory.clone();
@@ -294,13 +289,33 @@ impl ReplicaSync {
 }
 
 /// Account ids appear in URLs, logs and audit records: keep them to a safe alphabet.
-fn validate_account_id(id: &str) -> Result<(), AccountError> {
-    let ok = !id.is_empty()
-        && id.len() <= 128
+/// The pattern is `[A-Za-z0-9][A-Za-z0-9._@-]{0,127}`: a letter or digit first, so that no
+/// id is `.` or `..` (a path segment that means something else) or starts like an
+/// option (`-x`).
+pub fn validate_account_id(id: &str) -> Result<(), AccountError> {
+    let ok = id.len() <= 128
+        && id.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'));
     if ok {
         Ok(())
     } else {
-        Err(AccountError::Invalid("account id must be 1-128 characters of letters, digits, `-`, `_`, `.`, `@`".into()))
+        Err(AccountError::Invalid(
+            "account id must match [A-Za-z0-9][A-Za-z0-9._@-]{0,127}: 1-128 letters, digits, `.`, `_`, `@`, `-`, starting with a letter or digit".into(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validate_account_id;
+
+    #[test]
+    fn account_ids_follow_the_documented_pattern() {
+        for ok in ["acme", "a", "team.ml-2", "ops@example.com", "A_1", &"x".repeat(128)] {
+            assert!(validate_account_id(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", ".", "..", ".hidden", "-rf", "_x", "@x", "a/b", "a b", "é", "a%2e", &"x".repeat(129)] {
+            assert!(validate_account_id(bad).is_err(), "{bad}");
+        }
     }
 }

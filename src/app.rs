@@ -5,16 +5,71 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
+/// Every subsystem's metrics and the registry they are registered in (served on the
+/// admin listener's `/metrics`).
+pub struct Metrics {
+    registry: prometheus_client::registry::Registry,
+    pub requests: RequestMetrics,
+    pub upstream: crate::upstream::UpstreamMetrics,
+    pub connections: crate::net::ConnectionMetrics,
+    pub audit: crate::events::audit::AuditMetrics,
+    pub redis: crate::limits::shared::SharedMetrics,
+    pub limits: crate::limits::LimitMetrics,
+    pub detect: crate::detector::DetectMetrics,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = prometheus_client::registry::Registry::with_prefix("warden");
+        let m = Metrics {
+            requests: RequestMetrics::default(),
+            upstream: Default::default(),
+            connections: Default::default(),
+            audit: Default::default(),
+            redis: Default::default(),
+            limits: Default::default(),
+            detect: Default::default(),
+            registry: prometheus_client::registry::Registry::default(),
+        };
+        m.requests.register(&mut registry);
+        m.upstream.register(&mut registry);
+        m.connections.register(&mut registry);
+        m.audit.register(&mut registry);
+        m.redis.register(&mut registry);
+        m.limits.register(&mut registry);
+        m.detect.register(&mut registry);
+        Metrics { registry, ..m }
+    }
+
+    /// Registers the failed-authentication throttle's counters.
+    pub fn register_auth_failures(&mut self, throttle: &crate::auth_failures::AuthThrottle) {
+        throttle.register(&mut self.registry);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+}
 
 use crate::accounts::Accounts;
-use crate::admin::metrics::{Metrics, RouteStatus};
 use crate::auth::{Account, AccountStatus};
-use crate::config::{Config, Tier};
+use crate::config::Config;
 use crate::events::audit::{AuditSink, AuditSlot};
+use crate::events::metrics::{RequestMetrics, RouteStatus};
 use crate::events::RequestEvent;
 use crate::limits::gcra::{Rate, Window};
 use crate::limits::{LimitSpec, Limiter, Slot};
 use crate::store::Store;
+use crate::tiers::Tier;
 use crate::tokens::TokenCounter;
 use crate::upstream::Upstream;
 
@@ -31,7 +86,7 @@ pub struct App {
     /// The audit log: every request's record goes here, off the request path.
     pub audit: AuditSink,
     /// The extraction detector, beside the request path.
-    pub detector: crate::detect::live::Detector,
+    pub detector: crate::detector::Detector,
     /// Rate limits and quotas, local or shared through Redis.
     pub limiter: Arc<Limiter>,
     /// One permit per request being handled; when none is left warden sheds load (503)
@@ -39,6 +94,8 @@ pub struct App {
     pub in_flight: Arc<Semaphore>,
     /// Set when shutdown begins; `/readyz` then answers 503 so load balancers move on.
     pub shutting_down: AtomicBool,
+    /// Failed authentications per client address, on each listener.
+    pub auth_failures: Arc<crate::auth_failures::AuthThrottle>,
 }
 
 impl App {
@@ -51,12 +108,12 @@ impl App {
     pub async fn build_from(config: Config, path: Option<std::path::PathBuf>) -> anyhow::Result<App> {
         let store = Store::open(&config.storage.backend).await?;
         let tiers = config.tiers.iter().map(|t| t.name.clone()).collect();
-        let loaded_at = crate::store::now_millis();
+        let loaded_at = crate::clock::now_millis();
         let accounts = Accounts::load(store, tiers).await?;
         if let Some(every) = config.storage.sync_interval {
             spawn_replica_sync(crate::accounts::ReplicaSync::new(accounts.clone(), loaded_at), every);
         }
-        let metrics = Metrics::new();
+        let mut metrics = Metrics::new();
         let audit = AuditSink::start(&config.audit, metrics.audit.clone()).await?;
         let shared = match &config.redis {
             Some(redis) => Some(crate::limits::shared::SharedLimits::start(
@@ -66,17 +123,30 @@ impl App {
             )?),
             None => None,
         };
-        let limiter =
-            Arc::new(Limiter { local: crate::limits::local::LocalLimits::new(Some(accounts.store().clone())), shared });
-        spawn_limit_housekeeping(limiter.clone(), &config, metrics.limiter_accounts.clone());
-        let detector =
-            crate::detect::live::Detector::start(config.detection.clone(), accounts.clone(), metrics.detect.clone())
-                .await?;
+        let limiter = Arc::new(Limiter {
+            local: crate::limits::local::LocalLimits::new(Some(Arc::new(accounts.store().clone()))),
+            shared,
+        });
+        spawn_limit_housekeeping(limiter.clone(), &config, metrics.limits.accounts.clone());
+        let detector = crate::detector::Detector::start(
+            config.detection.clone(),
+            accounts.clone(),
+            Arc::new(accounts.store().clone()),
+            metrics.detect.clone(),
+        )
+        .await?;
+        let auth_failures = Arc::new(crate::auth_failures::AuthThrottle::new(
+            config.server.auth_failures_per_minute,
+            config.server.auth_failure_burst,
+        ));
+        metrics.register_auth_failures(&auth_failures);
+        spawn_auth_housekeeping(&auth_failures);
         Ok(App {
+            auth_failures,
             detector,
             limiter,
             audit,
-            upstream: Upstream::new(&config.upstream, config.server.workers, metrics.upstream_connections.clone()),
+            upstream: Upstream::new(&config.upstream, config.server.workers, metrics.upstream.connections.clone()),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             metrics,
             tokens: TokenCounter::new(),
@@ -98,9 +168,9 @@ impl App {
     /// allow-list. What needs a restart (listeners, workers, upstream, storage, Redis,
     /// audit files and queue, the detector on or off) keeps its running value and is
     /// reported. An invalid file changes nothing.
-    pub fn reload(&self) -> Result<crate::config::Reloaded, crate::config::ConfigErrors> {
+    pub fn reload(&self) -> Result<crate::config::Reloaded, crate::settings::ConfigErrors> {
         let Some(path) = &self.config_path else {
-            return Err(crate::config::ConfigErrors(vec!["this warden was not started from a config file".into()]));
+            return Err(crate::settings::ConfigErrors(vec!["this warden was not started from a config file".into()]));
         };
         let new = Config::load(path)?;
         let old = self.config();
@@ -119,6 +189,7 @@ impl App {
     /// Records a finished request: usage totals, metrics, access log, audit log.
     pub fn record(&self, event: RequestEvent, route: &'static str, slot: Option<AuditSlot>) {
         let m = &self.metrics;
+        let m = &m.requests;
         m.requests.get_or_create(&RouteStatus { route, status: event.status }).inc();
         m.route(route).request_duration.observe(event.latency.as_secs_f64());
         if let Some(u) = event.usage {
@@ -145,8 +216,8 @@ impl App {
                 latency_ms = event.latency.as_millis() as u64,
                 prompt_tokens = event.usage.map(|u| u.prompt_tokens).unwrap_or(0),
                 completion_tokens = event.usage.map(|u| u.completion_tokens).unwrap_or(0),
-                decision = event.decision,
-                ending = event.ending,
+                decision = event.decision.as_str(),
+                ending = event.ending.as_str(),
                 reason = event.reason.as_deref().unwrap_or(""),
                 "request finished"
             );
@@ -180,6 +251,12 @@ impl App {
     pub fn tier_of<'c>(config: &'c Config, account: &Account) -> &'c Tier {
         let name = account.tier();
         config.tier(&name).unwrap_or(&config.tiers[0])
+    }
+
+    /// The account's concurrency limit, if it has one (tier and overrides; throttling
+    /// scales rates, not concurrency).
+    pub fn concurrency_limit(tier: &Tier, account: &Account) -> Option<u64> {
+        account.limits().max_concurrent.or(tier.limits.max_concurrent)
     }
 
     /// The limits that apply to one request of `account` for `model`: the tier's, with
@@ -237,6 +314,20 @@ fn spawn_replica_sync(mut sync: crate::accounts::ReplicaSync, every: std::time::
     });
 }
 
+/// Forgets idle addresses of the failed-authentication throttle every minute.
+fn spawn_auth_housekeeping(throttle: &Arc<crate::auth_failures::AuthThrottle>) {
+    let weak = Arc::downgrade(throttle);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(t) = weak.upgrade() else { return };
+            t.housekeeping();
+        }
+    });
+}
+
 /// Evicts idle limiter state every minute and saves quota counters periodically.
 fn spawn_limit_housekeeping(
     limiter: Arc<Limiter>,
@@ -260,7 +351,7 @@ fn spawn_limit_housekeeping(
                     let Some(l) = weak.upgrade() else { return };
                     // Save first: only saved counters may be evicted.
                     l.local.save_quotas().await;
-                    l.local.evict_idle(idle, crate::store::now_ns());
+                    l.local.evict_idle(idle, crate::clock::now_ns());
                     accounts_gauge.set(l.local.len() as i64);
                 }
             }

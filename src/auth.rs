@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, RwLock};
 
+use crate::settings::{env_secret, EnvLookup};
 use rand::RngCore;
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// Every key warden issues starts with this, so leaked keys are easy to recognise.
@@ -166,7 +168,7 @@ pub struct Account {
     pub id: Arc<str>,
     tier: RwLock<Arc<str>>,
     /// Per-account overrides of the tier's limits.
-    limits: RwLock<crate::config::Limits>,
+    limits: RwLock<crate::limits::Limits>,
     status: AtomicU8,
     /// Set by the detector's `strip` action: soft-label parameters are removed.
     strip_soft_labels: std::sync::atomic::AtomicBool,
@@ -211,10 +213,10 @@ impl Account {
     pub fn set_tier(&self, tier: &str) {
         *self.tier.write().expect("tier lock poisoned") = Arc::from(tier);
     }
-    pub fn limits(&self) -> crate::config::Limits {
+    pub fn limits(&self) -> crate::limits::Limits {
         *self.limits.read().expect("limits lock poisoned")
     }
-    pub fn set_limits(&self, limits: crate::config::Limits) {
+    pub fn set_limits(&self, limits: crate::limits::Limits) {
         *self.limits.write().expect("limits lock poisoned") = limits;
     }
 }
@@ -278,6 +280,38 @@ impl Directory {
         if let Some(hash) = self.key_ids.write().expect("key index poisoned").remove(key_id) {
             self.keys.write().expect("key index poisoned").remove(&hash);
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The `[admin]` section: the admin API's bearer token.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAdmin {
+    /// Environment variable holding the admin bearer token.
+    pub token_env: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct AdminConfig {
+    pub token: String,
+    pub token_env: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig").field("token", &"<redacted>").field("token_env", &self.token_env).finish()
+    }
+}
+
+impl AdminConfig {
+    /// Validates `[admin]` (the token from the environment variable it names).
+    pub fn from_raw(raw: RawAdmin, env: EnvLookup<'_>, problems: &mut Vec<String>) -> AdminConfig {
+        let token_env = raw.token_env.unwrap_or_else(|| "WARDEN_ADMIN_TOKEN".into());
+        let token = env_secret("admin.token_env", &token_env, env, problems).unwrap_or_default();
+        AdminConfig { token, token_env }
     }
 }
 

@@ -1,213 +1,35 @@
-//! Configuration: the TOML file an operator writes (`Raw*` structs) and the validated
-//! model the rest of warden uses (`Config`).
+//! Configuration, assembled: the TOML file is split into its sections, each validated by
+//! the subsystem it configures (`[server]` in [`crate::net`], `[upstream]` in
+//! [`crate::upstream`], `[admin]` in [`crate::auth`], `[storage]` in [`crate::store`],
+//! `[logging]` in [`crate::telemetry`], `[redis]` in [`crate::limits::shared`],
+//! `[limits]` in [`crate::limits`], `[audit]` in [`crate::events::audit`], `[[tiers]]` in
+//! [`crate::tiers`], `[detection]` in [`crate::detect::config`]), and put together in
+//! [`Config`]; [`merge_reloadable`] decides what a reload changes.
 //!
 //! Loading never stops at the first problem: unknown keys, type errors per section and
 //! semantic errors (bad addresses, duplicate tiers, missing environment variables) are
-//! all collected so `warden check-config` can list every problem at once. Field doc
-//! comments here are the reference for `config/warden.toml`.
+//! all collected so `warden check-config` can list every problem at once. The `Raw*`
+//! structs' field doc comments, beside each subsystem, are the reference for
+//! `config/warden.toml`.
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-
-/// Every problem found in a configuration file, in file order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<String>);
-
-impl fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, p) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "- {p}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
+pub use crate::auth::{AdminConfig, RawAdmin};
+pub use crate::events::audit::{AuditConfig, AuditOverflow, CaptureMode, RawAudit};
+pub use crate::limits::shared::{RawRedis, SharedConfig};
+pub use crate::limits::{Limits, LimitsConfig, RawLimits};
+pub use crate::net::{RawServer, ServerConfig};
+pub use crate::settings::{section, ConfigErrors, EnvLookup};
+pub use crate::store::{RawStorage, StorageBackend, StorageConfig};
+pub use crate::telemetry::{LogFormat, LoggingConfig, RawLogging};
+pub use crate::tiers::{ModelLimit, RawTier, Tier};
+pub use crate::upstream::{RawUpstream, UpstreamConfig};
 
 // ---------------------------------------------------------------------------------------
 // Raw configuration, as written in TOML. Unknown keys are errors (collected with
 // serde_ignored so that all of them are reported, not only the first).
 // ---------------------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawServer {
-    /// Address of the proxy listener (clients talk to this).
-    pub listen: Option<String>,
-    /// Address of the admin listener: admin API, /metrics, /healthz, /readyz.
-    pub admin_listen: Option<String>,
-    /// Largest request body accepted, in bytes; larger bodies get 413.
-    pub max_body_bytes: Option<u64>,
-    /// How long a client may take to send its request headers (slowloris guard).
-    pub header_read_timeout_ms: Option<u64>,
-    /// On SIGTERM/SIGINT, how long in-flight requests (streams too) may run on.
-    pub shutdown_grace_ms: Option<u64>,
-    /// Requests handled at once; beyond it warden sheds load with 503.
-    pub max_in_flight: Option<usize>,
-    /// Proxy worker threads, each an event loop of its own; 0 means one per CPU.
-    pub workers: Option<usize>,
-    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed when finding the client IP.
-    pub trusted_proxies: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawUpstream {
-    /// The LLM API; request paths are appended to it as-is.
-    pub base_url: Option<String>,
-    /// Environment variable holding the upstream API key (never the key itself).
-    pub api_key_env: Option<String>,
-    /// TCP (and TLS) connect timeout.
-    pub connect_timeout_ms: Option<u64>,
-    /// Time allowed from sending the request to receiving the response headers.
-    pub first_byte_timeout_ms: Option<u64>,
-    /// Longest silence allowed between two chunks of a response body.
-    pub idle_timeout_ms: Option<u64>,
-    /// Idle pooled connections kept per upstream host.
-    pub pool_max_idle_per_host: Option<usize>,
-    /// How long an idle pooled connection is kept.
-    pub pool_idle_timeout_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawAdmin {
-    /// Environment variable holding the admin bearer token.
-    pub token_env: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawStorage {
-    /// SQLite database file (created if missing). Ignored when `url` is set.
-    pub path: Option<String>,
-    /// Database URL, e.g. `postgres://user@host/db` for several replicas.
-    pub url: Option<String>,
-    /// Environment variable holding the database URL instead (for URLs with a password:
-    /// secrets never go in the file).
-    pub url_env: Option<String>,
-    /// How often accounts and keys changed by other replicas sharing the store are picked
-    /// up (0: never, for a store this process alone uses).
-    pub sync_interval_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawLogging {
-    /// `json` (one object per line, for log shippers) or `pretty`.
-    pub format: Option<String>,
-    /// tracing filter, e.g. `info` or `warden=debug,info`. RUST_LOG overrides it.
-    pub level: Option<String>,
-    /// One log line per finished request.
-    pub access_log: Option<bool>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawRedis {
-    /// Redis URL; when set, limits are shared by every replica using the same Redis.
-    pub url: Option<String>,
-    /// Environment variable holding the Redis URL instead (for URLs with a password).
-    pub url_env: Option<String>,
-    /// Longest wait for one Redis call; past it the call counts as failed.
-    pub timeout_ms: Option<u64>,
-    /// While Redis is unusable: `fail_open` enforces local (per-replica) limits,
-    /// `fail_closed` refuses requests with 503.
-    pub failure_mode: Option<String>,
-    /// Consecutive failures that open the circuit breaker.
-    pub breaker_failures: Option<u32>,
-    /// How long an open breaker keeps Redis out before one probe tries it again.
-    pub breaker_cooldown_ms: Option<u64>,
-    /// Prefix of every key warden writes.
-    pub key_prefix: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawLimits {
-    /// Limit state of accounts idle this long is dropped from memory.
-    pub idle_eviction_ms: Option<u64>,
-    /// How often local quota counters are saved to the store.
-    pub quota_save_interval_ms: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawModelLimit {
-    /// Model name as clients send it.
-    pub name: Option<String>,
-    pub requests_per_minute: Option<u64>,
-    pub tokens_per_minute: Option<u64>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawAudit {
-    /// Directory of the audit JSONL files.
-    pub dir: Option<String>,
-    /// `full` (prompt and completion text), `hash` (stable hashes) or `none`.
-    pub capture: Option<String>,
-    /// With `full`: completion text kept per record, in bytes (the rest is cut).
-    pub max_capture_bytes: Option<usize>,
-    /// Regular expressions; every match in captured text is replaced by `[REDACTED]`
-    /// before anything is written.
-    pub redact: Option<Vec<String>>,
-    /// A file is rotated when it would grow past this many bytes (and at each UTC day).
-    pub max_file_bytes: Option<u64>,
-    /// Files older than this many days are deleted.
-    pub retention_days: Option<u32>,
-    /// Written data is fsynced at least this often.
-    pub flush_interval_ms: Option<u64>,
-    /// Records waiting to be written; each request reserves its slot when it arrives.
-    pub queue_capacity: Option<usize>,
-    /// When the queue is full: `reject` new requests with 503 (nothing goes unaudited)
-    /// or `drop` their records (counted in `warden_audit_dropped_total`).
-    pub overflow: Option<String>,
-}
-
-#[derive(Debug, Deserialize, Default)]
-#[serde(default)]
-pub struct RawTier {
-    /// Name accounts refer to.
-    pub name: Option<String>,
-    /// Requests admitted per minute per account.
-    pub requests_per_minute: Option<u64>,
-    /// Tokens (prompt + completion) per minute per account.
-    pub tokens_per_minute: Option<u64>,
-    /// Requests of one account in flight at once.
-    pub max_concurrent: Option<u64>,
-    /// Token quota per UTC day.
-    pub tokens_per_day: Option<u64>,
-    /// Token quota per UTC calendar month.
-    pub tokens_per_month: Option<u64>,
-    /// Requests that may arrive at once above the steady rate (default: a minute's worth).
-    pub burst: Option<u64>,
-    /// Completion tokens assumed when a request sets no `max_tokens` (token reservation).
-    pub default_max_tokens: Option<u64>,
-    /// Models this tier may call (default: any).
-    pub allowed_models: Option<Vec<String>>,
-    /// Largest `n` accepted.
-    pub max_n: Option<u64>,
-    /// Largest `max_tokens` (or `max_completion_tokens`, `max_output_tokens`) accepted.
-    pub max_tokens: Option<u64>,
-    /// `logprobs` / `top_logprobs`: `allow`, `strip` or `reject`.
-    pub logprobs: Option<String>,
-    /// `logit_bias`: `allow`, `strip` or `reject`.
-    pub logit_bias: Option<String>,
-    /// Rates of a throttled account are multiplied by this (0 < f ≤ 1).
-    pub throttle_factor: Option<f64>,
-    /// Per-model limits, on top of the account's.
-    pub models: Option<Vec<RawModelLimit>>,
-}
 
 /// Sections are deserialized one by one so that a type error in one section does not hide
 /// the problems of the others.
@@ -262,22 +84,6 @@ impl RawConfig {
     }
 }
 
-/// Deserializes one section, reporting every unknown key and the first type error.
-pub(crate) fn section<T: DeserializeOwned + Default>(name: &str, value: toml::Value, problems: &mut Vec<String>) -> T {
-    let mut unknown = Vec::new();
-    let result = serde_ignored::deserialize(value, |path| unknown.push(path.to_string()));
-    for key in unknown {
-        problems.push(format!("{name}: unknown key `{key}`"));
-    }
-    match result {
-        Ok(v) => v,
-        Err(e) => {
-            problems.push(format!("{name}: {}", e.message().trim()));
-            T::default()
-        }
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Validated configuration.
 // ---------------------------------------------------------------------------------------
@@ -289,7 +95,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub storage: StorageConfig,
     pub logging: LoggingConfig,
-    pub redis: Option<crate::limits::shared::SharedConfig>,
+    pub redis: Option<SharedConfig>,
     pub audit: AuditConfig,
     pub detection: crate::detect::config::DetectConfig,
     pub limits: LimitsConfig,
@@ -333,6 +139,11 @@ pub fn merge_reloadable(old: &Config, new: Config) -> (Config, Reloaded) {
         "tiers" => tiers,
         "server.trusted_proxies" => server.trusted_proxies,
         "server.max_body_bytes" => server.max_body_bytes,
+        "server.max_upload_bytes" => server.max_upload_bytes,
+        "server.body_read_timeout_ms" => server.body_read_timeout,
+        "server.body_min_bytes_per_sec" => server.body_min_rate,
+        "server.max_event_bytes" => server.max_event_bytes,
+        "upstream.passthrough" => upstream.passthrough,
         "admin" => admin,
         "logging.level" => logging.level,
         "logging.access_log" => logging.access_log,
@@ -347,6 +158,10 @@ pub fn merge_reloadable(old: &Config, new: Config) -> (Config, Reloaded) {
         "server.shutdown_grace_ms" => server.shutdown_grace,
         "server.max_in_flight" => server.max_in_flight,
         "server.workers" => server.workers,
+        "server.idle_timeout_ms" => server.idle_timeout,
+        "server.max_connections" => server.max_connections,
+        "server.auth_failures_per_minute" => server.auth_failures_per_minute,
+        "server.auth_failure_burst" => server.auth_failure_burst,
         "upstream" => upstream,
         "storage" => storage,
         "redis" => redis,
@@ -377,181 +192,6 @@ pub fn merge_reloadable(old: &Config, new: Config) -> (Config, Reloaded) {
     (merged, r)
 }
 
-#[derive(Debug, Clone)]
-pub struct LimitsConfig {
-    pub idle_eviction: Duration,
-    pub quota_save_interval: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub listen: SocketAddr,
-    pub admin_listen: SocketAddr,
-    pub max_body_bytes: u64,
-    pub header_read_timeout: Duration,
-    pub shutdown_grace: Duration,
-    pub max_in_flight: usize,
-    /// Proxy worker threads (resolved: never 0).
-    pub workers: usize,
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-}
-
-#[derive(Clone)]
-pub struct UpstreamConfig {
-    pub base_url: http::Uri,
-    /// The upstream credential, read from the environment. Never logged (see Debug).
-    pub api_key: Option<String>,
-    pub api_key_env: Option<String>,
-    pub connect_timeout: Duration,
-    pub first_byte_timeout: Duration,
-    pub idle_timeout: Duration,
-    pub pool_max_idle_per_host: usize,
-    pub pool_idle_timeout: Duration,
-}
-
-impl fmt::Debug for UpstreamConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UpstreamConfig")
-            .field("base_url", &self.base_url)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .field("api_key_env", &self.api_key_env)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("first_byte_timeout", &self.first_byte_timeout)
-            .field("idle_timeout", &self.idle_timeout)
-            .finish()
-    }
-}
-
-#[derive(Clone)]
-pub struct AdminConfig {
-    pub token: String,
-    pub token_env: String,
-}
-
-impl fmt::Debug for AdminConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AdminConfig").field("token", &"<redacted>").field("token_env", &self.token_env).finish()
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct StorageConfig {
-    pub backend: StorageBackend,
-    /// How often changes other replicas made to the shared store are picked up
-    /// (`None`: never, for a store only this process uses).
-    pub sync_interval: Option<Duration>,
-}
-
-#[derive(Clone)]
-pub enum StorageBackend {
-    Sqlite(PathBuf),
-    Url(String),
-}
-
-/// The URL may carry a password: only its scheme and host are shown.
-impl std::fmt::Debug for StorageBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            StorageBackend::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
-            StorageBackend::Url(u) => f.debug_tuple("Url").field(&redacted_url(u)).finish(),
-        }
-    }
-}
-
-/// `scheme://host[:port]/...` of a URL, without user, password, path or query.
-pub fn redacted_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://{host}/…")
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Json,
-    Pretty,
-}
-
-#[derive(Debug, Clone)]
-pub struct LoggingConfig {
-    pub format: LogFormat,
-    pub level: String,
-    pub access_log: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CaptureMode {
-    Full,
-    Hash,
-    None,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditOverflow {
-    Reject,
-    Drop,
-}
-
-#[derive(Debug, Clone)]
-pub struct AuditConfig {
-    pub dir: PathBuf,
-    pub capture: CaptureMode,
-    pub max_capture_bytes: usize,
-    pub redact: Vec<regex::Regex>,
-    pub max_file_bytes: u64,
-    pub retention_days: u32,
-    pub flush_interval: Duration,
-    pub queue_capacity: usize,
-    pub overflow: AuditOverflow,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tier {
-    pub name: String,
-    pub limits: Limits,
-    pub burst: Option<u64>,
-    pub default_max_tokens: u64,
-    pub policy: crate::policy::ParamPolicy,
-    pub throttle_factor: f64,
-    pub models: Vec<ModelLimit>,
-}
-
-/// The numeric limits of a tier; an account's overrides replace single fields.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    pub requests_per_minute: Option<u64>,
-    pub tokens_per_minute: Option<u64>,
-    pub max_concurrent: Option<u64>,
-    pub tokens_per_day: Option<u64>,
-    pub tokens_per_month: Option<u64>,
-}
-
-impl Limits {
-    /// These limits with every field `overrides` sets replaced.
-    pub fn with(self, overrides: &Limits) -> Limits {
-        Limits {
-            requests_per_minute: overrides.requests_per_minute.or(self.requests_per_minute),
-            tokens_per_minute: overrides.tokens_per_minute.or(self.tokens_per_minute),
-            max_concurrent: overrides.max_concurrent.or(self.max_concurrent),
-            tokens_per_day: overrides.tokens_per_day.or(self.tokens_per_day),
-            tokens_per_month: overrides.tokens_per_month.or(self.tokens_per_month),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelLimit {
-    pub name: String,
-    pub requests_per_minute: Option<u64>,
-    pub tokens_per_minute: Option<u64>,
-}
-
-/// Where environment variables come from; tests pass a closure instead of mutating the
-/// process environment.
-pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
-
 impl Config {
     /// Reads and validates a config file from disk, with the process environment.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -577,342 +217,18 @@ impl Config {
     }
 }
 
-fn addr(field: &str, value: Option<String>, default: &str, problems: &mut Vec<String>) -> SocketAddr {
-    let value = value.unwrap_or_else(|| default.to_string());
-    value.parse().unwrap_or_else(|_| {
-        problems.push(format!("{field}: `{value}` is not a socket address (e.g. 127.0.0.1:8080)"));
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    })
-}
-
-fn millis(field: &str, value: Option<u64>, default: u64, problems: &mut Vec<String>) -> Duration {
-    let v = value.unwrap_or(default);
-    if v == 0 {
-        problems.push(format!("{field}: must be greater than 0"));
-    }
-    Duration::from_millis(v)
-}
-
-fn env_secret(field: &str, var: &str, env: EnvLookup<'_>, problems: &mut Vec<String>) -> Option<String> {
-    if var.is_empty() {
-        problems.push(format!("{field}: must name an environment variable"));
-        return None;
-    }
-    match env(var) {
-        Some(v) if !v.is_empty() => Some(v),
-        _ => {
-            problems.push(format!("{field}: environment variable `{var}` is not set"));
-            None
-        }
-    }
-}
-
-/// `<section>.url`, or the URL in the environment variable `<section>.url_env` names,
-/// with the field it came from (errors never repeat a URL: it may hold a password).
-fn url_setting(
-    section: &str,
-    url: Option<String>,
-    url_env: Option<String>,
-    env: EnvLookup<'_>,
-    problems: &mut Vec<String>,
-) -> Option<(String, String)> {
-    match (url, url_env) {
-        (Some(_), Some(_)) => {
-            problems.push(format!("{section}: set `url` or `url_env`, not both"));
-            None
-        }
-        (Some(url), None) => Some((url, format!("{section}.url"))),
-        (None, Some(var)) => {
-            let field = format!("{section}.url_env");
-            env_secret(&field, &var, env, problems).map(|url| (url, field))
-        }
-        (None, None) => None,
-    }
-}
-
 fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> Option<Config> {
-    let s = raw.server;
-    let server = ServerConfig {
-        listen: addr("server.listen", s.listen, "127.0.0.1:8080", problems),
-        admin_listen: addr("server.admin_listen", s.admin_listen, "127.0.0.1:8081", problems),
-        max_body_bytes: match s.max_body_bytes.unwrap_or(4 * 1024 * 1024) {
-            0 => {
-                problems.push("server.max_body_bytes: must be greater than 0".into());
-                0
-            }
-            v => v,
-        },
-        header_read_timeout: millis("server.header_read_timeout_ms", s.header_read_timeout_ms, 10_000, problems),
-        shutdown_grace: millis("server.shutdown_grace_ms", s.shutdown_grace_ms, 30_000, problems),
-        max_in_flight: match s.max_in_flight.unwrap_or(4_096) {
-            0 => {
-                problems.push("server.max_in_flight: must be greater than 0".into());
-                0
-            }
-            v => v,
-        },
-        workers: match s.workers.unwrap_or(0) {
-            0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            n => n,
-        },
-        trusted_proxies: s
-            .trusted_proxies
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|c| {
-                c.parse::<ipnet::IpNet>()
-                    .or_else(|_| c.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| problems.push(format!("server.trusted_proxies: `{c}` is not an IP address or CIDR")))
-                    .ok()
-            })
-            .collect(),
-    };
-    if server.listen == server.admin_listen && server.listen.port() != 0 {
-        problems.push("server.admin_listen: must differ from server.listen".into());
-    }
-
-    let u = raw.upstream;
-    let base_url = match u.base_url {
-        None => {
-            problems.push("upstream.base_url: missing (e.g. \"https://api.openai.com\")".into());
-            http::Uri::from_static("http://invalid")
-        }
-        Some(text) => match text.parse::<http::Uri>() {
-            Ok(uri)
-                if matches!(uri.scheme_str(), Some("http") | Some("https"))
-                    && uri.authority().is_some()
-                    && uri.query().is_none() =>
-            {
-                uri
-            }
-            _ => {
-                problems
-                    .push(format!("upstream.base_url: `{text}` must be an http:// or https:// URL without a query"));
-                http::Uri::from_static("http://invalid")
-            }
-        },
-    };
-    let api_key = u.api_key_env.as_deref().and_then(|var| env_secret("upstream.api_key_env", var, env, problems));
-    let upstream = UpstreamConfig {
-        base_url,
-        api_key,
-        api_key_env: u.api_key_env,
-        connect_timeout: millis("upstream.connect_timeout_ms", u.connect_timeout_ms, 5_000, problems),
-        first_byte_timeout: millis("upstream.first_byte_timeout_ms", u.first_byte_timeout_ms, 120_000, problems),
-        idle_timeout: millis("upstream.idle_timeout_ms", u.idle_timeout_ms, 60_000, problems),
-        pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(512),
-        pool_idle_timeout: millis("upstream.pool_idle_timeout_ms", u.pool_idle_timeout_ms, 90_000, problems),
-    };
-
-    let token_env = raw.admin.token_env.unwrap_or_else(|| "WARDEN_ADMIN_TOKEN".into());
-    let token = env_secret("admin.token_env", &token_env, env, problems).unwrap_or_default();
-    let admin = AdminConfig { token, token_env };
-
-    let storage_url = url_setting("storage", raw.storage.url, raw.storage.url_env, env, problems);
-    let backend = match (storage_url, raw.storage.path) {
-        (Some((url, field)), _) => {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
-                problems.push(format!("{field}: the URL must start with postgres://, postgresql:// or sqlite:"));
-            }
-            StorageBackend::Url(url)
-        }
-        (None, path) => StorageBackend::Sqlite(PathBuf::from(path.unwrap_or_else(|| "data/warden.db".into()))),
-    };
-    let sync_interval = match raw.storage.sync_interval_ms {
-        Some(0) => None,
-        ms => Some(millis("storage.sync_interval_ms", ms, 1_000, problems)),
-    };
-    let storage = StorageConfig { backend, sync_interval };
-
-    let format = match raw.logging.format.as_deref().unwrap_or("json") {
-        "json" => LogFormat::Json,
-        "pretty" => LogFormat::Pretty,
-        other => {
-            problems.push(format!("logging.format: `{other}` must be `json` or `pretty`"));
-            LogFormat::Json
-        }
-    };
-    let level = raw.logging.level.unwrap_or_else(|| "info".into());
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        problems.push(format!("logging.level: `{level}` is not a valid filter"));
-    }
-    let logging = LoggingConfig { format, level, access_log: raw.logging.access_log.unwrap_or(true) };
-
-    let redis = raw.redis.map(|r| {
-        use crate::limits::shared::{FailureMode, SharedConfig};
-        let url = match url_setting("redis", r.url, r.url_env, env, problems) {
-            Some((url, _)) if url.starts_with("redis://") || url.starts_with("rediss://") => url,
-            Some((_, field)) => {
-                problems.push(format!("{field}: the URL must be a redis:// or rediss:// URL"));
-                String::new()
-            }
-            None => {
-                problems.push("redis.url: missing: set `url` or `url_env` to a redis:// or rediss:// URL".into());
-                String::new()
-            }
-        };
-        let failure_mode = match r.failure_mode.as_deref().unwrap_or("fail_open") {
-            "fail_open" => FailureMode::FailOpen,
-            "fail_closed" => FailureMode::FailClosed,
-            other => {
-                problems.push(format!("redis.failure_mode: `{other}` must be `fail_open` or `fail_closed`"));
-                FailureMode::FailOpen
-            }
-        };
-        SharedConfig {
-            url,
-            timeout: millis("redis.timeout_ms", r.timeout_ms, 50, problems),
-            failure_mode,
-            breaker_failures: r.breaker_failures.unwrap_or(3).max(1),
-            breaker_cooldown: millis("redis.breaker_cooldown_ms", r.breaker_cooldown_ms, 2_000, problems),
-            key_prefix: r.key_prefix.unwrap_or_else(|| "warden:".into()),
-        }
-    });
-    let limits = LimitsConfig {
-        idle_eviction: millis("limits.idle_eviction_ms", raw.limits.idle_eviction_ms, 600_000, problems),
-        quota_save_interval: millis(
-            "limits.quota_save_interval_ms",
-            raw.limits.quota_save_interval_ms,
-            5_000,
-            problems,
-        ),
-    };
-
-    let a = raw.audit.unwrap_or_default();
-    let capture = match a.capture.as_deref().unwrap_or("hash") {
-        "full" => CaptureMode::Full,
-        "hash" => CaptureMode::Hash,
-        "none" => CaptureMode::None,
-        other => {
-            problems.push(format!("audit.capture: `{other}` must be `full`, `hash` or `none`"));
-            CaptureMode::None
-        }
-    };
-    let redact = a
-        .redact
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|r| {
-            regex::Regex::new(r)
-                .map_err(|e| problems.push(format!("audit.redact: `{r}` is not a valid regex: {e}")))
-                .ok()
-        })
-        .collect();
-    let overflow = match a.overflow.as_deref().unwrap_or("reject") {
-        "reject" => AuditOverflow::Reject,
-        "drop" => AuditOverflow::Drop,
-        other => {
-            problems.push(format!("audit.overflow: `{other}` must be `reject` or `drop`"));
-            AuditOverflow::Reject
-        }
-    };
-    let queue_capacity = a.queue_capacity.unwrap_or(16_384);
-    if queue_capacity < server.max_in_flight {
-        problems.push(format!(
-            "audit.queue_capacity: {queue_capacity} is below server.max_in_flight ({}): every request in flight reserves a slot",
-            server.max_in_flight
-        ));
-    }
-    let audit = AuditConfig {
-        dir: PathBuf::from(a.dir.unwrap_or_else(|| "data/audit".into())),
-        capture,
-        max_capture_bytes: a.max_capture_bytes.unwrap_or(64 * 1024),
-        redact,
-        max_file_bytes: match a.max_file_bytes.unwrap_or(256 * 1024 * 1024) {
-            v if v < 4096 => {
-                problems.push("audit.max_file_bytes: must be at least 4096".into());
-                v
-            }
-            v => v,
-        },
-        retention_days: match a.retention_days.unwrap_or(30) {
-            0 => {
-                problems.push("audit.retention_days: must be at least 1".into());
-                1
-            }
-            v => v,
-        },
-        flush_interval: millis("audit.flush_interval_ms", a.flush_interval_ms, 1_000, problems),
-        queue_capacity,
-        overflow,
-    };
-
-    let mut tiers = Vec::new();
-    let mut names = BTreeSet::new();
-    if raw.tiers.is_empty() {
-        problems.push("tiers: at least one [[tiers]] entry is required".into());
-    }
-    for (i, t) in raw.tiers.into_iter().enumerate() {
-        let name = match t.name {
-            Some(n) if !n.trim().is_empty() => n,
-            _ => {
-                problems.push(format!("tiers[{i}].name: missing"));
-                continue;
-            }
-        };
-        if !names.insert(name.clone()) {
-            problems.push(format!("tiers[{i}].name: duplicate tier `{name}`"));
-        }
-        for (field, v) in [
-            ("requests_per_minute", t.requests_per_minute),
-            ("tokens_per_minute", t.tokens_per_minute),
-            ("max_concurrent", t.max_concurrent),
-            ("tokens_per_day", t.tokens_per_day),
-            ("tokens_per_month", t.tokens_per_month),
-        ] {
-            if v == Some(0) {
-                problems.push(format!("tiers[{i}].{field}: must be greater than 0 (omit it for no limit)"));
-            }
-        }
-        let rule = |field: &str, v: Option<String>, problems: &mut Vec<String>| {
-            let v = v.unwrap_or_else(|| "allow".into());
-            crate::policy::ParamRule::parse(&v).unwrap_or_else(|| {
-                problems.push(format!("tiers[{i}].{field}: `{v}` must be `allow`, `strip` or `reject`"));
-                crate::policy::ParamRule::Allow
-            })
-        };
-        let policy = crate::policy::ParamPolicy {
-            allowed_models: t.allowed_models.unwrap_or_default(),
-            max_n: t.max_n,
-            max_tokens: t.max_tokens,
-            logprobs: rule("logprobs", t.logprobs, problems),
-            logit_bias: rule("logit_bias", t.logit_bias, problems),
-        };
-        let throttle_factor = t.throttle_factor.unwrap_or(0.1);
-        if !(throttle_factor > 0.0 && throttle_factor <= 1.0) {
-            problems.push(format!("tiers[{i}].throttle_factor: {throttle_factor} must be in (0, 1]"));
-        }
-        if t.burst == Some(0) {
-            problems.push(format!("tiers[{i}].burst: must be greater than 0"));
-        }
-        let mut models = Vec::new();
-        for (j, m) in t.models.unwrap_or_default().into_iter().enumerate() {
-            match m.name {
-                Some(name) if !name.is_empty() => models.push(ModelLimit {
-                    name,
-                    requests_per_minute: m.requests_per_minute,
-                    tokens_per_minute: m.tokens_per_minute,
-                }),
-                _ => problems.push(format!("tiers[{i}].models[{j}].name: missing")),
-            }
-        }
-        tiers.push(Tier {
-            name,
-            limits: Limits {
-                requests_per_minute: t.requests_per_minute,
-                tokens_per_minute: t.tokens_per_minute,
-                max_concurrent: t.max_concurrent,
-                tokens_per_day: t.tokens_per_day,
-                tokens_per_month: t.tokens_per_month,
-            },
-            burst: t.burst,
-            default_max_tokens: t.default_max_tokens.unwrap_or(1024),
-            policy,
-            throttle_factor,
-            models,
-        });
-    }
-
+    // Section by section, in file order of the reference config; each subsystem checks
+    // its own.
+    let server = ServerConfig::from_raw(raw.server, problems);
+    let upstream = UpstreamConfig::from_raw(raw.upstream, env, problems);
+    let admin = AdminConfig::from_raw(raw.admin, env, problems);
+    let storage = StorageConfig::from_raw(raw.storage, env, problems);
+    let logging = LoggingConfig::from_raw(raw.logging, problems);
+    let redis = raw.redis.map(|r| SharedConfig::from_raw(r, env, problems));
+    let limits = LimitsConfig::from_raw(raw.limits, problems);
+    let audit = AuditConfig::from_raw(raw.audit.unwrap_or_default(), server.max_in_flight, problems);
+    let tiers = crate::tiers::validate(raw.tiers, problems);
     let detection = crate::detect::config::validate(raw.detection, problems);
     Some(Config { server, upstream, admin, storage, logging, redis, audit, detection, limits, tiers })
 }
@@ -920,6 +236,7 @@ fn validate(raw: RawConfig, env: EnvLookup<'_>, problems: &mut Vec<String>) -> O
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn env(name: &str) -> Option<String> {
         match name {

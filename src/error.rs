@@ -20,12 +20,24 @@ pub enum ProxyError {
     AccountBlocked,
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    #[error("{0}")]
+    BodyTimeout(crate::body::BodyCut),
+    #[error("no such {kind} object: {id}")]
+    NoSuchObject { kind: &'static str, id: String },
+    #[error("invalid URL ({method} {path}): warden does not serve this path")]
+    UnknownRoute { method: String, path: String },
+    #[error("too many failed authentication attempts from your address; retry in {} s", retry_after.as_secs().max(1))]
+    AuthThrottled { retry_after: std::time::Duration },
     #[error("malformed JSON body: {0}")]
     MalformedJson(String),
     #[error("{message}")]
     InvalidRequest { message: String, param: Option<String> },
     #[error("could not read the request body: {0}")]
     ClientBody(String),
+    /// The client went away while sending its body (a reset stream, a closed
+    /// connection): nobody reads the answer; recorded as 499, `client_aborted`.
+    #[error("the client went away while sending the request body: {0}")]
+    ClientGone(String),
     #[error("warden is overloaded")]
     Overloaded,
     #[error("the audit log cannot keep up; retry shortly")]
@@ -34,10 +46,21 @@ pub enum ProxyError {
     RateLimited { denial: crate::limits::Denial },
     #[error("rate limits cannot be checked right now (shared state unavailable); retry shortly")]
     LimitsUnavailable,
+    #[error("the account store cannot be reached right now; retry shortly")]
+    StoreUnavailable,
     #[error("upstream unavailable: {0}")]
     UpstreamUnavailable(String),
     #[error("upstream did not answer within {0} ms")]
     UpstreamTimeout(u128),
+}
+
+impl From<crate::body::BodyCut> for ProxyError {
+    fn from(cut: crate::body::BodyCut) -> ProxyError {
+        match cut {
+            crate::body::BodyCut::TooLarge { limit } => ProxyError::BodyTooLarge { limit },
+            other => ProxyError::BodyTimeout(other),
+        }
+    }
 }
 
 impl ProxyError {
@@ -46,12 +69,17 @@ impl ProxyError {
             ProxyError::MissingApiKey | ProxyError::InvalidApiKey => StatusCode::UNAUTHORIZED,
             ProxyError::AccountBlocked => StatusCode::FORBIDDEN,
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ProxyError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::UnknownRoute { .. } | ProxyError::NoSuchObject { .. } => StatusCode::NOT_FOUND,
+            ProxyError::AuthThrottled { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ProxyError::ClientGone(_) => StatusCode::from_u16(499).expect("499 is a valid status"),
             ProxyError::MalformedJson(_) | ProxyError::InvalidRequest { .. } | ProxyError::ClientBody(_) => {
                 StatusCode::BAD_REQUEST
             }
-            ProxyError::Overloaded | ProxyError::AuditBackpressure | ProxyError::LimitsUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ProxyError::Overloaded
+            | ProxyError::AuditBackpressure
+            | ProxyError::LimitsUnavailable
+            | ProxyError::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ProxyError::UpstreamUnavailable(_) => StatusCode::BAD_GATEWAY,
             ProxyError::UpstreamTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -64,13 +92,19 @@ impl ProxyError {
             ProxyError::MissingApiKey | ProxyError::InvalidApiKey => "invalid_api_key",
             ProxyError::AccountBlocked => "account_blocked",
             ProxyError::BodyTooLarge { .. } => "request_too_large",
+            ProxyError::BodyTimeout(_) => "request_timeout",
+            ProxyError::UnknownRoute { .. } => "unknown_url",
+            ProxyError::NoSuchObject { .. } => "not_found",
+            ProxyError::AuthThrottled { .. } => "too_many_auth_failures",
             ProxyError::MalformedJson(_) => "invalid_json",
             ProxyError::InvalidRequest { .. } => "invalid_request",
             ProxyError::ClientBody(_) => "invalid_body",
+            ProxyError::ClientGone(_) => "client_closed_request",
             ProxyError::Overloaded => "overloaded",
             ProxyError::AuditBackpressure => "audit_backpressure",
             ProxyError::RateLimited { .. } => "rate_limit_exceeded",
             ProxyError::LimitsUnavailable => "limits_unavailable",
+            ProxyError::StoreUnavailable => "store_unavailable",
             ProxyError::UpstreamUnavailable(_) => "upstream_unavailable",
             ProxyError::UpstreamTimeout(_) => "upstream_timeout",
         }
@@ -82,30 +116,21 @@ impl ProxyError {
             ProxyError::MissingApiKey | ProxyError::InvalidApiKey => "invalid_request_error",
             ProxyError::AccountBlocked => "permission_error",
             ProxyError::BodyTooLarge { .. }
+            | ProxyError::BodyTimeout(_)
+            | ProxyError::UnknownRoute { .. }
+            | ProxyError::NoSuchObject { .. }
             | ProxyError::MalformedJson(_)
             | ProxyError::InvalidRequest { .. }
-            | ProxyError::ClientBody(_) => "invalid_request_error",
+            | ProxyError::ClientBody(_)
+            | ProxyError::ClientGone(_) => "invalid_request_error",
             ProxyError::RateLimited { denial } => denial.kind(),
+            ProxyError::AuthThrottled { .. } => "requests",
             ProxyError::Overloaded
             | ProxyError::AuditBackpressure
             | ProxyError::LimitsUnavailable
+            | ProxyError::StoreUnavailable
             | ProxyError::UpstreamUnavailable(_)
             | ProxyError::UpstreamTimeout(_) => "server_error",
-        }
-    }
-
-    /// The decision recorded for this outcome in events and the audit log.
-    pub fn decision(&self) -> &'static str {
-        match self {
-            ProxyError::MissingApiKey | ProxyError::InvalidApiKey => "unauthenticated",
-            ProxyError::AccountBlocked => "blocked",
-            ProxyError::BodyTooLarge { .. }
-            | ProxyError::MalformedJson(_)
-            | ProxyError::InvalidRequest { .. }
-            | ProxyError::ClientBody(_) => "invalid_request",
-            ProxyError::Overloaded | ProxyError::AuditBackpressure | ProxyError::LimitsUnavailable => "overloaded",
-            ProxyError::RateLimited { .. } => "rate_limited",
-            ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout(_) => "upstream_error",
         }
     }
 
@@ -136,6 +161,7 @@ impl ProxyError {
     pub fn into_response(&self) -> http::Response<Body> {
         let param = match self {
             ProxyError::InvalidRequest { param, .. } => param.clone(),
+            ProxyError::NoSuchObject { .. } => Some("id".into()),
             _ => None,
         };
         let body = json!({
@@ -143,8 +169,14 @@ impl ProxyError {
         });
         let mut resp = json_response(self.status(), &body);
         match self {
-            ProxyError::Overloaded | ProxyError::AuditBackpressure | ProxyError::LimitsUnavailable => {
+            ProxyError::Overloaded
+            | ProxyError::AuditBackpressure
+            | ProxyError::LimitsUnavailable
+            | ProxyError::StoreUnavailable => {
                 resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ProxyError::AuthThrottled { retry_after } => {
+                resp.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
             ProxyError::RateLimited { denial } => {
                 let wait = denial.retry_after();

@@ -57,7 +57,7 @@ impl LlmRoute {
 
 mod view;
 
-pub use view::{Item, Items, Scalar, Text, View};
+pub use view::{Item, Items, NotACount, Scalar, Text, View};
 
 /// What a client asked an LLM route for: the body as it came, and what one pass over it
 /// found (see [`view`]). The body itself is kept, not a tree of it: it is forwarded as
@@ -73,8 +73,10 @@ pub struct LlmRequest {
     pub stream: bool,
     /// The client itself asked for the usage chunk of a stream.
     pub client_wants_stream_usage: bool,
-    /// `max_tokens`, `max_completion_tokens` or `max_output_tokens`, whichever is set.
+    /// The largest of `max_tokens`, `max_completion_tokens` and `max_output_tokens` the
+    /// body sets (see [`Scalar::count`] for how the values are read).
     pub max_tokens: Option<u64>,
+    /// `n`, read the same way.
     pub n: Option<u64>,
     /// Parameters to remove before forwarding (policy or the detector's `strip`).
     pub strip: Vec<&'static str>,
@@ -85,7 +87,27 @@ pub struct LlmRequest {
 /// The keys that may carry the completion budget, in the order they are read.
 pub const MAX_TOKENS_KEYS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
 
+/// `value` of the parameter `key` as a count ([`Scalar::count`]), or a 400 naming it.
+fn count(key: &str, value: Scalar) -> Result<Option<u64>, ProxyError> {
+    value.count().map_err(|NotACount| ProxyError::InvalidRequest {
+        message: format!("`{key}` must be a non-negative integer."),
+        param: Some(key.into()),
+    })
+}
+
 impl LlmRequest {
+    /// Prompt tokens of a request with the real tokenizer, plus the per-message overhead
+    /// chat formats add. Each message is counted on its own (as chat formats tokenize them);
+    /// the counts of long earlier messages are remembered, since clients resend the whole
+    /// conversation with every turn.
+    pub fn prompt_tokens(&self, counter: &crate::tokens::TokenCounter) -> u64 {
+        let mut total = 0;
+        self.for_each_prompt_part(|text, newest| {
+            total += if newest { counter.count(text) } else { counter.count_repeated(text) };
+        });
+        total + 3 * self.message_count() as u64
+    }
+
     pub fn parse(route: LlmRoute, bytes: &[u8]) -> Result<LlmRequest, ProxyError> {
         LlmRequest::parse_bytes(route, Bytes::copy_from_slice(bytes))
     }
@@ -109,15 +131,26 @@ impl LlmRequest {
                 })
             }
         };
-        let max_tokens =
-            [view.max_tokens, view.max_completion_tokens, view.max_output_tokens].iter().find_map(|s| s.as_u64());
+        // The counts the limits reserve by (`max_tokens` × `n`), the policy caps and the
+        // detector reads, checked here whatever the tier: a value that cannot be read must
+        // not pass as absent (and reserve the tier's default).
+        let v = &view;
+        let mut max_tokens = None;
+        for (key, value) in
+            MAX_TOKENS_KEYS.into_iter().zip([v.max_tokens, v.max_completion_tokens, v.max_output_tokens])
+        {
+            max_tokens = max_tokens.max(count(key, value)?);
+        }
+        let n = count("n", v.n)?;
+        count("best_of", v.best_of)?;
+        count("top_logprobs", v.top_logprobs)?;
         Ok(LlmRequest {
             route,
             model: view.model.clone(),
             stream,
             client_wants_stream_usage: view.include_usage.as_bool().unwrap_or(false),
             max_tokens,
-            n: view.n.as_u64(),
+            n,
             raw,
             view,
             strip: Vec::new(),
@@ -125,17 +158,14 @@ impl LlmRequest {
         })
     }
 
-    /// The first of [`MAX_TOKENS_KEYS`] the body has, whatever its value.
-    pub fn max_tokens_key(&self) -> Option<&'static str> {
+    /// Each of [`MAX_TOKENS_KEYS`] the body sets, with its value, in that order.
+    pub fn max_tokens_each(&self) -> impl Iterator<Item = (&'static str, u64)> {
         let v = &self.view;
-        [
-            (v.max_tokens, MAX_TOKENS_KEYS[0]),
-            (v.max_completion_tokens, MAX_TOKENS_KEYS[1]),
-            (v.max_output_tokens, MAX_TOKENS_KEYS[2]),
-        ]
-        .into_iter()
-        .find(|(s, _)| s.is_present())
-        .map(|(_, k)| k)
+        // The values were checked by `parse_bytes`: none is an error here.
+        MAX_TOKENS_KEYS
+            .into_iter()
+            .zip([v.max_tokens, v.max_completion_tokens, v.max_output_tokens])
+            .filter_map(|(key, value)| value.count().ok().flatten().map(|t| (key, t)))
     }
 
     /// True when the body is forwarded changed: parameters stripped or capped.
@@ -303,6 +333,85 @@ mod tests {
         assert!(e.to_string().contains(&want), "{e} / {want}");
         let e = LlmRequest::parse(LlmRoute::ChatCompletions, br#"{"stream":"yes"}"#).unwrap_err();
         assert!(matches!(e, ProxyError::InvalidRequest { ref param, .. } if param.as_deref() == Some("stream")));
+    }
+
+    /// Found by the `request_reader` fuzz target: values the reader skipped were not
+    /// checked as serde_json checks them, so it took bodies serde_json refuses, and
+    /// `upstream_body` (which parses an edited body again) forwarded them unedited: a
+    /// parameter the policy strips reached the upstream.
+    #[test]
+    fn bodies_serde_json_refuses_are_refused_even_where_the_reader_skips() {
+        for bad in [
+            &b"{\"logprobs\":true,\"pad\":1e400}"[..],
+            b"{\"logprobs\":true,\"pad\":\"\\ud800\"}",
+            b"{\"logprobs\":true,\"pad\":[\"caf\xe9\"]}",
+            b"[{\"mo\xff\xffdel\":\"m\"}]",
+            b"{\"stream_options\":{\"x\":-1e999}}",
+        ] {
+            let want = serde_json::from_slice::<Value>(bad).unwrap_err().to_string();
+            let e = LlmRequest::parse(LlmRoute::ChatCompletions, bad).unwrap_err();
+            assert_eq!(e.status(), 400);
+            assert!(e.to_string().contains(&want), "{e} / {want}");
+        }
+        let mut r = chat(r#"{"logprobs":true,"pad":1e300}"#);
+        r.strip = vec!["logprobs"];
+        let v: Value = serde_json::from_slice(&r.upstream_body()).unwrap();
+        assert!(v.get("logprobs").is_none(), "stripped");
+    }
+
+    #[test]
+    fn counts_are_read_by_their_meaning_in_any_json_spelling() {
+        let big = Some(u64::MAX);
+        for (body, max_tokens, n) in [
+            (r#"{"max_tokens":5000000.0}"#, Some(5_000_000), None),
+            (r#"{"max_tokens":5e6,"n":1}"#, Some(5_000_000), Some(1)),
+            (r#"{"max_tokens":5E+6,"n":2.0}"#, Some(5_000_000), Some(2)),
+            // Beyond u64: very large, not absent.
+            (r#"{"max_tokens":18446744073709551616}"#, big, None),
+            (r#"{"max_output_tokens":1e30,"n":1e300}"#, big, big),
+            (r#"{"n":100.0}"#, None, Some(100)),
+            (r#"{"n":1e2}"#, None, Some(100)),
+            (r#"{"n":1000e-1}"#, None, Some(100)),
+            (r#"{"n":0,"max_tokens":-0.0}"#, Some(0), Some(0)),
+            (r#"{"max_tokens":null,"n":null,"best_of":null,"top_logprobs":null}"#, None, None),
+            // Several keys: the largest is what may be asked for.
+            (r#"{"max_tokens":10,"max_completion_tokens":5e9}"#, Some(5_000_000_000), None),
+            (r#"{"max_completion_tokens":7,"max_tokens":3}"#, Some(7), None),
+            // A repeated key: the last one counts, as in any JSON object.
+            (r#"{"n":"2","n":3,"max_tokens":1e9,"max_tokens":4}"#, Some(4), Some(3)),
+        ] {
+            let r = chat(body);
+            assert_eq!((r.max_tokens, r.n), (max_tokens, n), "{body}");
+        }
+    }
+
+    #[test]
+    fn anything_else_in_a_count_is_refused_naming_the_parameter() {
+        for (body, param) in [
+            (r#"{"max_tokens":"5000000"}"#, "max_tokens"),
+            (r#"{"n":"100"}"#, "n"),
+            (r#"{"n":-1}"#, "n"),
+            (r#"{"n":-1e2}"#, "n"),
+            (r#"{"max_tokens":5.5}"#, "max_tokens"),
+            (r#"{"max_tokens":1e-1}"#, "max_tokens"),
+            (r#"{"max_tokens":true}"#, "max_tokens"),
+            (r#"{"n":[]}"#, "n"),
+            (r#"{"n":{}}"#, "n"),
+            (r#"{"max_completion_tokens":-5}"#, "max_completion_tokens"),
+            (r#"{"max_output_tokens":{"a":1}}"#, "max_output_tokens"),
+            (r#"{"best_of":"2"}"#, "best_of"),
+            (r#"{"top_logprobs":1.5}"#, "top_logprobs"),
+            // Whichever key it is, with a valid one beside it.
+            (r#"{"max_tokens":10,"max_completion_tokens":"5e9"}"#, "max_completion_tokens"),
+            (r#"{"n":3,"n":-3}"#, "n"),
+        ] {
+            let e = LlmRequest::parse(LlmRoute::ChatCompletions, body.as_bytes()).unwrap_err();
+            assert_eq!(e.status(), 400, "{body}");
+            assert_eq!(e.code(), "invalid_request", "{body}");
+            let ProxyError::InvalidRequest { message, param: Some(named) } = e else { panic!("{body}") };
+            assert_eq!(named, param, "{body}");
+            assert_eq!(message, format!("`{param}` must be a non-negative integer."), "{body}");
+        }
     }
 
     #[test]

@@ -10,8 +10,13 @@
 //! - `x-mock-chunk-interval-ms`: pause between two content chunks;
 //! - `x-mock-pause-after-first-ms`: pause after the first content chunk of a stream, so a
 //!   test can check the first chunk arrives before the pause ends (nothing buffers it);
-//! - `x-mock-status`: answer with that status (400–599; other values are ignored) and an
-//!   OpenAI-shaped error body.
+//! - `x-mock-status`: answer with that status (400–999: 600 and above are not HTTP
+//!   statuses, for testing what a proxy does with them; other values are ignored) and an
+//!   OpenAI-shaped error body;
+//! - `x-mock-event-bytes`: the first content chunk of a stream carries this many bytes of
+//!   extra content (one event that large);
+//! - `x-mock-split-first-ms`: the first content chunk of a stream is written in two halves
+//!   this long apart (an event that arrives in pieces).
 //!
 //! # Content and usage
 //! The answer for a choice is `k` words from a fixed list, each followed by a space, picked
@@ -171,6 +176,8 @@ struct Behaviour {
     interval: Duration,
     pause_after_first: Duration,
     status: Option<StatusCode>,
+    event_bytes: usize,
+    split_first: Option<Duration>,
 }
 
 fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
@@ -190,8 +197,10 @@ impl Behaviour {
             interval: header_ms(headers, "x-mock-chunk-interval-ms").unwrap_or(opts.chunk_interval),
             pause_after_first: header_ms(headers, "x-mock-pause-after-first-ms").unwrap_or_default(),
             status: header_u64(headers, "x-mock-status")
-                .filter(|s| (400..600).contains(s))
+                .filter(|s| (400..1000).contains(s))
                 .and_then(|s| StatusCode::from_u16(s as u16).ok()),
+            event_bytes: header_u64(headers, "x-mock-event-bytes").unwrap_or(0).min(1 << 30) as usize,
+            split_first: header_ms(headers, "x-mock-split-first-ms"),
         }
     }
 }
@@ -226,6 +235,9 @@ async fn handle(req: Request<Incoming>, b: Behaviour) -> Response<Body> {
     let path = parts.uri.path();
     if path.starts_with("/echo") {
         return echo(&parts, &body);
+    }
+    if path.starts_with("/v1/files") || path.starts_with("/v1/batches") {
+        return files::handle(&parts, body).await;
     }
     match (&parts.method, path) {
         (&Method::GET, "/v1/models") => {
@@ -262,6 +274,158 @@ async fn handle(req: Request<Incoming>, b: Behaviour) -> Response<Body> {
 }
 
 const MODELS: [&str; 3] = ["mock-small", "mock-large", "mock-embed"];
+
+/// The Files and Batch APIs, kept in memory: uploads (multipart), file objects and
+/// contents, batches (created `validating`; retrieved `completed`, with an output file
+/// holding one mock completion per input line), cancellation.
+mod files {
+    use std::collections::HashMap;
+    use std::sync::{LazyLock, Mutex};
+
+    use bytes::Bytes;
+    use http::{Method, Response, StatusCode};
+    use serde_json::{json, Value};
+
+    use super::{error, invalid, new_id, now_secs, Body};
+    use crate::body::{full, json_response};
+
+    struct File {
+        object: Value,
+        content: Bytes,
+    }
+
+    static FILES: LazyLock<Mutex<HashMap<String, File>>> = LazyLock::new(Default::default);
+    static BATCHES: LazyLock<Mutex<HashMap<String, Value>>> = LazyLock::new(Default::default);
+
+    fn not_found(kind: &str, id: &str) -> Response<Body> {
+        error(StatusCode::NOT_FOUND, "invalid_request_error", &format!("No such {kind} object: {id}"))
+    }
+
+    fn store(purpose: &str, filename: &str, content: Bytes) -> Value {
+        let id = new_id("file-");
+        let object = json!({"id": id, "object": "file", "bytes": content.len(), "created_at": now_secs(),
+            "filename": filename, "purpose": purpose, "status": "processed"});
+        FILES.lock().unwrap().insert(id, File { object: object.clone(), content });
+        object
+    }
+
+    async fn upload(parts: &http::request::Parts, body: Bytes) -> Response<Body> {
+        let Some(boundary) = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|ct| multer::parse_boundary(ct).ok())
+        else {
+            return invalid("Uploads must be multipart/form-data.");
+        };
+        let stream = futures_util::stream::once(async move { Ok::<_, std::convert::Infallible>(body) });
+        let mut multipart = multer::Multipart::new(stream, boundary);
+        let (mut purpose, mut file) = (None, None);
+        loop {
+            match multipart.next_field().await {
+                Ok(Some(field)) => {
+                    let name = field.name().unwrap_or("").to_string();
+                    let filename = field.file_name().unwrap_or("upload").to_string();
+                    let Ok(data) = field.bytes().await else { return invalid("The upload was cut off.") };
+                    match name.as_str() {
+                        "purpose" => purpose = Some(String::from_utf8_lossy(&data).into_owned()),
+                        "file" => file = Some((filename, data)),
+                        _ => {}
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return invalid("The upload was cut off."),
+            }
+        }
+        match (purpose, file) {
+            (Some(purpose), Some((filename, content))) => {
+                json_response(StatusCode::OK, &store(&purpose, &filename, content))
+            }
+            _ => invalid("An upload needs `purpose` and `file`."),
+        }
+    }
+
+    /// The output line of one input line of a batch.
+    fn output_line(line: &str) -> Option<Value> {
+        let req: Value = serde_json::from_str(line).ok()?;
+        let prompt = req["body"]["messages"].to_string();
+        let words = prompt.split_whitespace().count() as u64;
+        Some(json!({"id": new_id("batch_req_"), "custom_id": req["custom_id"], "error": null,
+            "response": {"status_code": 200, "request_id": new_id("req_"), "body": {
+                "id": new_id("chatcmpl-"), "object": "chat.completion", "model": req["body"]["model"],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "batched answer "}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": words, "completion_tokens": 2, "total_tokens": words + 2}}}}))
+    }
+
+    pub async fn handle(parts: &http::request::Parts, body: Bytes) -> Response<Body> {
+        let path = parts.uri.path().to_string();
+        let segments: Vec<&str> = path.trim_start_matches("/v1/").split('/').collect();
+        match (&parts.method, segments.as_slice()) {
+            (&Method::POST, ["files"]) => upload(parts, body).await,
+            (&Method::GET, ["files"]) => {
+                // `?filename=` narrows the list (tests ask whether an upload arrived).
+                let wanted = parts.uri.query().and_then(|q| q.strip_prefix("filename=")).map(str::to_string);
+                let files = FILES.lock().unwrap();
+                let data: Vec<&Value> = files
+                    .values()
+                    .map(|f| &f.object)
+                    .filter(|o| wanted.as_deref().is_none_or(|w| o["filename"] == w))
+                    .collect();
+                json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+            }
+            (&Method::GET, ["files", id]) => match FILES.lock().unwrap().get(*id) {
+                Some(f) => json_response(StatusCode::OK, &f.object),
+                None => not_found("File", id),
+            },
+            (&Method::GET, ["files", id, "content"]) => match FILES.lock().unwrap().get(*id) {
+                Some(f) => Response::builder()
+                    .header(http::header::CONTENT_TYPE, "application/octet-stream")
+                    .body(full(f.content.clone()))
+                    .expect("static response parts are valid"),
+                None => not_found("File", id),
+            },
+            (&Method::DELETE, ["files", id]) => match FILES.lock().unwrap().remove(*id) {
+                Some(_) => json_response(StatusCode::OK, &json!({"id": id, "object": "file", "deleted": true})),
+                None => not_found("File", id),
+            },
+            (&Method::POST, ["batches"]) => {
+                let Ok(req) = serde_json::from_slice::<Value>(&body) else { return invalid("Not JSON.") };
+                let input = req["input_file_id"].as_str().unwrap_or("").to_string();
+                let Some(content) = FILES.lock().unwrap().get(&input).map(|f| f.content.clone()) else {
+                    return not_found("File", &input);
+                };
+                let text = String::from_utf8_lossy(&content);
+                let outputs: Vec<Value> =
+                    text.lines().filter(|l| !l.trim().is_empty()).filter_map(output_line).collect();
+                let jsonl: String = outputs.iter().map(|o| format!("{o}\n")).collect();
+                let output = store("batch_output", "batch_output.jsonl", Bytes::from(jsonl));
+                let id = new_id("batch_");
+                let batch = json!({"id": id, "object": "batch", "endpoint": req["endpoint"], "input_file_id": input,
+                    "completion_window": req["completion_window"], "status": "validating", "created_at": now_secs(),
+                    "output_file_id": null, "error_file_id": null,
+                    "request_counts": {"total": outputs.len(), "completed": 0, "failed": 0}});
+                let mut done = batch.clone();
+                done["status"] = json!("completed");
+                done["output_file_id"] = output["id"].clone();
+                done["request_counts"]["completed"] = json!(outputs.len());
+                BATCHES.lock().unwrap().insert(id, done);
+                json_response(StatusCode::OK, &batch)
+            }
+            (&Method::GET, ["batches", id]) => match BATCHES.lock().unwrap().get(*id) {
+                Some(b) => json_response(StatusCode::OK, b),
+                None => not_found("Batch", id),
+            },
+            (&Method::POST, ["batches", id, "cancel"]) => match BATCHES.lock().unwrap().get_mut(*id) {
+                Some(b) => {
+                    b["status"] = json!("cancelling");
+                    json_response(StatusCode::OK, b)
+                }
+                None => not_found("Batch", id),
+            },
+            _ => error(StatusCode::NOT_FOUND, "invalid_request_error", &format!("Unknown request URL: {path}")),
+        }
+    }
+}
 
 fn model(id: &str) -> Value {
     json!({"id": id, "object": "model", "created": 1_700_000_000, "owned_by": "warden-mock"})
@@ -497,6 +661,9 @@ fn completion(api: Api, req: &Value, b: &Behaviour) -> Response<Body> {
             pause_after_first: b.pause_after_first,
             carry: Duration::ZERO,
             phase: if api == Api::Chat { Phase::Role } else { Phase::Content(0) },
+            pad: b.event_bytes,
+            split_first: b.split_first,
+            rest: None,
         };
         return sse(events);
     }
@@ -565,6 +732,12 @@ struct CompletionEvents {
     /// Delay owed to the next event (the pause after the first content chunk).
     carry: Duration,
     phase: Phase,
+    /// Extra content bytes in the first content chunk.
+    pad: usize,
+    /// Write the first content chunk in two halves, this long apart.
+    split_first: Option<Duration>,
+    /// The second half, when it is owed.
+    rest: Option<Bytes>,
 }
 
 impl CompletionEvents {
@@ -583,10 +756,11 @@ impl CompletionEvents {
 
     fn content_choice(&mut self, out: &mut String, i: usize) {
         let word = self.choices[i].word();
+        let pad = "x".repeat(std::mem::take(&mut self.pad));
         // Writing into a String cannot fail.
         let _ = match self.api {
-            Api::Chat => write!(out, r#"{{"index":{i},"delta":{{"content":"{word} "}},"logprobs":"#),
-            Api::Legacy => write!(out, r#"{{"index":{i},"text":"{word} ","logprobs":"#),
+            Api::Chat => write!(out, r#"{{"index":{i},"delta":{{"content":"{word} {pad}"}},"logprobs":"#),
+            Api::Legacy => write!(out, r#"{{"index":{i},"text":"{word} {pad}","logprobs":"#),
         };
         match (self.api, self.logprobs) {
             (_, None) => out.push_str("null"),
@@ -606,6 +780,9 @@ impl Iterator for CompletionEvents {
     type Item = (Duration, Bytes);
 
     fn next(&mut self) -> Option<(Duration, Bytes)> {
+        if let Some(rest) = self.rest.take() {
+            return Some((self.split_first.unwrap_or_default(), rest));
+        }
         let mut delay = std::mem::take(&mut self.carry);
         let event = match self.phase {
             Phase::Role => {
@@ -624,7 +801,14 @@ impl Iterator for CompletionEvents {
                     delay += self.interval;
                 }
                 self.phase = Phase::Content(j + 1);
-                self.chunk(Self::content_choice)
+                let event = self.chunk(Self::content_choice);
+                if j == 0 && self.split_first.is_some() {
+                    let half = event.len() / 2;
+                    self.rest = Some(event.slice(half..));
+                    event.slice(..half)
+                } else {
+                    event
+                }
             }
             Phase::Content(_) => {
                 self.phase = if self.usage.is_some() { Phase::Usage } else { Phase::Done };

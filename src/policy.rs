@@ -4,7 +4,10 @@
 //! from untrusted tiers without breaking their clients.
 //!
 //! A pure function of the tier and the request; a refused request gets 400 naming the
-//! parameter.
+//! parameter. The counts it caps were read by their value when the body was parsed
+//! ([`crate::llm::Scalar::count`]: `5e6` is 5000000, a string or a negative number was
+//! already refused there), and the `max_tokens` cap holds for each of
+//! [`crate::llm::MAX_TOKENS_KEYS`] the body sets.
 
 use crate::error::ProxyError;
 use crate::llm::{LlmRequest, Scalar};
@@ -60,6 +63,12 @@ fn invalid(param: &str, message: String) -> ProxyError {
     ProxyError::InvalidRequest { message, param: Some(param.to_string()) }
 }
 
+fn above_cap(param: &str, asked: u64, max: u64) -> ProxyError {
+    // A value beyond u64 was read as u64::MAX.
+    let at_least = if asked == u64::MAX { "at least " } else { "" };
+    invalid(param, format!("`{param}` is {at_least}{asked}, above the maximum of {max} on your plan."))
+}
+
 /// Checks `req` against `policy`; marks what must be stripped (the forwarded body is then
 /// re-serialized). Errors name the parameter.
 pub fn apply(policy: &ParamPolicy, req: &mut LlmRequest) -> Result<Applied, ProxyError> {
@@ -79,15 +88,17 @@ pub fn apply(policy: &ParamPolicy, req: &mut LlmRequest) -> Result<Applied, Prox
             None => return Err(invalid("model", "A `model` is required.".into())),
         }
     }
+    // The values were read by their meaning when the body was parsed (`5e6`, `100.0`; a
+    // string or a negative number was refused there), so the caps hold for every spelling.
     if let (Some(max), Some(n)) = (policy.max_n, req.n) {
         if n > max {
-            return Err(invalid("n", format!("`n` is {n}, above the maximum of {max} on your plan.")));
+            return Err(above_cap("n", n, max));
         }
     }
-    if let (Some(max), Some(asked)) = (policy.max_tokens, req.max_tokens) {
-        if asked > max {
-            let param = req.max_tokens_key().unwrap_or("max_tokens");
-            return Err(invalid(param, format!("`{param}` is {asked}, above the maximum of {max} on your plan.")));
+    if let Some(max) = policy.max_tokens {
+        // Every key the body sets, not only the one the upstream may read.
+        if let Some((param, asked)) = req.max_tokens_each().find(|(_, asked)| *asked > max) {
+            return Err(above_cap(param, asked, max));
         }
     }
     let (logprobs, top_logprobs) = (req.view.logprobs, req.view.top_logprobs);
@@ -147,7 +158,8 @@ pub fn strip_soft_labels(req: &mut LlmRequest) -> Vec<&'static str> {
         }
     }
     for (key, value) in counts {
-        if value.as_u64().is_some_and(|n| n > 1) && !req.cap.contains(&key) {
+        // `2.0` and `2e0` are 2 (the body was checked when parsed: no error here).
+        if value.count().ok().flatten().is_some_and(|n| n > 1) && !req.cap.contains(&key) {
             req.cap.push(key);
             stripped.push(key);
         }
@@ -192,6 +204,99 @@ mod tests {
         );
     }
 
+    /// The tier of the issue.
+    fn capped() -> ParamPolicy {
+        ParamPolicy { max_n: Some(4), max_tokens: Some(1_000_000), ..Default::default() }
+    }
+
+    /// Parsing and the policy, as the proxy runs them: what was admitted, or the
+    /// parameter a 400 names.
+    fn admit(policy: &ParamPolicy, body: &str) -> Result<LlmRequest, String> {
+        let refused = |e: ProxyError| {
+            assert_eq!(e.status(), 400, "{body}: {e:?}");
+            assert_eq!(e.code(), "invalid_request", "{body}: {e:?}");
+            param_of(e)
+        };
+        let mut r = LlmRequest::parse(LlmRoute::ChatCompletions, body.as_bytes()).map_err(refused)?;
+        apply(policy, &mut r).map_err(refused)?;
+        Ok(r)
+    }
+
+    #[test]
+    fn the_caps_hold_for_every_spelling_of_a_number() {
+        let p = capped();
+        // The values of the issue, all forwarded before.
+        for (value, param) in [
+            ("5000000.0", "max_tokens"),
+            ("5e6", "max_tokens"),
+            ("\"5000000\"", "max_tokens"),
+            ("18446744073709551616", "max_tokens"),
+            ("100.0", "n"),
+            ("1e2", "n"),
+            ("\"100\"", "n"),
+            ("-1", "n"),
+        ] {
+            let body = format!(r#"{{"model":"m","{param}":{value},"messages":[]}}"#);
+            assert_eq!(admit(&p, &body).unwrap_err(), param, "{body}");
+        }
+        // Nor anything else that is not a non-negative integer, under a cap or not.
+        for policy in [capped(), ParamPolicy::default()] {
+            for value in ["5.5", "true", "[]", "{}", "-0.5", "\"\""] {
+                for param in
+                    ["max_tokens", "max_completion_tokens", "max_output_tokens", "n", "best_of", "top_logprobs"]
+                {
+                    let body = format!(r#"{{"model":"m","{param}":{value}}}"#);
+                    assert_eq!(admit(&policy, &body).unwrap_err(), param, "{body}");
+                }
+            }
+        }
+        // `null` is absent; the caps themselves and anything below them pass, however
+        // they are written.
+        let r = admit(&p, r#"{"max_tokens":null,"n":null}"#).unwrap();
+        assert_eq!((r.max_tokens, r.n), (None, None));
+        let r = admit(&p, r#"{"max_tokens":1e6,"n":4.0}"#).unwrap();
+        assert_eq!((r.max_tokens, r.n), (Some(1_000_000), Some(4)));
+        let r = admit(&p, r#"{"max_completion_tokens":1000000,"n":4e0}"#).unwrap();
+        assert_eq!((r.max_tokens, r.n), (Some(1_000_000), Some(4)));
+        // The message says what was read, also for a value beyond u64.
+        let e = apply(&p, &mut req(r#"{"max_tokens":1e30}"#)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`max_tokens` is at least 18446744073709551615, above the maximum of 1000000 on your plan."
+        );
+        let e = apply(&p, &mut req(r#"{"n":1e2}"#)).unwrap_err();
+        assert_eq!(e.to_string(), "`n` is 100, above the maximum of 4 on your plan.");
+    }
+
+    #[test]
+    fn the_cap_holds_for_each_max_tokens_key() {
+        let p = capped();
+        assert_eq!(admit(&p, r#"{"max_tokens":10,"max_completion_tokens":5e9}"#).unwrap_err(), "max_completion_tokens");
+        assert_eq!(admit(&p, r#"{"max_output_tokens":2e6,"max_tokens":10}"#).unwrap_err(), "max_output_tokens");
+        assert_eq!(admit(&p, r#"{"max_tokens":2e6,"max_completion_tokens":3e6}"#).unwrap_err(), "max_tokens");
+        // All within the cap: the largest is reserved.
+        let r = admit(&p, r#"{"max_tokens":10,"max_completion_tokens":1e6,"max_output_tokens":5}"#).unwrap();
+        assert_eq!(r.max_tokens, Some(1_000_000));
+        assert_eq!(
+            r.max_tokens_each().collect::<Vec<_>>(),
+            [("max_tokens", 10), ("max_completion_tokens", 1_000_000), ("max_output_tokens", 5)]
+        );
+    }
+
+    #[test]
+    fn soft_label_stripping_caps_counts_however_they_are_written() {
+        for body in [r#"{"n":2.0,"best_of":2e0}"#, r#"{"n":20E-1,"best_of":3}"#] {
+            let mut r = req(body);
+            assert_eq!(strip_soft_labels(&mut r), ["n", "best_of"], "{body}");
+            let forwarded: serde_json::Value = serde_json::from_slice(&r.upstream_body()).unwrap();
+            assert_eq!(forwarded, serde_json::json!({"n": 1, "best_of": 1}), "{body}");
+            assert_eq!(r.n, Some(1));
+        }
+        let mut r = req(r#"{"n":1.0,"best_of":null}"#);
+        assert!(strip_soft_labels(&mut r).is_empty());
+        assert!(!r.modified());
+    }
+
     #[test]
     fn logprobs_and_logit_bias_follow_their_rules() {
         let strip = ParamPolicy { logprobs: ParamRule::Strip, logit_bias: ParamRule::Strip, ..Default::default() };
@@ -215,5 +320,165 @@ mod tests {
         // `logprobs: false` is not a use of logprobs.
         assert!(apply(&reject, &mut req(r#"{"logprobs":false}"#)).is_ok());
         assert!(apply(&ParamPolicy::default(), &mut req(r#"{"logprobs":true}"#)).is_ok());
+    }
+
+    /// The proptest's reference: the same body read through a `serde_json::Value`.
+    mod reference {
+        use serde_json::Value;
+
+        /// The integer-valued parameters, in the order a request is checked.
+        pub const COUNTS: [&str; 6] =
+            ["max_tokens", "max_completion_tokens", "max_output_tokens", "n", "best_of", "top_logprobs"];
+        const MAX_TOKENS: [&str; 3] = ["max_tokens", "max_completion_tokens", "max_output_tokens"];
+
+        /// What was admitted, or why not.
+        #[derive(Debug, PartialEq, Eq)]
+        pub enum Outcome {
+            /// Not JSON (or a number JSON cannot hold, like `1e400`).
+            Malformed,
+            /// 400 naming the parameter.
+            Refused(String),
+            /// Admitted: the budget reserved (`max_tokens`), `n`, and what the detector's
+            /// strip caps at 1.
+            Admitted { max_tokens: Option<u64>, n: Option<u64>, capped: Vec<&'static str> },
+        }
+
+        /// A count by its meaning: an integral value `>= 0` of a number, as u64 or f64,
+        /// saturating; `None` when absent or null; anything else refused.
+        fn count(v: Option<&Value>) -> Result<Option<u64>, ()> {
+            match v {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+                    (Some(u), _) => Ok(Some(u)),
+                    (None, Some(x)) if x >= 0.0 && x.fract() == 0.0 => Ok(Some(x as u64)),
+                    _ => Err(()),
+                },
+                Some(_) => Err(()),
+            }
+        }
+
+        pub fn outcome(policy: &super::ParamPolicy, text: &str) -> Outcome {
+            let Ok(Value::Object(body)) = serde_json::from_str::<Value>(text) else { return Outcome::Malformed };
+            let mut read = std::collections::HashMap::new();
+            for key in COUNTS {
+                match count(body.get(key)) {
+                    Ok(v) => read.insert(key, v),
+                    Err(()) => return Outcome::Refused(key.into()),
+                };
+            }
+            let n = read["n"];
+            if let (Some(max), Some(n)) = (policy.max_n, n) {
+                if n > max {
+                    return Outcome::Refused("n".into());
+                }
+            }
+            if let Some(max) = policy.max_tokens {
+                if let Some(key) = MAX_TOKENS.into_iter().find(|k| read[k].is_some_and(|v| v > max)) {
+                    return Outcome::Refused(key.into());
+                }
+            }
+            let max_tokens = MAX_TOKENS.into_iter().filter_map(|k| read[k]).max();
+            let capped = ["n", "best_of"].into_iter().filter(|k| read[k].is_some_and(|v| v > 1)).collect();
+            Outcome::Admitted { max_tokens, n, capped }
+        }
+    }
+
+    /// What the one-pass reader and the policy make of a body, in the reference's terms.
+    fn outcome(policy: &ParamPolicy, text: &str) -> reference::Outcome {
+        use reference::Outcome;
+        let refused = |e: ProxyError| match e {
+            ProxyError::MalformedJson(_) => Outcome::Malformed,
+            e => {
+                assert_eq!((e.status().as_u16(), e.code()), (400, "invalid_request"), "{text}: {e:?}");
+                Outcome::Refused(param_of(e))
+            }
+        };
+        let mut r = match LlmRequest::parse(LlmRoute::ChatCompletions, text.as_bytes()) {
+            Ok(r) => r,
+            Err(e) => return refused(e),
+        };
+        if let Err(e) = apply(policy, &mut r) {
+            return refused(e);
+        }
+        let (max_tokens, n) = (r.max_tokens, r.n);
+        let capped: Vec<_> = strip_soft_labels(&mut r).into_iter().filter(|k| ["n", "best_of"].contains(k)).collect();
+        // What is capped is forwarded as 1.
+        let forwarded: serde_json::Value = serde_json::from_slice(&r.upstream_body()).unwrap();
+        for key in &capped {
+            assert_eq!(forwarded[key], 1, "{text}");
+        }
+        Outcome::Admitted { max_tokens, n, capped }
+    }
+
+    /// A JSON spelling of a value a count parameter may be sent with.
+    fn spelling() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let int = prop_oneof![0u64..8, 0u64..2_000_000, any::<u64>(), Just(u64::MAX)];
+        let exp = proptest::sample::select(vec!["e", "E", "e+", "E+"]);
+        prop_oneof![
+            int.clone().prop_map(|n| n.to_string()),
+            int.clone().prop_map(|n| format!("{n}.0")),
+            (0u64..100, exp.clone(), 0u32..25).prop_map(|(m, e, k)| format!("{m}{e}{k}")),
+            // Integral or not: 50e-1, 5e-1.
+            (0u64..100_000, 0u32..6).prop_map(|(m, k)| format!("{m}e-{k}")),
+            (0u64..100, 1u32..100, exp, 0u32..8).prop_map(|(m, f, e, k)| format!("{m}.{f}{e}{k}")),
+            (0u64..100, 1u32..10).prop_map(|(m, f)| format!("{m}.{f}")),
+            int.clone().prop_map(|n| format!("-{n}")),
+            int.clone().prop_map(|n| format!("-{n}.0")),
+            // Beyond u64.
+            (1u64..u64::MAX, 0u32..30).prop_map(|(n, zeros)| format!("{n}{}", "0".repeat(zeros as usize))),
+            int.prop_map(|n| format!("\"{n}\"")),
+            proptest::sample::select(vec![
+                "18446744073709551616",
+                "1e30",
+                "1.7e308",
+                "1e400",
+                "-0",
+                "-0.0",
+                "0e0",
+                "null",
+                "true",
+                "false",
+                "[]",
+                "[1]",
+                "{}",
+                r#"{"n":1}"#,
+                r#""""#,
+                r#""5e6""#,
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    /// A policy with or without each cap.
+    fn policy() -> impl proptest::strategy::Strategy<Value = ParamPolicy> {
+        use proptest::prelude::*;
+        let max_n = proptest::option::of(prop_oneof![0u64..6, Just(u64::MAX)]);
+        let max_tokens = proptest::option::of(prop_oneof![0u64..3, Just(1_000_000u64), any::<u64>()]);
+        (max_n, max_tokens).prop_map(|(max_n, max_tokens)| ParamPolicy { max_n, max_tokens, ..Default::default() })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        /// Bodies with the count parameters in many spellings, some repeated (the last one
+        /// counts), some with an escaped key: the one-pass reader and the policy agree with
+        /// a reading through serde_json on what is refused, the parameter named and the
+        /// values used.
+        #[test]
+        fn counts_agree_with_a_reading_through_serde_json(
+            pairs in proptest::collection::vec(
+                (proptest::sample::select(reference::COUNTS.to_vec()), spelling(), proptest::bool::weighted(0.1)),
+                0..8,
+            ),
+            policy in policy(),
+        ) {
+            let mut text = String::from(r#"{"model":"m""#);
+            for (key, value, escaped) in &pairs {
+                let key = if *escaped { format!("\\u{:04x}{}", key.as_bytes()[0], &key[1..]) } else { key.to_string() };
+                text.push_str(&format!(r#","{key}":{value}"#));
+            }
+            text.push_str(r#","messages":[{"role":"user","content":"hi"}]}"#);
+            proptest::prop_assert_eq!(outcome(&policy, &text), reference::outcome(&policy, &text), "{}", text);
+        }
     }
 }

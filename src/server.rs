@@ -12,7 +12,6 @@
 //! proxied request in perf measurements on 2 cores). The admin listener, the audit writer
 //! and the detector stay off these threads.
 
-use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,65 +24,46 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::app::App;
+pub use crate::net::Listeners;
+use crate::net::{Activity, ConnectionCaps, Watched};
 use crate::{admin, stack};
 
-/// The two bound listeners; binding is separate from serving so callers learn the
-/// addresses (port 0 in tests and the demo) before requests flow.
-pub struct Listeners {
-    pub proxy: TcpListener,
-    pub admin: TcpListener,
-}
-
-impl Listeners {
-    pub async fn bind(proxy: SocketAddr, admin: SocketAddr) -> std::io::Result<Listeners> {
-        Ok(Listeners { proxy: TcpListener::bind(proxy).await?, admin: TcpListener::bind(admin).await? })
-    }
-    pub fn proxy_addr(&self) -> SocketAddr {
-        self.proxy.local_addr().expect("bound listener has an address")
-    }
-    pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("bound listener has an address")
-    }
-}
-
-thread_local! {
-    static WORKER: Cell<Option<usize>> = const { Cell::new(None) };
-}
-
-/// The proxy worker running on this thread (0 on any other thread).
-pub fn worker_index() -> usize {
-    current_worker().unwrap_or(0)
-}
-
-/// The proxy worker running on this thread, if this thread is one.
-pub fn current_worker() -> Option<usize> {
-    WORKER.with(Cell::get)
+/// A connection accepted on the proxy listener, on its way to a worker.
+struct Accepted {
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+    /// Its place under `server.max_connections`, given back when it closes.
+    place: OwnedSemaphorePermit,
 }
 
 /// A proxy worker thread: a current-thread runtime that serves the connections it is sent.
 struct Worker {
-    tx: tokio::sync::mpsc::UnboundedSender<(std::net::TcpStream, SocketAddr, Watcher)>,
+    tx: tokio::sync::mpsc::UnboundedSender<Accepted>,
     thread: std::thread::JoinHandle<()>,
 }
 
 fn start_workers(app: &Arc<App>, builder: &auto::Builder<TokioExecutor>) -> Vec<Worker> {
     (0..app.config().server.workers)
         .map(|index| {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr, Watcher)>();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Accepted>();
             let (app, builder) = (app.clone(), builder.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("warden-proxy-{index}"))
                 .spawn(move || {
-                    WORKER.with(|w| w.set(Some(index)));
+                    crate::worker::set_current(index);
                     let runtime =
                         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
                     runtime.block_on(async move {
                         tokio::spawn(heartbeat());
-                        while let Some((stream, peer, watcher)) = rx.recv().await {
+                        while let Some(Accepted { stream, peer, watcher, place }) = rx.recv().await {
                             match TcpStream::from_std(stream) {
-                                Ok(stream) => serve_connection(&app, &builder, watcher, Side::Proxy, stream, peer),
+                                Ok(stream) => {
+                                    serve_connection(&app, &builder, watcher, Side::Proxy, stream, peer, place)
+                                }
                                 Err(e) => tracing::warn!(error = %e, "could not register a connection"),
                             }
                         }
@@ -124,6 +104,7 @@ enum Side {
 
 /// Serves both listeners until `shutdown` resolves, then drains.
 pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+    let caps = ConnectionCaps::new(&app.config().server, app.config().upstream.pool_max_idle_per_host);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -137,9 +118,11 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     let Listeners { proxy, admin } = listeners;
     tokio::pin!(shutdown);
     loop {
-        let (side, accepted) = tokio::select! {
-            r = proxy.accept() => (Side::Proxy, r),
-            r = admin.accept() => (Side::Admin, r),
+        // A connection is accepted only with a place under its listener's cap; without
+        // one, new connections wait in the kernel's backlog.
+        let (side, accepted, place) = tokio::select! {
+            (place, r) = accept_within(&proxy, &caps.proxy) => (Side::Proxy, r, place),
+            (place, r) = accept_within(&admin, &caps.admin) => (Side::Admin, r, place),
             () = &mut shutdown => break,
         };
         match accepted {
@@ -147,13 +130,14 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
                 // Leave this runtime's reactor; the worker registers it with its own.
                 match stream.into_std() {
                     Ok(stream) => {
-                        let _ = workers[next % workers.len()].tx.send((stream, peer, graceful.watcher()));
+                        let conn = Accepted { stream, peer, watcher: graceful.watcher(), place };
+                        let _ = workers[next % workers.len()].tx.send(conn);
                         next = next.wrapping_add(1);
                     }
                     Err(e) => tracing::warn!(error = %e, "could not hand a connection to a worker"),
                 }
             }
-            Ok((stream, peer)) => serve_connection(&app, &builder, graceful.watcher(), side, stream, peer),
+            Ok((stream, peer)) => serve_connection(&app, &builder, graceful.watcher(), side, stream, peer, place),
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
@@ -179,6 +163,16 @@ pub async fn run(app: Arc<App>, listeners: Listeners, shutdown: impl Future<Outp
     }
 }
 
+/// Waits for a place under `cap`, then for a connection.
+async fn accept_within(
+    listener: &TcpListener,
+    cap: &Arc<Semaphore>,
+) -> (OwnedSemaphorePermit, std::io::Result<(TcpStream, SocketAddr)>) {
+    let place = cap.clone().acquire_owned().await.expect("the connection cap is never closed");
+    (place, listener.accept().await)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn serve_connection(
     app: &Arc<App>,
     builder: &auto::Builder<TokioExecutor>,
@@ -186,24 +180,58 @@ fn serve_connection(
     side: Side,
     stream: TcpStream,
     peer: SocketAddr,
+    place: OwnedSemaphorePermit,
 ) {
     // Small SSE events must leave at once, not wait for Nagle.
     let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(stream);
-    let app = app.clone();
+    let config = app.config();
+    let activity = Activity::default();
+    let io = TokioIo::new(Watched::new(
+        stream,
+        activity.clone(),
+        config.server.header_read_timeout,
+        config.server.idle_timeout,
+    ));
+    let for_service = app.clone();
     let service = service_fn(move |req| {
-        let app = app.clone();
+        let app = for_service.clone();
+        let active = activity.begin();
         async move {
             Ok::<_, Infallible>(match side {
-                Side::Proxy => stack::handle(app, req, peer).await,
-                Side::Admin => admin::handle(app, req).await,
+                Side::Proxy => stack::handle(app, req, peer, active).await,
+                Side::Admin => {
+                    let response = admin::handle(app, req, peer).await;
+                    drop(active);
+                    response
+                }
             })
         }
     });
     let conn = watcher.watch(builder.serve_connection(io, service).into_owned());
+    let app = app.clone();
+    let open = matches!(side, Side::Proxy).then(|| app.metrics.connections.open.clone());
+    if let Some(g) = &open {
+        g.inc();
+    }
     tokio::spawn(async move {
         if let Err(e) = conn.await {
+            // A request hyper refused before warden saw it (headers too large, malformed)
+            // still gets its record.
+            if let Some(h) = e.downcast_ref::<hyper::Error>() {
+                if h.is_parse() && matches!(side, Side::Proxy) {
+                    let (status, reason) = if h.is_parse_too_large() {
+                        (431, "request header fields too large")
+                    } else {
+                        (400, "malformed request head")
+                    };
+                    stack::record_unparsed(&app, peer, status, reason);
+                }
+            }
             tracing::debug!(error = %e, %peer, "connection ended with an error");
         }
+        if let Some(g) = open {
+            g.dec();
+        }
+        drop(place);
     });
 }

@@ -2,32 +2,36 @@
 //! request; each step either moves on or refuses with a [`ProxyError`].
 //!
 //! Everything about one request lives in an [`Exchange`]: it is created when the request
-//! arrives and ends exactly once, either refused (an error response) or when the response
-//! body has been streamed to the end / the client hung up. Either way one
-//! [`RequestEvent`] is recorded.
+//! arrives and ends exactly once: refused (an error response), when the response body
+//! has been streamed to the end, or when it is dropped before either (the client hung
+//! up while its body or the upstream's answer was awaited, or shutdown cut it). Whichever
+//! way it ends, one [`RequestEvent`] is recorded and every slot it held (in-flight
+//! permit, concurrency slot, token reservation, audit slot) is released.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::accounting::{BodyFormat, Ending, TapBody, TapOutcome, Usage};
-use crate::admin::metrics::KindLabel;
 use crate::app::App;
 use crate::auth::{presented_key, AccountStatus, Principal};
-use crate::body::{self, Body};
+use crate::body::{self, Body, BodyCut, BodyPace, GuardedBody};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::events::audit::AuditSlot;
 use crate::events::RequestEvent;
-use crate::limits::{Denial, Reservation, Standing, Unavailable};
+use crate::limits::{Denial, LimitSpec, Reservation, Standing, Unavailable};
 use crate::llm::{LlmRequest, LlmRoute};
+use crate::metrics::KindLabel;
 use crate::policy;
+use crate::routes::Route;
 use crate::upstream::{rewrite_response_headers, UpstreamBody, UpstreamFailure};
 
 /// A `HeaderName` constant rather than a `&str`: inserting by string copies a non-standard
@@ -36,20 +40,27 @@ pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
 
 /// Handles one client request. Never fails: every outcome is a response.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+/// `active` marks the request in flight on its connection until the exchange ends.
+pub async fn handle(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    active: crate::net::ActiveRequest,
+) -> Response<Body> {
     let config = app.config();
-    let mut exchange = Exchange::begin(&req, peer, &config.server.trusted_proxies);
+    let mut exchange = Exchange::begin(app.clone(), &req, peer, &config, active);
     let request_id = HeaderValue::from_str(&exchange.request_id).expect("request ids are visible ASCII");
     let (parts, incoming) = req.into_parts();
     let terms = BodyTerms::of(&parts.headers);
     let mut unread = Some(incoming);
     let mut response = match proxy(&app, &config, parts, terms.declared, &mut unread, &mut exchange, &request_id).await
     {
-        Ok(forwarded) => exchange.stream(app.clone(), &config, forwarded),
+        Ok(forwarded) => exchange.stream(&config, forwarded),
         Err(err) => {
-            // The rest of a body cut off past the limit is not read: the connection closes.
-            let cut_off = matches!(err, ProxyError::BodyTooLarge { .. });
-            let mut response = exchange.refuse(&app, err);
+            // The rest of a body cut off past the limit or its deadline is not read: the
+            // connection closes.
+            let cut_off = matches!(err, ProxyError::BodyTooLarge { .. } | ProxyError::BodyTimeout(_));
+            let mut response = exchange.refuse(err);
             if cut_off {
                 response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
@@ -129,39 +140,91 @@ async fn proxy(
 ) -> Result<Forwarded, ProxyError> {
     // 1. Load shedding: a bounded number of requests in flight, 503 beyond it.
     ex.permit = Some(app.in_flight.clone().try_acquire_owned().map_err(|_| ProxyError::Overloaded)?);
-    app.metrics.in_flight.inc();
+    app.metrics.requests.in_flight.inc();
     // 2. Audit slot: reserved now so the record of an admitted request always has room.
     ex.audit_slot = app.audit.reserve()?;
-    // 3. Authentication: the key must resolve in the in-memory directory.
-    let principal = authenticate(app, &parts.headers)?;
+    // 3. Authentication: the key must resolve in the in-memory directory; an address that
+    //    keeps presenting unknown keys is throttled.
+    let principal = authenticate(app, &parts.headers, ex.client_ip)?;
     ex.principal = Some(principal.clone());
     // 4. Account state: blocked accounts stop here.
     if principal.account.status() == AccountStatus::Blocked {
         return Err(ProxyError::AccountBlocked);
     }
-    // 5. Body: LLM routes are read (bounded) and parsed once; other paths stream through.
-    // A body declared larger than the limit is refused (413) without reading it.
-    let limit = config.server.max_body_bytes;
+    // 5. Route policy: what warden understands or the operator allowed; anything else
+    //    404. A file or batch must be the account's own.
+    if ex.route == Route::Denied {
+        return Err(ProxyError::UnknownRoute { method: parts.method.to_string(), path: shortened(&ex.path) });
+    }
+    let route = ex.route.clone();
+    crate::batch::authorize(app, &principal.account.id, &route).await?;
+    // 6. Concurrency: the account's slot is taken before its body is read, so one
+    //    account's stalled uploads hold its own slots, not everyone's.
+    let tier = App::tier_of(config, &principal.account);
+    if let Some(max) = App::concurrency_limit(tier, &principal.account) {
+        let spec = LimitSpec { max_concurrent: Some(max), ..LimitSpec::default() };
+        ex.concurrency = Some(admit(app, &principal, ex, spec, 0).await?);
+    }
+    // 7. Body: LLM routes and batch creation are read (bounded in size and time) and
+    //    parsed once; uploads are read line by line as they stream (batch files, see
+    //    `batch`); other routes stream through under the same bounds. A body declared
+    //    larger than the limit is refused (413) without reading it.
+    let limit = if route == Route::FileUpload { config.server.max_upload_bytes } else { config.server.max_body_bytes };
     if declared.is_some_and(|n| n > limit) {
         return Err(ProxyError::BodyTooLarge { limit });
     }
-    let incoming = unread.take().expect("the body is taken once");
-    let (mut llm, raw) = match ex.route {
-        Some(route) => {
-            let bytes = read_bounded(declared, incoming, limit).await?;
+    let pace = BodyPace {
+        started: tokio::time::Instant::from_std(ex.started),
+        timeout: config.server.body_read_timeout,
+        min_rate: config.server.body_min_rate,
+    };
+    let incoming = GuardedBody::new(unread.take().expect("the body is taken once"), limit, pace);
+    let mut upload = None;
+    let (mut llm, raw) = match route {
+        Route::Llm(route) => {
+            let bytes = read_whole(declared, incoming, limit).await?;
             // Kept as a copy of exactly the body's size: the bytes read are a slice of the
             // connection's read buffer, which the request's audit record would otherwise
             // hold whole while it waits in the queue (RSS grew by hundreds of MiB under
             // 32 KB prompts).
             let llm = Box::new(LlmRequest::parse(route, &bytes)?);
+            crate::batch::check_file_refs(app, &principal.account.id, &llm.raw).await?;
             ex.model = llm.model.clone();
             ex.stream = llm.stream;
             (Some(llm), Ok(()))
         }
-        None => (None, Err(stream_bounded(incoming, limit))),
+        Route::BatchCreate => {
+            let bytes = read_whole(declared, incoming, limit).await?;
+            crate::batch::check_create(app, &principal.account.id, &bytes).await?;
+            (None, Err(body::full(bytes)))
+        }
+        Route::FileUpload => {
+            let boundary = parts
+                .headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|ct| multer::parse_boundary(ct).ok())
+                .ok_or_else(|| ProxyError::InvalidRequest {
+                    message: "An upload to `/v1/files` must be `multipart/form-data`.".into(),
+                    param: None,
+                })?;
+            let uploader = crate::batch::Uploader {
+                app: ex.app.clone(),
+                principal: principal.clone(),
+                tier: tier.clone(),
+                request_id: ex.request_id.clone(),
+                client_ip: ex.client_ip,
+                user_agent: ex.user_agent.clone(),
+                ts_ms: ex.ts_ms,
+                max_line: config.server.max_body_bytes as usize,
+            };
+            let (body, verdict) = crate::batch::inspect(incoming.boxed_unsync(), boundary, uploader);
+            upload = Some(verdict);
+            (None, Err(body.boxed_unsync()))
+        }
+        _ => (None, Err(incoming.boxed_unsync())),
     };
-    // 6. Policy: the tier's model allow-list and parameter rules (strip, or refuse with 400).
-    let tier = App::tier_of(config, &principal.account);
+    // 8. Policy: the tier's model allow-list and parameter rules (strip, or refuse with 400).
     if let Some(llm) = llm.as_mut() {
         let mut applied = policy::apply(&tier.policy, llm)?;
         if principal.account.strips_soft_labels() {
@@ -169,17 +232,16 @@ async fn proxy(
         }
         ex.stripped = applied.stripped;
     }
-    // 7. Limits: reserve one request and the estimated tokens against every limit, or 429.
-    let spec = app.limit_spec(&principal.account, tier, ex.model.as_deref());
+    // 9. Limits: reserve one request and the estimated tokens against every limit, or 429.
+    let mut spec = app.limit_spec(&principal.account, tier, ex.model.as_deref());
+    if ex.concurrency.is_some() {
+        spec.max_concurrent = None;
+    }
     if !spec.is_empty() {
         let estimate = estimate_tokens(app, tier, llm.as_deref(), &spec, ex);
-        let reservation = match app.limiter.admit(&principal.account.id, &ex.request_id, spec, estimate).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(denial)) => return Err(ProxyError::RateLimited { denial }),
-            Err(Unavailable::SharedStateDown) => return Err(ProxyError::LimitsUnavailable),
-        };
-        ex.reservation = Some(reservation);
+        ex.reservation = Some(admit(app, &principal, ex, spec, estimate).await?);
     }
+    ex.admitted = true;
     let body = match raw {
         Ok(()) => {
             let llm = llm.expect("LLM routes have a parsed body");
@@ -190,48 +252,125 @@ async fn proxy(
         }
         Err(streamed) => streamed,
     };
-    // 8. Forward: upstream key swapped in, hop-by-hop headers dropped, first-byte timeout.
-    let path_and_query = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    // 10. Forward: upstream key swapped in, credentials out of the query, hop-by-hop
+    //     headers dropped, first-byte timeout.
+    let target = upstream_target(&parts.uri);
     let mut upstream_req = Request::builder()
         .method(parts.method.clone())
-        .uri(app.upstream.uri_for(path_and_query))
+        .uri(app.upstream.uri_for(&target))
         .body(body)
         .map_err(|e| ProxyError::InvalidRequest { message: e.to_string(), param: None })?;
     *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
-    app.upstream.rewrite_request_headers(upstream_req.headers_mut(), ex.route.is_some());
+    app.upstream.rewrite_request_headers(upstream_req.headers_mut(), matches!(ex.route, Route::Llm(_)));
     upstream_req.headers_mut().insert(REQUEST_ID, request_id.clone());
     ex.upstream_sent = Some(Instant::now());
-    let response = app.upstream.send(upstream_req).await.map_err(|(err, failure)| {
-        ex.upstream_failure = Some(failure);
+    let sent = app.upstream.send(upstream_req).await;
+    // An upload whose batch file was refused was cut off on its way: the refusal is the
+    // answer, whatever the upstream made of the cut.
+    let batch = upload
+        .map(|v| std::mem::replace(&mut *v.lock().unwrap_or_else(|p| p.into_inner()), crate::batch::Verdict::Reading));
+    if let Some(crate::batch::Verdict::Refused(err)) = batch {
+        return Err(err);
+    }
+    let response = sent.map_err(|(err, failure)| {
+        if matches!(err, ProxyError::UpstreamUnavailable(_) | ProxyError::UpstreamTimeout(_)) {
+            ex.upstream_failure = Some(failure);
+        }
         err
     })?;
-    // 9. Response: streamed back through the accounting tap (see `Exchange::stream`).
+    // 11. Response: a status outside HTTP's range is not passed on; Files and Batch API
+    //     objects are read for the ids they name (the next request may use them at once);
+    //     the rest is streamed back through the accounting tap (see `Exchange::stream`).
+    let status = response.status().as_u16();
+    if !(100..=599).contains(&status) {
+        ex.upstream_failure = Some(UpstreamFailure::Protocol);
+        return Err(ProxyError::UpstreamUnavailable(format!("the upstream answered with status {status}")));
+    }
+    let mut accepted_batch = false;
+    if let Some(crate::batch::Verdict::Accepted { requests, tokens, reservation }) = batch {
+        ex.batch = Some((requests, tokens));
+        ex.reservation = reservation.map(|r| *r);
+        accepted_batch = true;
+    }
+    let learns = matches!(route, Route::FileUpload | Route::BatchCreate | Route::Batch { .. });
+    if learns && response.status().is_success() {
+        let (parts, body) = response.into_parts();
+        let limited = http_body_util::Limited::new(body, crate::batch::MAX_OBJECT_BYTES);
+        let bytes = limited
+            .collect()
+            .await
+            .map_err(|e| ProxyError::UpstreamUnavailable(format!("reading the upstream's answer: {e}")))?
+            .to_bytes();
+        crate::batch::learn(app, &principal.account.id, &route, accepted_batch, &bytes).await;
+        return Ok(Forwarded::Read(parts, bytes));
+    }
     let format = body_format(ex, &response);
-    Ok(Forwarded { response, format })
+    Ok(Forwarded::Streamed { response, format })
 }
 
-fn authenticate(app: &App, headers: &http::HeaderMap) -> Result<Principal, ProxyError> {
-    let key = presented_key(headers).ok_or(ProxyError::MissingApiKey)?;
-    app.accounts.directory().authenticate(key).ok_or(ProxyError::InvalidApiKey)
+/// Checks and reserves `spec` for this request.
+async fn admit(
+    app: &App,
+    principal: &Principal,
+    ex: &Exchange,
+    spec: LimitSpec,
+    tokens: u64,
+) -> Result<Reservation, ProxyError> {
+    match app.limiter.admit(&principal.account.id, &ex.request_id, spec, tokens).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(denial)) => Err(ProxyError::RateLimited { denial }),
+        Err(Unavailable::SharedStateDown) => Err(ProxyError::LimitsUnavailable),
+    }
+}
+
+fn authenticate(app: &App, headers: &http::HeaderMap, ip: std::net::IpAddr) -> Result<Principal, ProxyError> {
+    let found = presented_key(headers).map(|key| app.accounts.directory().authenticate(key));
+    match found {
+        Some(Some(principal)) => Ok(principal),
+        failed => {
+            let err = if failed.is_none() { ProxyError::MissingApiKey } else { ProxyError::InvalidApiKey };
+            match app.auth_failures.proxy.failed(ip) {
+                Ok(()) => Err(err),
+                Err(retry_after) => Err(ProxyError::AuthThrottled { retry_after }),
+            }
+        }
+    }
+}
+
+/// The upstream request target: the client's path, and its query without credentials.
+fn upstream_target(uri: &http::Uri) -> std::borrow::Cow<'_, str> {
+    use std::borrow::Cow;
+    let path = uri.path();
+    match uri.query() {
+        None => Cow::Borrowed(uri.path_and_query().map_or(path, |p| p.as_str())),
+        Some(q) => match crate::routes::forwarded_query(q) {
+            Cow::Borrowed(_) => Cow::Borrowed(uri.path_and_query().map_or(path, |p| p.as_str())),
+            Cow::Owned(q) if q.is_empty() => Cow::Borrowed(path),
+            Cow::Owned(q) => Cow::Owned(format!("{path}?{q}")),
+        },
+    }
 }
 
 fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
-/// Reads a whole body (whose declared length, if any, is within `limit`), refusing it
-/// (413) as soon as more than `limit` bytes arrive.
-async fn read_bounded(declared: Option<u64>, mut body: Incoming, limit: u64) -> Result<Bytes, ProxyError> {
+/// Reads a whole body (whose declared length, if any, is within `limit`; the guard cuts it
+/// off past the limit or its deadline).
+async fn read_whole(declared: Option<u64>, mut body: GuardedBody<Incoming>, limit: u64) -> Result<Bytes, ProxyError> {
     // A body that arrives as one frame (most do) is kept as it is, without a copy; one in
     // several frames is gathered into a buffer sized by its declared length.
-    let (mut first, mut rest, mut total) = (None::<Bytes>, bytes::BytesMut::new(), 0u64);
+    let (mut first, mut rest) = (None::<Bytes>, bytes::BytesMut::new());
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ProxyError::ClientBody(e.to_string()))?;
+        let frame = frame.map_err(|e| match BodyCut::find(&*e) {
+            Some(cut) => ProxyError::from(cut),
+            // A body that stops for any reason but bad framing: the client left.
+            None if e.downcast_ref::<hyper::Error>().is_some_and(|h| !h.is_parse()) => {
+                ProxyError::ClientGone(e.to_string())
+            }
+            None => ProxyError::ClientBody(e.to_string()),
+        })?;
         let Ok(data) = frame.into_data() else { continue };
-        total += data.len() as u64;
-        if total > limit {
-            return Err(ProxyError::BodyTooLarge { limit });
-        }
         if first.is_none() && rest.is_empty() {
             first = Some(data);
             continue;
@@ -246,12 +385,6 @@ async fn read_bounded(declared: Option<u64>, mut body: Incoming, limit: u64) -> 
     Ok(first.unwrap_or_else(|| rest.freeze()))
 }
 
-/// Streams a body (whose declared length, if any, is within `limit`) through, cutting it
-/// off if it sends more than `limit` bytes.
-fn stream_bounded(body: Incoming, limit: u64) -> Body {
-    Limited::new(body, limit as usize).boxed_unsync()
-}
-
 fn body_format(ex: &Exchange, response: &Response<UpstreamBody>) -> BodyFormat {
     let Some(llm) = &ex.llm else { return BodyFormat::Opaque };
     let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -264,14 +397,36 @@ fn body_format(ex: &Exchange, response: &Response<UpstreamBody>) -> BodyFormat {
     }
 }
 
-/// A request warden accepted and sent upstream, with its response headers.
-struct Forwarded {
-    response: Response<UpstreamBody>,
-    format: BodyFormat,
+/// A request warden accepted and sent upstream, with its response.
+enum Forwarded {
+    /// Headers in, the body to be streamed through the tap.
+    Streamed { response: Response<UpstreamBody>, format: BodyFormat },
+    /// Read whole already (a Files or Batch API object).
+    Read(http::response::Parts, Bytes),
 }
 
-/// One request from arrival to the end of its response.
+/// A client's path, cut to a length fit for an error message.
+fn shortened(path: &str) -> String {
+    let mut path = path.to_string();
+    if path.len() > 200 {
+        let mut cut = 200;
+        while !path.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        path.truncate(cut);
+        path.push('…');
+    }
+    path
+}
+
+/// One request from arrival to the end of its response. See the module docs: it ends
+/// once, and records itself when dropped before it ended.
 struct Exchange {
+    app: Arc<App>,
+    /// Keeps the connection from being closed as idle while this request is on it.
+    _active: crate::net::ActiveRequest,
+    /// The outcome has been recorded (refused, finished, or cut short).
+    ended: bool,
     /// Shared with the limits reservation and the audit record.
     request_id: Arc<str>,
     started: Instant,
@@ -280,7 +435,7 @@ struct Exchange {
     user_agent: Option<String>,
     method: http::Method,
     path: std::borrow::Cow<'static, str>,
-    route: Option<LlmRoute>,
+    route: Route,
     model: Option<Arc<str>>,
     stream: bool,
     principal: Option<Principal>,
@@ -291,17 +446,29 @@ struct Exchange {
     permit: Option<OwnedSemaphorePermit>,
     /// This request's reserved place in the audit queue.
     audit_slot: Option<AuditSlot>,
+    /// The account's concurrency slot, taken before the body is read; freed when it ends.
+    concurrency: Option<Reservation>,
     /// What the limits reserved for this request; settled when it ends.
     reservation: Option<Reservation>,
+    /// Every limit admitted the request (it was on its way upstream).
+    admitted: bool,
     /// Prompt tokens counted for the token estimate (reused if the upstream reports none).
     prompt_tokens: Option<u64>,
     /// Parameters the policy removed.
     stripped: Vec<&'static str>,
+    /// An accepted batch file: its requests and the tokens reserved for them.
+    batch: Option<(usize, u64)>,
 }
 
 impl Exchange {
-    fn begin(req: &Request<Incoming>, peer: SocketAddr, trusted_proxies: &[ipnet::IpNet]) -> Exchange {
-        let route = LlmRoute::of(req.method(), req.uri().path());
+    fn begin(
+        app: Arc<App>,
+        req: &Request<Incoming>,
+        peer: SocketAddr,
+        config: &Config,
+        active: crate::net::ActiveRequest,
+    ) -> Exchange {
+        let route = Route::of(req.method(), req.uri().path(), &config.upstream.passthrough);
         let request_id = req
             .headers()
             .get(REQUEST_ID)
@@ -310,15 +477,18 @@ impl Exchange {
             .map(Arc::from)
             .unwrap_or_else(new_request_id);
         Exchange {
+            app,
+            _active: active,
+            ended: false,
             request_id,
             started: Instant::now(),
-            ts_ms: crate::store::now_millis(),
-            client_ip: client_ip(peer.ip(), req.headers(), trusted_proxies),
+            ts_ms: crate::clock::now_millis(),
+            client_ip: client_ip(peer.ip(), req.headers(), &config.server.trusted_proxies),
             user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
             method: req.method().clone(),
-            path: match route {
-                Some(r) => std::borrow::Cow::Borrowed(r.path()),
-                None => std::borrow::Cow::Owned(req.uri().path().to_string()),
+            path: match &route {
+                Route::Llm(r) => std::borrow::Cow::Borrowed(r.path()),
+                _ => std::borrow::Cow::Owned(req.uri().path().to_string()),
             },
             route,
             model: None,
@@ -329,22 +499,21 @@ impl Exchange {
             upstream_failure: None,
             permit: None,
             audit_slot: None,
+            concurrency: None,
             reservation: None,
+            admitted: false,
             prompt_tokens: None,
             stripped: Vec::new(),
+            batch: None,
         }
     }
 
     fn route_label(&self) -> &'static str {
-        match self.route {
-            Some(r) => r.label(),
-            None if self.path.starts_with("/v1/models") => "models",
-            None => "other",
-        }
+        self.route.label()
     }
 
     /// The exchange's record; what it holds moves into the event (the exchange ends here).
-    fn event(&mut self, status: u16, decision: &'static str, ending: &'static str) -> RequestEvent {
+    fn event(&mut self, status: u16, decision: crate::events::Decision, ending: crate::events::Ending) -> RequestEvent {
         RequestEvent {
             ts_ms: self.ts_ms,
             request_id: std::mem::take(&mut self.request_id),
@@ -371,27 +540,35 @@ impl Exchange {
 
     fn count_request(&self) {
         if let Some(p) = &self.principal {
-            p.account.usage.requests.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            p.account.usage.requests.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    fn release(&mut self, app: &App) {
+    fn release(&mut self) {
         if self.permit.take().is_some() {
-            app.metrics.in_flight.dec();
+            self.app.metrics.requests.in_flight.dec();
         }
     }
 
     /// Ends a refused request: records it and returns the error response.
-    fn refuse(mut self, app: &App, err: ProxyError) -> Response<Body> {
+    fn refuse(mut self, err: ProxyError) -> Response<Body> {
+        self.ended = true;
+        let app = self.app.clone();
         if let Some(failure) = self.upstream_failure {
-            app.metrics.upstream_errors.get_or_create(&KindLabel { kind: failure.label() }).inc();
+            app.metrics.upstream.errors.get_or_create(&KindLabel { kind: failure.label() }).inc();
         }
-        self.release(app);
+        self.release();
         self.count_request();
         let status = err.status().as_u16();
-        let standings = self.settle(app, 0);
+        let standings = self.settle(0);
         let route = self.route_label();
-        let mut event = self.event(status, err.decision(), "refused");
+        let ending = if matches!(err, ProxyError::ClientGone(_)) {
+            app.metrics.requests.client_aborts.inc();
+            crate::events::Ending::ClientAborted
+        } else {
+            crate::events::Ending::Refused
+        };
+        let mut event = self.event(status, crate::events::Decision::of(&err), ending);
         event.reason = Some(err.to_string());
         event.request = self.llm.take();
         let slot = self.audit_slot.take();
@@ -399,7 +576,7 @@ impl Exchange {
         let mut response = err.into_response();
         match &err {
             ProxyError::RateLimited { denial } => {
-                app.metrics.rate_limited.get_or_create(&KindLabel { kind: denial_label(denial) }).inc();
+                app.metrics.limits.rate_limited.get_or_create(&KindLabel { kind: denial_label(denial) }).inc();
                 denial_headers(response.headers_mut(), denial);
             }
             _ => rate_limit_headers(response.headers_mut(), standings),
@@ -407,13 +584,45 @@ impl Exchange {
         response
     }
 
-    /// Settles the limits reservation, if any, with `used` tokens; returns the standings
-    /// for the response headers.
-    fn settle(&mut self, app: &App, used: u64) -> (Option<Standing>, Option<Standing>) {
+    /// Ends an exchange dropped before it ended: the client hung up (or shutdown cut it)
+    /// while its body, a limit or the upstream's answer was awaited.
+    fn cut_short(&mut self) {
+        self.ended = true;
+        let app = self.app.clone();
+        let shutdown = app.shutting_down.load(Ordering::Acquire);
+        if !shutdown {
+            app.metrics.requests.client_aborts.inc();
+        }
+        self.release();
+        self.count_request();
+        // A prompt the upstream had been sent may have been processed.
+        let used = if self.upstream_sent.is_some() { self.prompt_tokens.unwrap_or(0) } else { 0 };
+        self.settle(used);
+        let route = self.route_label();
+        use crate::events::{Decision, Ending};
+        let decision = if self.admitted { Decision::Allowed } else { Decision::Abandoned };
+        let (status, ending, reason) = if shutdown {
+            (503, Ending::Shutdown, "cut off by shutdown before the response began")
+        } else {
+            (499, Ending::ClientAborted, "the client closed the request before the response began")
+        };
+        let mut event = self.event(status, decision, ending);
+        event.reason = Some(reason.into());
+        event.request = self.llm.take();
+        let slot = self.audit_slot.take();
+        app.record(event, route, slot);
+    }
+
+    /// Settles the limits reservation, if any, with `used` tokens, and frees the
+    /// concurrency slot; returns the standings for the response headers.
+    fn settle(&mut self, used: u64) -> (Option<Standing>, Option<Standing>) {
+        if let Some(c) = self.concurrency.take() {
+            self.app.limiter.settle(c, 0);
+        }
         match self.reservation.take() {
             Some(r) => {
                 let standings = (r.requests, r.token_standing);
-                app.limiter.settle(r, used);
+                self.app.limiter.settle(r, used);
                 standings
             }
             None => (None, None),
@@ -422,12 +631,32 @@ impl Exchange {
 
     /// Streams an upstream response to the client through the accounting tap; the
     /// exchange ends when the tap finishes.
-    fn stream(self, app: Arc<App>, config: &Config, forwarded: Forwarded) -> Response<Body> {
-        let Forwarded { response, format } = forwarded;
+    fn stream(self, config: &Config, forwarded: Forwarded) -> Response<Body> {
+        let (response, format) = match forwarded {
+            Forwarded::Streamed { response, format } => (response, format),
+            Forwarded::Read(mut parts, bytes) => {
+                rewrite_response_headers(&mut parts.headers);
+                if let Some(theirs) = parts.headers.remove(REQUEST_ID) {
+                    parts.headers.insert(UPSTREAM_REQUEST_ID, theirs);
+                }
+                parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                let status = parts.status.as_u16();
+                let outcome = TapOutcome {
+                    ending: Ending::Complete,
+                    usage: None,
+                    completion_text: String::new(),
+                    completion_text_bytes: 0,
+                    body_bytes: bytes.len() as u64,
+                };
+                self.finish(status, outcome);
+                return Response::from_parts(parts, body::full(bytes));
+            }
+        };
+        let app = self.app.clone();
         let (mut parts, incoming) = response.into_parts();
         let first_byte = self.upstream_sent.map(|t| t.elapsed());
         if let Some(d) = first_byte {
-            app.metrics.route(self.route_label()).upstream_first_byte.observe(d.as_secs_f64());
+            app.metrics.requests.route(self.route_label()).upstream_first_byte.observe(d.as_secs_f64());
         }
         rewrite_response_headers(&mut parts.headers);
         // The client gets warden's request id (the one in the audit log); the provider's
@@ -435,48 +664,70 @@ impl Exchange {
         if let Some(theirs) = parts.headers.remove(REQUEST_ID) {
             parts.headers.insert(UPSTREAM_REQUEST_ID, theirs);
         }
-        if matches!(format, BodyFormat::Sse { strip_usage: true, .. }) {
+        if matches!(format, BodyFormat::Sse { .. }) {
+            // The tap may take events out (the usage chunk it asked for) or end the
+            // stream early (an event past `server.max_event_bytes`).
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         if let Some(r) = &self.reservation {
             rate_limit_headers(&mut parts.headers, (r.requests, r.token_standing));
         }
         let status = parts.status.as_u16();
-        let idle = app.upstream.idle_timeout;
-        let limit = config.audit.max_capture_bytes;
-        let on_finish = Box::new(move |outcome: TapOutcome| self.finish(&app, status, outcome));
-        Response::from_parts(parts, TapBody::new(incoming, format, idle, limit, on_finish).boxed_unsync())
+        let tap = crate::accounting::TapLimits {
+            idle: app.upstream.idle_timeout,
+            capture: config.audit.max_capture_bytes,
+            max_event: config.server.max_event_bytes,
+        };
+        let on_finish = Box::new(move |outcome: TapOutcome| self.finish(status, outcome));
+        Response::from_parts(parts, TapBody::new(incoming, format, tap, on_finish).boxed_unsync())
     }
 
     /// Ends a forwarded request once its response body is over.
-    fn finish(mut self, app: &App, status: u16, outcome: TapOutcome) {
-        self.release(app);
+    fn finish(mut self, status: u16, outcome: TapOutcome) {
+        self.ended = true;
+        let app = self.app.clone();
+        self.release();
         self.count_request();
         let route = self.route_label();
         if let Some(sent) = self.upstream_sent {
-            app.metrics.route(route).upstream_duration.observe(sent.elapsed().as_secs_f64());
+            app.metrics.requests.route(route).upstream_duration.observe(sent.elapsed().as_secs_f64());
         }
+        let shutdown = app.shutting_down.load(Ordering::Acquire);
         let ending = match &outcome.ending {
-            Ending::Complete => "complete",
+            Ending::Complete => crate::events::Ending::Complete,
+            Ending::ClientAborted if shutdown => crate::events::Ending::Shutdown,
             Ending::ClientAborted => {
-                app.metrics.client_aborts.inc();
-                "client_aborted"
+                app.metrics.requests.client_aborts.inc();
+                crate::events::Ending::ClientAborted
             }
             Ending::UpstreamError(_) => {
-                app.metrics.upstream_errors.get_or_create(&KindLabel { kind: "protocol" }).inc();
-                "upstream_error"
+                app.metrics.upstream.errors.get_or_create(&KindLabel { kind: "protocol" }).inc();
+                crate::events::Ending::UpstreamError
             }
             Ending::IdleTimeout => {
-                app.metrics.upstream_errors.get_or_create(&KindLabel { kind: "idle_timeout" }).inc();
-                "idle_timeout"
+                app.metrics.upstream.errors.get_or_create(&KindLabel { kind: "idle_timeout" }).inc();
+                crate::events::Ending::IdleTimeout
+            }
+            Ending::EventTooLarge(_) => {
+                app.metrics.upstream.errors.get_or_create(&KindLabel { kind: "event_too_large" }).inc();
+                crate::events::Ending::EventTooLarge
             }
         };
-        let mut event = self.event(status, "allowed", ending);
-        if let Ending::UpstreamError(e) = &outcome.ending {
+        let mut event = self.event(status, crate::events::Decision::Allowed, ending);
+        if let Ending::UpstreamError(e) | Ending::EventTooLarge(e) = &outcome.ending {
             event.reason = Some(e.clone());
         }
-        let (usage, estimated) = self.usage(app, status, &outcome);
-        self.settle(app, usage.map(|u| u.prompt_tokens + u.completion_tokens).unwrap_or(0));
+        let (usage, estimated) = self.usage(status, &outcome);
+        match self.batch {
+            // A batch's tokens are spent later, by the provider: they stay reserved.
+            Some((requests, tokens)) => {
+                self.settle(tokens);
+                event.reason = Some(format!("batch file: {requests} requests, {tokens} tokens reserved"));
+            }
+            None => {
+                self.settle(usage.map(|u| u.prompt_tokens + u.completion_tokens).unwrap_or(0));
+            }
+        }
         event.usage = usage;
         event.usage_estimated = estimated;
         if !self.stripped.is_empty() {
@@ -494,7 +745,7 @@ impl Exchange {
     /// The usage the upstream reported or, when it reported none for a successful LLM
     /// call (a client abort, an upstream that never sends usage), warden's own count of
     /// what was generated.
-    fn usage(&self, app: &App, status: u16, outcome: &TapOutcome) -> (Option<Usage>, bool) {
+    fn usage(&self, status: u16, outcome: &TapOutcome) -> (Option<Usage>, bool) {
         if outcome.usage.is_some() {
             return (outcome.usage, false);
         }
@@ -502,7 +753,8 @@ impl Exchange {
         if !StatusCode::from_u16(status).is_ok_and(|s| s.is_success()) {
             return (None, false);
         }
-        let prompt_tokens = self.prompt_tokens.unwrap_or_else(|| prompt_tokens(app, llm));
+        let app = &self.app;
+        let prompt_tokens = self.prompt_tokens.unwrap_or_else(|| llm.prompt_tokens(&app.tokens));
         let mut completion_tokens = app.tokens.count(&outcome.completion_text);
         let seen = outcome.completion_text.len() as u64;
         if outcome.completion_text_bytes > seen && seen > 0 {
@@ -513,10 +765,50 @@ impl Exchange {
     }
 }
 
+/// Records a request hyper refused before warden could read it (headers too large or
+/// malformed, so no method, path or key is known).
+pub fn record_unparsed(app: &App, peer: SocketAddr, status: u16, reason: &str) {
+    let event = RequestEvent {
+        ts_ms: crate::clock::now_millis(),
+        request_id: new_request_id(),
+        account_id: None,
+        key_id: None,
+        client_ip: peer.ip(),
+        user_agent: None,
+        method: http::Method::GET,
+        path: std::borrow::Cow::Borrowed("-"),
+        model: None,
+        status,
+        stream: false,
+        latency: std::time::Duration::ZERO,
+        usage: None,
+        usage_estimated: false,
+        decision: crate::events::Decision::InvalidRequest,
+        reason: Some(reason.into()),
+        ending: crate::events::Ending::Refused,
+        request: None,
+        completion_text: None,
+        completion_truncated: false,
+    };
+    app.record(event, "other", None);
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.ended {
+            self.cut_short();
+        }
+    }
+}
+
 /// The client's address: the peer, or, when the peer is a trusted proxy, the nearest
 /// untrusted address in `X-Forwarded-For` (entries added by trusted proxies are skipped;
 /// anything left of the first untrusted one could be forged by the client).
-fn client_ip(peer: std::net::IpAddr, headers: &http::HeaderMap, trusted: &[ipnet::IpNet]) -> std::net::IpAddr {
+pub(crate) fn client_ip(
+    peer: std::net::IpAddr,
+    headers: &http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> std::net::IpAddr {
     let is_trusted = |ip: &std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
     if !is_trusted(&peer) {
         return peer;
@@ -538,24 +830,12 @@ fn client_ip(peer: std::net::IpAddr, headers: &http::HeaderMap, trusted: &[ipnet
     client
 }
 
-/// Prompt tokens of a request with the real tokenizer, plus the per-message overhead
-/// chat formats add. Each message is counted on its own (as chat formats tokenize them);
-/// the counts of long earlier messages are remembered, since clients resend the whole
-/// conversation with every turn.
-fn prompt_tokens(app: &App, llm: &LlmRequest) -> u64 {
-    let mut total = 0;
-    llm.for_each_prompt_part(|text, newest| {
-        total += if newest { app.tokens.count(text) } else { app.tokens.count_repeated(text) };
-    });
-    total + 3 * llm.message_count() as u64
-}
-
 /// Tokens to reserve for a request: its prompt tokens plus the completion it may ask for
 /// (`max_tokens`, or the tier's default, times `n`). Zero when no limit counts tokens,
 /// so the tokenizer only runs when it matters.
 fn estimate_tokens(
     app: &App,
-    tier: &crate::config::Tier,
+    tier: &crate::tiers::Tier,
     llm: Option<&LlmRequest>,
     spec: &crate::limits::LimitSpec,
     ex: &mut Exchange,
@@ -564,13 +844,13 @@ fn estimate_tokens(
     if !spec.counts_tokens() {
         return 0;
     }
-    let prompt = prompt_tokens(app, llm);
+    let prompt = llm.prompt_tokens(&app.tokens);
     ex.prompt_tokens = Some(prompt);
     let completion = match llm.route {
         LlmRoute::Embeddings => 0,
-        _ => llm.max_tokens.unwrap_or(tier.default_max_tokens) * llm.n.unwrap_or(1).max(1),
+        _ => llm.max_tokens.unwrap_or(tier.default_max_tokens).saturating_mul(llm.n.unwrap_or(1).max(1)),
     };
-    prompt + completion
+    prompt.saturating_add(completion)
 }
 
 /// `x-ratelimit-*` headers as OpenAI sends them.
@@ -673,7 +953,7 @@ fn denial_label(denial: &Denial) -> &'static str {
 }
 
 fn new_request_id() -> Arc<str> {
-    crate::store::with_random_id::<12, _>("req", |id: &str| Arc::from(id))
+    crate::clock::with_random_id::<12, _>("req", |id: &str| Arc::from(id))
 }
 
 #[cfg(test)]

@@ -7,13 +7,16 @@
 
 use std::path::Path;
 
-use rand::RngCore;
 use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
 use crate::auth::AccountStatus;
-use crate::config::StorageBackend;
+use crate::clock::{now_millis, random_id};
+use crate::settings::{millis, redacted_url, url_setting, EnvLookup};
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,7 +37,7 @@ pub struct AccountRecord {
     pub status: AccountStatus,
     pub status_reason: Option<String>,
     /// Per-account overrides of the tier's limits.
-    pub limits: crate::config::Limits,
+    pub limits: crate::limits::Limits,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -105,48 +108,21 @@ const SCHEMA: &[&str] = &[
         account_id TEXT NOT NULL,
         PRIMARY KEY (alert_id, account_id))",
     "CREATE INDEX IF NOT EXISTS alert_members_account ON alert_members(account_id)",
+    // Provider objects (files, batches) and the account they belong to: the upstream key
+    // is shared by every account, so warden is what keeps one account from reading or
+    // using another's files and batches.
+    "CREATE TABLE IF NOT EXISTS provider_objects (
+        kind TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        PRIMARY KEY (kind, object_id))",
     "CREATE TABLE IF NOT EXISTS quota_usage (
         account_id TEXT NOT NULL,
         window_id TEXT NOT NULL,
         tokens BIGINT NOT NULL,
         PRIMARY KEY (account_id, window_id))",
 ];
-
-/// Nanoseconds since the Unix epoch (0 for a clock set before it).
-pub fn now_ns() -> i64 {
-    // Straight from the clock: `OffsetDateTime::now_utc` works out the calendar date and
-    // time of day, which `unix_timestamp_nanos` then undoes, on every request.
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_millis() -> i64 {
-    now_ns() / 1_000_000
-}
-
-/// `<prefix>_` and `N` random bytes in hex (ids of records and of requests; the
-/// request path makes one per request, hence no formatting machinery).
-pub fn random_id<const N: usize>(prefix: &str) -> String {
-    with_random_id::<N, _>(prefix, str::to_owned)
-}
-
-/// [`random_id`] lent to `f` from a buffer on the stack, for callers that keep it in
-/// another form (an `Arc<str>` per request).
-pub fn with_random_id<const N: usize, R>(prefix: &str, f: impl FnOnce(&str) -> R) -> R {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut b = [0u8; N];
-    rand::thread_rng().fill_bytes(&mut b);
-    let mut buf = [0u8; 64];
-    let len = prefix.len() + 1 + 2 * N;
-    assert!(len <= buf.len(), "ids are short");
-    buf[..prefix.len()].copy_from_slice(prefix.as_bytes());
-    buf[prefix.len()] = b'_';
-    for (pair, x) in buf[prefix.len() + 1..len].chunks_exact_mut(2).zip(b) {
-        pair[0] = HEX[(x >> 4) as usize];
-        pair[1] = HEX[(x & 0xf) as usize];
-    }
-    f(std::str::from_utf8(&buf[..len]).expect("a str prefix and hex digits"))
-}
 
 #[derive(Clone)]
 pub struct Store {
@@ -260,7 +236,7 @@ impl Store {
         &self,
         id: &str,
         tier: &str,
-        limits: &crate::config::Limits,
+        limits: &crate::limits::Limits,
     ) -> Result<Option<AccountRecord>, StoreError> {
         let limits = serde_json::to_string(limits).expect("limits serialize");
         let done = sqlx::query("UPDATE accounts SET tier = $1, limits = $2, updated_at = $3 WHERE id = $4")
@@ -435,16 +411,16 @@ impl Store {
     /// Inserts or replaces an alert (its JSON body, status and members).
     pub async fn put_alert(&self, alert: &crate::detect::Alert) -> Result<(), StoreError> {
         let body = serde_json::to_string(alert).expect("alerts serialize");
-        let created = crate::detect::backtest::parse_ts(&alert.created_at).unwrap_or_else(now_millis);
-        let updated = crate::detect::backtest::parse_ts(&alert.updated_at).unwrap_or_else(now_millis);
+        let created = crate::clock::parse_time(&alert.created_at).unwrap_or_else(now_millis);
+        let updated = crate::clock::parse_time(&alert.updated_at).unwrap_or_else(now_millis);
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM alerts WHERE id = $1").bind(&alert.id).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO alerts (id, status, kind, created_ms, updated_ms, body) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&alert.id)
-        .bind(&alert.status)
-        .bind(&alert.kind)
+        .bind(alert.status.as_str())
+        .bind(alert.kind.as_str())
         .bind(created)
         .bind(updated)
         .bind(&body)
@@ -470,10 +446,11 @@ impl Store {
     /// Alerts, newest first, filtered by status and/or member account.
     pub async fn alerts(
         &self,
-        status: Option<&str>,
+        status: Option<crate::detect::AlertStatus>,
         account: Option<&str>,
         limit: i64,
     ) -> Result<Vec<crate::detect::Alert>, StoreError> {
+        let status = status.map_or("", crate::detect::AlertStatus::as_str);
         let rows = match account {
             Some(account) => {
                 sqlx::query(
@@ -482,7 +459,7 @@ impl Store {
                      ORDER BY a.created_ms DESC, a.id DESC LIMIT $3",
                 )
                 .bind(account)
-                .bind(status.unwrap_or(""))
+                .bind(status)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?
@@ -492,7 +469,7 @@ impl Store {
                     "SELECT body FROM alerts WHERE ($1 = '' OR status = $1)
                      ORDER BY created_ms DESC, id DESC LIMIT $2",
                 )
-                .bind(status.unwrap_or(""))
+                .bind(status)
                 .bind(limit)
                 .fetch_all(&self.pool)
                 .await?
@@ -527,6 +504,32 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records that the provider object `id` of `kind` (`file`, `batch_file`, `batch`)
+    /// belongs to `account_id`. The first owner stays.
+    pub async fn record_object(&self, kind: &str, id: &str, account_id: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO provider_objects (kind, object_id, account_id, created_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (kind, object_id) DO NOTHING",
+        )
+        .bind(kind)
+        .bind(id)
+        .bind(account_id)
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The account a provider object belongs to, if warden has seen it.
+    pub async fn object_owner(&self, kind: &str, id: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT account_id FROM provider_objects WHERE kind = $1 AND object_id = $2")
+            .bind(kind)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get::<String, _>("account_id")).transpose()?)
     }
 
     /// A cheap round trip, for `/readyz`.
@@ -588,21 +591,112 @@ fn alert_from_row(r: &sqlx::any::AnyRow) -> Result<crate::detect::Alert, StoreEr
     serde_json::from_str(&body).map_err(|e| StoreError::Corrupt(format!("alert body: {e}")))
 }
 
+// ---------------------------------------------------------------------------------------
+// The `[storage]` section.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawStorage {
+    /// SQLite database file (created if missing). Ignored when `url` is set.
+    pub path: Option<String>,
+    /// Database URL, e.g. `postgres://user@host/db` for several replicas.
+    pub url: Option<String>,
+    /// Environment variable holding the database URL instead (for URLs with a password:
+    /// secrets never go in the file).
+    pub url_env: Option<String>,
+    /// How often accounts and keys changed by other replicas sharing the store are picked
+    /// up (0: never, for a store this process alone uses).
+    pub sync_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StorageConfig {
+    pub backend: StorageBackend,
+    /// How often changes other replicas made to the shared store are picked up
+    /// (`None`: never, for a store only this process uses).
+    pub sync_interval: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub enum StorageBackend {
+    Sqlite(PathBuf),
+    Url(String),
+}
+
+/// The URL may carry a password: only its scheme and host are shown.
+impl std::fmt::Debug for StorageBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageBackend::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            StorageBackend::Url(u) => f.debug_tuple("Url").field(&redacted_url(u)).finish(),
+        }
+    }
+}
+
+impl StorageConfig {
+    /// Validates `[storage]`.
+    pub fn from_raw(raw: RawStorage, env: EnvLookup<'_>, problems: &mut Vec<String>) -> StorageConfig {
+        let storage_url = url_setting("storage", raw.url, raw.url_env, env, problems);
+        let backend = match (storage_url, raw.path) {
+            (Some((url, field)), _) => {
+                if !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:")) {
+                    problems.push(format!("{field}: the URL must start with postgres://, postgresql:// or sqlite:"));
+                }
+                StorageBackend::Url(url)
+            }
+            (None, path) => StorageBackend::Sqlite(PathBuf::from(path.unwrap_or_else(|| "data/warden.db".into()))),
+        };
+        let sync_interval = match raw.sync_interval_ms {
+            Some(0) => None,
+            ms => Some(millis("storage.sync_interval_ms", ms, 1_000, problems)),
+        };
+        StorageConfig { backend, sync_interval }
+    }
+}
+
+impl crate::limits::QuotaStore for Store {
+    fn quota_used<'a>(
+        &'a self,
+        account: &'a str,
+        window: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<u64, crate::body::BoxError>> {
+        Box::pin(async move { Ok(Store::quota_used(self, account, window).await?) })
+    }
+    fn save_quota_usage<'a>(
+        &'a self,
+        rows: &'a [(std::sync::Arc<str>, String, u64)],
+    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::body::BoxError>> {
+        Box::pin(async move { Ok(Store::save_quota_usage(self, rows).await?) })
+    }
+}
+
+impl crate::detect::AlertStore for Store {
+    fn put_alert<'a>(
+        &'a self,
+        alert: &'a crate::detect::Alert,
+    ) -> futures_util::future::BoxFuture<'a, Result<(), crate::detect::StoreFailure>> {
+        Box::pin(async move { Ok(Store::put_alert(self, alert).await?) })
+    }
+    fn alert<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> futures_util::future::BoxFuture<'a, Result<Option<crate::detect::Alert>, crate::detect::StoreFailure>> {
+        Box::pin(async move { Ok(Store::alert(self, id).await?) })
+    }
+    fn alerts<'a>(
+        &'a self,
+        status: Option<crate::detect::AlertStatus>,
+        account: Option<&'a str>,
+        limit: i64,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<crate::detect::Alert>, crate::detect::StoreFailure>> {
+        Box::pin(async move { Ok(Store::alerts(self, status, account, limit).await?) })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn random_ids_are_a_prefix_and_hex() {
-        let (a, b) = (random_id::<12>("req"), random_id::<12>("req"));
-        assert_ne!(a, b);
-        for id in [&a, &b] {
-            let hex = id.strip_prefix("req_").unwrap();
-            assert_eq!(hex.len(), 24);
-            assert!(hex.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)), "{id}");
-        }
-        assert_eq!(random_id::<8>("act").len(), 4 + 16);
-    }
 
     async fn temp_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
@@ -643,6 +737,59 @@ mod tests {
         let acts = s.actions_on("account", "acme", 10).await.unwrap();
         assert_eq!(acts.len(), 2);
         assert!(acts.iter().any(|a| a.actor == "alice" && a.reason.as_deref() == Some("abuse")));
+    }
+
+    #[tokio::test]
+    async fn alerts_keep_their_states_as_text() {
+        use crate::detect::{Alert, AlertKind, AlertStatus, Severity, Verdict};
+        let (_dir, s) = temp_store().await;
+        let mut alert = Alert {
+            id: "alr_1".into(),
+            account_ids: vec!["acme".into()],
+            kind: AlertKind::CoordinatedCluster,
+            severity: Severity::Medium,
+            score: 0.7,
+            status: AlertStatus::Open,
+            created_at: "2026-11-18T11:06:40.000Z".into(),
+            updated_at: "2026-11-18T11:06:40.000Z".into(),
+            action: crate::detect::config::Action::Throttle,
+            enforced: true,
+            evidence: serde_json::json!({}),
+            verdict: None,
+            note: None,
+            resolved_by: None,
+            resolved_at: None,
+        };
+        s.put_alert(&alert).await.unwrap();
+        alert.status = AlertStatus::Resolved;
+        alert.verdict = Some(Verdict::FalsePositive);
+        s.put_alert(&alert).await.unwrap();
+        let row =
+            sqlx::query("SELECT status, kind, body FROM alerts WHERE id = 'alr_1'").fetch_one(&s.pool).await.unwrap();
+        let (status, kind, body): (String, String, String) =
+            (row.try_get("status").unwrap(), row.try_get("kind").unwrap(), row.try_get("body").unwrap());
+        assert_eq!((status.as_str(), kind.as_str()), ("resolved", "coordinated_cluster"));
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (&body["kind"], &body["severity"], &body["status"], &body["action"], &body["verdict"]),
+            (
+                &serde_json::json!("coordinated_cluster"),
+                &serde_json::json!("medium"),
+                &serde_json::json!("resolved"),
+                &serde_json::json!("throttle"),
+                &serde_json::json!("false_positive")
+            )
+        );
+        assert_eq!(s.alert("alr_1").await.unwrap().unwrap(), alert);
+        assert_eq!(s.alerts(Some(AlertStatus::Resolved), None, 10).await.unwrap(), vec![alert.clone()]);
+        assert!(s.alerts(Some(AlertStatus::Open), Some("acme"), 10).await.unwrap().is_empty());
+        assert_eq!(s.alerts(None, Some("acme"), 10).await.unwrap().len(), 1);
+
+        // A state this version does not know (a hand-edited or future database) is a
+        // corrupt record, not a panic.
+        let odd = body.to_string().replace("\"resolved\"", "\"dismissed\"");
+        sqlx::query("UPDATE alerts SET body = $1 WHERE id = 'alr_1'").bind(odd).execute(&s.pool).await.unwrap();
+        assert!(matches!(s.alert("alr_1").await, Err(StoreError::Corrupt(_))));
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
-use crate::config::{LogFormat, LoggingConfig};
+use serde::Deserialize;
 
 /// Replaces the filter of the installed subscriber.
 static SET_FILTER: OnceLock<Box<dyn Fn(EnvFilter) + Send + Sync>> = OnceLock::new();
@@ -42,5 +42,52 @@ pub fn set_level(level: &str) {
     }
     if let (Some(set), Ok(filter)) = (SET_FILTER.get(), EnvFilter::try_new(level)) {
         set(filter);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The `[logging]` section.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawLogging {
+    /// `json` (one object per line, for log shippers) or `pretty`.
+    pub format: Option<String>,
+    /// tracing filter, e.g. `info` or `warden=debug,info`. RUST_LOG overrides it.
+    pub level: Option<String>,
+    /// One log line per finished request.
+    pub access_log: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingConfig {
+    pub format: LogFormat,
+    pub level: String,
+    pub access_log: bool,
+}
+
+impl LoggingConfig {
+    /// Validates `[logging]`.
+    pub fn from_raw(raw: RawLogging, problems: &mut Vec<String>) -> LoggingConfig {
+        let format = match raw.format.as_deref().unwrap_or("json") {
+            "json" => LogFormat::Json,
+            "pretty" => LogFormat::Pretty,
+            other => {
+                problems.push(format!("logging.format: `{other}` must be `json` or `pretty`"));
+                LogFormat::Json
+            }
+        };
+        let level = raw.level.unwrap_or_else(|| "info".into());
+        if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+            problems.push(format!("logging.level: `{level}` is not a valid filter"));
+        }
+        LoggingConfig { format, level, access_log: raw.access_log.unwrap_or(true) }
     }
 }

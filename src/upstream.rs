@@ -29,9 +29,10 @@ use prometheus_client::metrics::counter::Counter;
 use tower_service::Service;
 
 use crate::body::Body;
-use crate::config::UpstreamConfig;
 use crate::error::ProxyError;
 use crate::llm::LlmRoute;
+use crate::settings::{env_secret, millis, EnvLookup};
+use serde::Deserialize;
 
 type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 type Stream = hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
@@ -95,7 +96,7 @@ struct Pool {
 
 impl Pool {
     fn slot(&self) -> usize {
-        crate::server::worker_index() % self.idle.len()
+        crate::worker::index() % self.idle.len()
     }
 
     /// The most recently used idle connection that is still open, if any.
@@ -329,6 +330,11 @@ impl Upstream {
 /// An upstream failure as the error the client gets: the error chain (e.g. "tcp connect
 /// error: Connection refused") carries no secrets.
 fn failure(kind: UpstreamFailure, e: &(dyn std::error::Error + 'static)) -> (ProxyError, UpstreamFailure) {
+    // A streamed request body cut off by its own guard (size or deadline) is the client's
+    // doing, not the upstream's.
+    if let Some(cut) = crate::body::BodyCut::find(e) {
+        return (ProxyError::from(cut), kind);
+    }
     let mut msg = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
@@ -491,6 +497,121 @@ pub fn rewrite_response_headers(headers: &mut HeaderMap) {
     strip_hop_by_hop(headers, is_hop_by_hop);
 }
 
+// ---------------------------------------------------------------------------------------
+// The `[upstream]` section.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawUpstream {
+    /// The LLM API; request paths are appended to it as-is.
+    pub base_url: Option<String>,
+    /// Environment variable holding the upstream API key (never the key itself).
+    pub api_key_env: Option<String>,
+    /// TCP (and TLS) connect timeout.
+    pub connect_timeout_ms: Option<u64>,
+    /// Time allowed from sending the request to receiving the response headers.
+    pub first_byte_timeout_ms: Option<u64>,
+    /// Longest silence allowed between two chunks of a response body.
+    pub idle_timeout_ms: Option<u64>,
+    /// Idle pooled connections kept per upstream host.
+    pub pool_max_idle_per_host: Option<usize>,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout_ms: Option<u64>,
+    /// Provider paths forwarded as they are, besides the routes warden understands (the
+    /// LLM routes, `/v1/models`, `/v1/files`, `/v1/batches`): exact paths, or prefixes
+    /// ending in `/*`. Anything else gets 404.
+    pub passthrough: Option<Vec<String>>,
+}
+
+#[derive(Clone)]
+pub struct UpstreamConfig {
+    pub base_url: http::Uri,
+    /// The upstream credential, read from the environment. Never logged (see Debug).
+    pub api_key: Option<String>,
+    pub api_key_env: Option<String>,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub pool_max_idle_per_host: usize,
+    pub pool_idle_timeout: Duration,
+    pub passthrough: crate::routes::Passthrough,
+}
+
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("api_key_env", &self.api_key_env)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("first_byte_timeout", &self.first_byte_timeout)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish()
+    }
+}
+
+impl UpstreamConfig {
+    /// Validates `[upstream]` (the API key from the environment variable it names).
+    pub fn from_raw(u: RawUpstream, env: EnvLookup<'_>, problems: &mut Vec<String>) -> UpstreamConfig {
+        let base_url = match u.base_url {
+            None => {
+                problems.push("upstream.base_url: missing (e.g. \"https://api.openai.com\")".into());
+                http::Uri::from_static("http://invalid")
+            }
+            Some(text) => match text.parse::<http::Uri>() {
+                Ok(uri)
+                    if matches!(uri.scheme_str(), Some("http") | Some("https"))
+                        && uri.authority().is_some()
+                        && uri.query().is_none() =>
+                {
+                    uri
+                }
+                _ => {
+                    problems.push(format!(
+                        "upstream.base_url: `{text}` must be an http:// or https:// URL without a query"
+                    ));
+                    http::Uri::from_static("http://invalid")
+                }
+            },
+        };
+        let api_key = u.api_key_env.as_deref().and_then(|var| env_secret("upstream.api_key_env", var, env, problems));
+        UpstreamConfig {
+            base_url,
+            api_key,
+            api_key_env: u.api_key_env,
+            connect_timeout: millis("upstream.connect_timeout_ms", u.connect_timeout_ms, 5_000, problems),
+            first_byte_timeout: millis("upstream.first_byte_timeout_ms", u.first_byte_timeout_ms, 120_000, problems),
+            idle_timeout: millis("upstream.idle_timeout_ms", u.idle_timeout_ms, 60_000, problems),
+            pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(512),
+            pool_idle_timeout: millis("upstream.pool_idle_timeout_ms", u.pool_idle_timeout_ms, 90_000, problems),
+            passthrough: crate::routes::Passthrough::parse(&u.passthrough.unwrap_or_default(), problems),
+        }
+    }
+}
+
+/// The upstream's metrics: failures by kind and connections opened.
+#[derive(Clone, Default)]
+pub struct UpstreamMetrics {
+    pub errors: prometheus_client::metrics::family::Family<crate::metrics::KindLabel, Counter>,
+    pub connections: Counter,
+}
+
+impl UpstreamMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by kind (connect, timeout, protocol, idle_timeout)",
+            self.errors.clone(),
+        );
+        registry.register(
+            "upstream_connections",
+            "Upstream connections opened (requests reuse pooled ones)",
+            self.connections.clone(),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,6 +626,7 @@ mod tests {
             idle_timeout: Duration::from_secs(1),
             pool_max_idle_per_host: 1,
             pool_idle_timeout: Duration::from_secs(1),
+            passthrough: Default::default(),
         };
         Upstream::new(&cfg, 1, Counter::default())
     }

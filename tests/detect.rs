@@ -123,6 +123,21 @@ async fn harvester_is_blocked_live_and_benign_account_is_not() {
     assert!(ok, "{err}");
     assert!(out.contains(id) && out.contains("harvester"), "{out}");
 
+    // A verdict warden does not know is refused before the alert is looked up.
+    let bad = json!({"error": {"message": "verdict must be `confirmed` or `false_positive`",
+        "type": "invalid_request_error", "param": null, "code": "invalid_request"}});
+    for path in [format!("/admin/v1/alerts/{id}/resolve"), "/admin/v1/alerts/alr_nope/resolve".to_string()] {
+        for verdict in [json!("dismissed"), json!("False_Positive"), json!(1)] {
+            let (status, body) = w.admin.call(Method::POST, &path, Some(json!({"verdict": verdict}))).await.unwrap();
+            if verdict.is_string() {
+                assert_eq!((status.as_u16(), &body), (400, &bad), "{path} {verdict}");
+            } else {
+                // Not a string at all: refused as a malformed body, as before.
+                assert_eq!(status, 400, "{path} {verdict}: {body}");
+            }
+        }
+    }
+
     // A reviewer decides it was a false positive: the account is restored at once, the
     // decision is recorded, and the same alert is not raised again for a while.
     let resolved = w

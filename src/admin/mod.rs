@@ -6,8 +6,6 @@
 //! asks the API, with the token the reviewer enters). Every change is recorded with its actor, taken from the
 //! `x-warden-actor` header (the CLI sends the operator's user name), or `admin`.
 
-pub mod metrics;
-
 /// The reviewers' dashboard: three static files compiled into the binary.
 mod dashboard {
     use http::{header, Response, StatusCode};
@@ -66,6 +64,8 @@ use crate::store::StoreError;
 enum AdminError {
     #[error("missing or wrong admin token")]
     Unauthorized,
+    #[error("too many failed authentications from your address; retry in {} s", .0.as_secs().max(1))]
+    Throttled(std::time::Duration),
     #[error("{0} not found")]
     NotFound(String),
     #[error("{0}")]
@@ -93,6 +93,7 @@ impl AdminError {
     fn into_response(self) -> Response<Body> {
         let (status, code) = match &self {
             AdminError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            AdminError::Throttled(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_auth_failures"),
             AdminError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             AdminError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             AdminError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
@@ -103,16 +104,21 @@ impl AdminError {
             tracing::error!(error = %msg, "admin request failed");
         }
         let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
-        json_response(
+        let mut response = json_response(
             status,
             &json!({"error": {"message": self.to_string(), "type": kind, "param": null, "code": code}}),
-        )
+        );
+        if let AdminError::Throttled(wait) = &self {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs.max(1)));
+        }
+        response
     }
 }
 
 type AdminResult = Result<Response<Body>, AdminError>;
 
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>, peer: std::net::SocketAddr) -> Response<Body> {
     let result = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => Ok(json_response(StatusCode::OK, &json!({"status": "ok"}))),
         (&Method::GET, "/readyz") => Ok(readyz(&app).await),
@@ -127,7 +133,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Response<Body> {
             .expect("static response parts are valid")),
         (&Method::GET, "/dashboard" | "/dashboard/") => Ok(dashboard::file("index.html")),
         (&Method::GET, path) if path.starts_with("/dashboard/") => Ok(dashboard::file(&path["/dashboard/".len()..])),
-        (_, path) if path.starts_with("/admin/") => match authorize(&app, &req) {
+        (_, path) if path.starts_with("/admin/") => match authorize(&app, &req, peer) {
             Ok(actor) => api(&app, req, &actor).await,
             Err(e) => return refuse_unread(&app, req, e),
         },
@@ -170,16 +176,28 @@ async fn readyz(app: &App) -> Response<Body> {
     )
 }
 
-/// Checks the admin token (in constant time) and returns the actor name.
-fn authorize(app: &App, req: &Request<Incoming>) -> Result<String, AdminError> {
+/// Checks the admin token (in constant time) and returns the actor name. An address over
+/// its failed-authentication budget is refused (429) before its token is looked at, so
+/// the budget bounds how many tokens it can try (see [`crate::auth_failures`]).
+fn authorize(app: &App, req: &Request<Incoming>, peer: std::net::SocketAddr) -> Result<String, AdminError> {
+    let config = app.config();
+    let ip = crate::stack::client_ip(peer.ip(), req.headers(), &config.server.trusted_proxies);
+    let failures = &app.auth_failures.admin;
+    if let Some(wait) = failures.over_budget(ip) {
+        return Err(AdminError::Throttled(wait));
+    }
     let presented = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(AdminError::Unauthorized)?;
-    if !constant_time_eq(presented.trim().as_bytes(), app.config().admin.token.as_bytes()) {
-        return Err(AdminError::Unauthorized);
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let valid = presented.is_some_and(|p| constant_time_eq(p.trim().as_bytes(), config.admin.token.as_bytes()));
+    if !valid {
+        tracing::warn!(target: "warden::admin", client = %ip, path = req.uri().path(), "admin request with a missing or wrong token");
+        return Err(match failures.failed(ip) {
+            Ok(()) => AdminError::Unauthorized,
+            Err(wait) => AdminError::Throttled(wait),
+        });
     }
     let actor = req
         .headers()
@@ -248,7 +266,7 @@ struct NewAccount {
 #[serde(deny_unknown_fields)]
 struct PlanChange {
     tier: Option<String>,
-    limits: Option<crate::config::Limits>,
+    limits: Option<crate::limits::Limits>,
 }
 
 #[derive(Deserialize, Default)]
@@ -304,7 +322,7 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
             accounts.get(id).await?;
             let query = query_pairs(req.uri().query().unwrap_or(""));
             let since = match query.get("since") {
-                Some(s) => crate::events::audit::parse_since(s)
+                Some(s) => crate::clock::parse_time(s)
                     .ok_or_else(|| AdminError::BadRequest("`since` must be RFC 3339 or Unix milliseconds".into()))?,
                 None => 0,
             };
@@ -313,9 +331,15 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
                 None => 50,
             }
             .clamp(1, 1000);
-            let records =
+            let requests =
                 app.audit.account_requests(id, since, limit).await.map_err(|e| AdminError::Internal(e.to_string()))?;
-            Ok(json_response(StatusCode::OK, &json!({"requests": records})))
+            // Serialized as they are: the records are not read into trees (see
+            // `AuditSink::account_requests`).
+            #[derive(serde::Serialize)]
+            struct Requests {
+                requests: Vec<Box<serde_json::value::RawValue>>,
+            }
+            Ok(json_response(StatusCode::OK, &Requests { requests }))
         }
         (Method::POST, ["accounts", id, action @ ("block" | "unblock")]) => {
             let status = if *action == "block" { AccountStatus::Blocked } else { AccountStatus::Active };
@@ -326,7 +350,8 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
             let query = query_pairs(req.uri().query().unwrap_or(""));
             let status = match query.get("status").map(String::as_str) {
                 None | Some("") | Some("all") => None,
-                Some(s @ ("open" | "resolved")) => Some(s),
+                Some("open") => Some(crate::detect::AlertStatus::Open),
+                Some("resolved") => Some(crate::detect::AlertStatus::Resolved),
                 Some(other) => {
                     return Err(AdminError::BadRequest(format!(
                         "`status` must be open, resolved or all, not `{other}`"
@@ -374,16 +399,16 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
         }
         (Method::POST, ["alerts", id, "resolve"]) => {
             let body: ResolveBody = json_body(req).await?;
-            let resolution = crate::detect::live::Resolution { verdict: body.verdict, note: body.note };
+            // Read here rather than by serde, whose message for an unknown variant differs.
+            let verdict = crate::detect::Verdict::parse(&body.verdict)
+                .ok_or_else(|| AdminError::BadRequest(crate::detector::ResolveError::BadVerdict.to_string()))?;
+            let resolution = crate::detector::Resolution { verdict, note: body.note };
             match app.detector.resolve(id, resolution, actor).await {
                 Ok(alert) => Ok(json_response(StatusCode::OK, &alert)),
-                Err(crate::detect::live::ResolveError::NotFound(_)) => {
-                    Err(AdminError::NotFound(format!("alert `{id}`")))
-                }
-                Err(crate::detect::live::ResolveError::Account(e)) => Err(e.into()),
-                Err(e @ crate::detect::live::ResolveError::AlreadyResolved(_)) => {
-                    Err(AdminError::Conflict(e.to_string()))
-                }
+                Err(crate::detector::ResolveError::NotFound(_)) => Err(AdminError::NotFound(format!("alert `{id}`"))),
+                Err(crate::detector::ResolveError::Account(e)) => Err(e.into()),
+                Err(crate::detector::ResolveError::Store(e)) => Err(AdminError::Internal(e.to_string())),
+                Err(e @ crate::detector::ResolveError::AlreadyResolved(_)) => Err(AdminError::Conflict(e.to_string())),
                 Err(e) => Err(AdminError::BadRequest(e.to_string())),
             }
         }

@@ -55,9 +55,53 @@ pub struct Summary {
     pub elapsed: std::time::Duration,
 }
 
-pub fn parse_ts(ts: &str) -> Option<i64> {
-    let t = time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
+/// What one line of an audit file gave.
+#[derive(Debug)]
+pub enum Line<T> {
+    /// Empty or whitespace only: not counted.
+    Blank,
+    /// Not an audit record.
+    Malformed(serde_json::Error),
+    /// A record without a readable `ts` or without an `account_id`.
+    Unusable,
+    /// A record, read into an [`Observation`] and handed to the callback, which returned
+    /// this.
+    Observed(T),
+}
+
+/// Reads one line of an audit file (design 3.5) as [`run`] does: the record's fields, its
+/// timestamp, its request body through the same one-pass reader as live traffic, and the
+/// detector's features of it; `f` gets the observation (it borrows from the line).
+pub fn read_line<T>(line: &str, f: impl FnOnce(&Observation<'_>) -> T) -> Line<T> {
+    if line.trim().is_empty() {
+        return Line::Blank;
+    }
+    let rec: Record<'_> = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => return Line::Malformed(e),
+    };
+    let (Some(ts_ms), Some(account)) = (crate::clock::parse_time(&rec.ts), rec.account_id.as_deref()) else {
+        return Line::Unusable;
+    };
+    let path_s = rec.path.as_deref().unwrap_or("/v1/chat/completions");
+    let usage = rec.usage.unwrap_or_default();
+    let route = LlmRoute::of(&http::Method::POST, path_s).unwrap_or(LlmRoute::ChatCompletions);
+    let request = rec
+        .request_body
+        .and_then(|b| LlmRequest::parse_bytes(route, bytes::Bytes::copy_from_slice(b.get().as_bytes())).ok());
+    let obs = Observation {
+        ts_ms,
+        request_id: rec.request_id.as_deref().unwrap_or(""),
+        account_id: account,
+        client_ip: rec.client_ip.as_deref().and_then(|ip| ip.parse().ok()),
+        user_agent: rec.user_agent.as_deref(),
+        path: path_s,
+        status: rec.status.unwrap_or(200),
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        features: features::extract(path_s, request.as_ref()),
+    };
+    Line::Observed(f(&obs))
 }
 
 /// Runs the detector over `files` (in the order given), writing one JSON line per alert
@@ -78,43 +122,23 @@ pub fn run(cfg: DetectConfig, files: &[PathBuf], out: &mut dyn Write) -> anyhow:
                 break;
             }
             line_no += 1;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let rec: Record<'_> = match serde_json::from_str(&line) {
-                Ok(r) => r,
-                Err(e) => {
+            let changes = match read_line(&line, |obs| engine.observe(obs)) {
+                Line::Blank => continue,
+                Line::Malformed(e) => {
                     summary.skipped += 1;
                     if summary.skipped <= 10 {
                         eprintln!("{}:{line_no}: skipped: {e}", path.display());
                     }
                     continue;
                 }
-            };
-            let (Some(ts_ms), Some(account)) = (parse_ts(&rec.ts), rec.account_id.as_deref()) else {
-                summary.skipped += 1;
-                continue;
+                Line::Unusable => {
+                    summary.skipped += 1;
+                    continue;
+                }
+                Line::Observed(changes) => changes,
             };
             summary.records += 1;
-            let path_s = rec.path.as_deref().unwrap_or("/v1/chat/completions");
-            let usage = rec.usage.unwrap_or_default();
-            let route = LlmRoute::of(&http::Method::POST, path_s).unwrap_or(LlmRoute::ChatCompletions);
-            let request = rec
-                .request_body
-                .and_then(|b| LlmRequest::parse_bytes(route, bytes::Bytes::copy_from_slice(b.get().as_bytes())).ok());
-            let obs = Observation {
-                ts_ms,
-                request_id: rec.request_id.as_deref().unwrap_or(""),
-                account_id: account,
-                client_ip: rec.client_ip.as_deref().and_then(|ip| ip.parse().ok()),
-                user_agent: rec.user_agent.as_deref(),
-                path: path_s,
-                status: rec.status.unwrap_or(200),
-                prompt_tokens: usage.prompt_tokens,
-                completion_tokens: usage.completion_tokens,
-                features: features::extract(path_s, request.as_ref()),
-            };
-            for change in engine.observe(&obs) {
+            for change in changes {
                 if change.created {
                     summary.alerts_created += 1;
                 } else {

@@ -171,16 +171,20 @@ impl ClusterIndex {
             groups.entry(root).or_default().push(i);
         }
         let mut out = Vec::new();
-        for (root, members) in groups {
+        for (root, mut members) in groups {
             if members.len() < min {
                 continue;
             }
+            // In id order, so that sums over members do not depend on the maps' order.
+            members.sort_by(|&a, &b| ids[a].cmp(&ids[b]));
             let group_edges: Vec<&(usize, usize, Links)> =
                 edges.iter().filter(|e| uf.find_const(e.0) == root).collect();
             let states: Vec<&AccountState> = members.iter().map(|&i| &accounts[&ids[i]]).collect();
             out.push(score_group(members.iter().map(|&i| ids[i].clone()).collect(), &states, &group_edges, cfg));
         }
-        out.sort_by_key(|f| std::cmp::Reverse(f.members.len()));
+        // Largest first, then by members: the same findings in the same order on every
+        // run (the maps' iteration order is random), so a backtest is reproducible.
+        out.sort_by(|a, b| b.members.len().cmp(&a.members.len()).then_with(|| a.members.cmp(&b.members)));
         out
     }
 }

@@ -288,21 +288,21 @@ pub fn validate(raw: RawDetection, problems: &mut Vec<String>) -> DetectConfig {
 
 /// Reads only the `[detection]` section of a config file (for `warden backtest`, which
 /// needs no upstream, storage or secrets).
-pub fn load_section(path: &std::path::Path) -> Result<DetectConfig, crate::config::ConfigErrors> {
+pub fn load_section(path: &std::path::Path) -> Result<DetectConfig, crate::settings::ConfigErrors> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| crate::config::ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+        .map_err(|e| crate::settings::ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
     let mut problems = Vec::new();
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e: toml::de::Error| crate::config::ConfigErrors(vec![format!("not valid TOML: {}", e.message())]))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        crate::settings::ConfigErrors(vec![format!("not valid TOML: {}", e.message())])
+    })?;
     let raw: RawDetection = match table.get("detection") {
-        Some(v) => crate::config::section("detection", v.clone(), &mut problems),
+        Some(v) => crate::settings::section("detection", v.clone(), &mut problems),
         None => RawDetection::default(),
     };
     let cfg = validate(raw, &mut problems);
     if problems.is_empty() {
         Ok(cfg)
     } else {
-        Err(crate::config::ConfigErrors(problems))
+        Err(crate::settings::ConfigErrors(problems))
     }
 }

@@ -470,17 +470,21 @@ fn conversation(req: &LlmRequest) -> Conversation {
 }
 
 fn params(v: &View) -> Params {
+    // Counts as the policy and the limits read them (`LlmRequest::parse_bytes` refused a
+    // body where one is not a count, so `ok()` loses nothing).
+    let count = |s: Scalar| s.count().ok().flatten();
     Params {
         logprobs: match v.logprobs {
             Scalar::Bool(b) => b,
             Scalar::U64(n) => n > 0,
             _ => false,
         },
-        top_logprobs: v.top_logprobs.as_u64().unwrap_or(0).min(1000) as u32,
+        top_logprobs: count(v.top_logprobs).unwrap_or(0).min(1000) as u32,
         logit_bias: v.logit_bias == Scalar::Object { empty: false },
-        n: v.n.as_u64().unwrap_or(1).max(v.best_of.as_u64().unwrap_or(1)).clamp(1, 1000) as u32,
+        n: count(v.n).unwrap_or(1).max(count(v.best_of).unwrap_or(1)).clamp(1, 1000) as u32,
         temperature: v.temperature.as_f64().map(|t| t as f32),
-        max_tokens: [v.max_tokens, v.max_completion_tokens, v.max_output_tokens].iter().find_map(|s| s.as_u64()),
+        // The largest of the three, as `LlmRequest::max_tokens`.
+        max_tokens: [v.max_tokens, v.max_completion_tokens, v.max_output_tokens].into_iter().filter_map(count).max(),
     }
 }
 
@@ -616,8 +620,31 @@ mod tests {
             Conversation { user, system, user_turns, assistant_turns }
         }
 
+        /// The keys of the counts, in the order `LlmRequest::parse_bytes` checks them.
+        const COUNTS: [&str; 6] =
+            ["max_tokens", "max_completion_tokens", "max_output_tokens", "n", "best_of", "top_logprobs"];
+
+        /// A count by its meaning: `Ok(None)` when absent or null, the value of a
+        /// non-negative integral number (saturating), `Err` for anything else.
+        fn count(v: Option<&Value>) -> Result<Option<u64>, &'static str> {
+            match v {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::Number(n)) => match (n.as_u64(), n.as_f64()) {
+                    (Some(u), _) => Ok(Some(u)),
+                    (None, Some(x)) if x >= 0.0 && x.fract() == 0.0 => Ok(Some(x as u64)),
+                    _ => Err("not a count"),
+                },
+                Some(_) => Err("not a count"),
+            }
+        }
+
+        /// The first count the body sets to something else (the request is refused).
+        pub fn not_a_count(body: &Map<String, Value>) -> Option<&'static str> {
+            COUNTS.into_iter().find(|k| count(body.get(*k)).is_err())
+        }
+
         pub fn params(body: &Map<String, Value>) -> Params {
-            let int = |k: &str| body.get(k).and_then(Value::as_u64);
+            let int = |k: &str| count(body.get(k)).unwrap_or_else(|e| panic!("{k}: {e}"));
             Params {
                 logprobs: match body.get("logprobs") {
                     Some(Value::Bool(b)) => *b,
@@ -628,9 +655,7 @@ mod tests {
                 logit_bias: body.get("logit_bias").and_then(Value::as_object).is_some_and(|m| !m.is_empty()),
                 n: int("n").unwrap_or(1).max(int("best_of").unwrap_or(1)).clamp(1, 1000) as u32,
                 temperature: body.get("temperature").and_then(Value::as_f64).map(|t| t as f32),
-                max_tokens: int("max_tokens")
-                    .or_else(|| int("max_completion_tokens"))
-                    .or_else(|| int("max_output_tokens")),
+                max_tokens: int("max_tokens").max(int("max_completion_tokens")).max(int("max_output_tokens")),
             }
         }
 
@@ -660,8 +685,19 @@ mod tests {
 
     /// Checks the one-pass reader against the tree on one body.
     fn agrees(text: &str) {
-        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else { panic!("not an object: {text}") };
-        let req = LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, text.as_bytes()).unwrap();
+        let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(text) else { panic!("not an object: {text}") };
+        let req = match LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, text.as_bytes()) {
+            Ok(req) => req,
+            Err(crate::error::ProxyError::InvalidRequest { param: Some(param), .. }) => {
+                // A count that is not one (`"n": -1`): refused, and the tree finds it too.
+                // The rest of the body must still read the same: again without it.
+                assert_eq!(tree::not_a_count(&map), Some(param.as_str()), "{text}");
+                map.remove(&param);
+                return agrees(&Value::Object(map).to_string());
+            }
+            Err(e) => panic!("{text}: {e:?}"),
+        };
+        assert_eq!(tree::not_a_count(&map), None, "{text}");
         assert_eq!(conversation(&req), tree::conversation(&map), "{text}");
         assert_eq!(params(&req.view), tree::params(&map), "{text}");
         let mut parts = Vec::new();

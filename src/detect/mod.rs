@@ -11,12 +11,13 @@
 //! - [`account`]: per-account state (≤ 4 KiB) and the explainable signals read off it.
 //! - [`cluster`]: cross-account groups (shared template, subnet, synchronised activity).
 
+pub mod persist;
+pub use persist::{AlertStore, StoreFailure};
 pub mod account;
 pub mod backtest;
 pub mod cluster;
 pub mod config;
 pub mod features;
-pub mod live;
 pub mod sketch;
 
 // foldhash instead of SipHash: keys are account ids and alert ids, and every request
@@ -34,7 +35,7 @@ use config::{Action, DetectConfig};
 use features::RequestFeatures;
 use sketch::fnv1a;
 
-use crate::accounts::rfc3339_millis;
+use crate::clock::rfc3339_millis;
 
 /// What the detector learns from one request.
 #[derive(Debug, Clone)]
@@ -57,24 +58,22 @@ pub struct Alert {
     pub id: String,
     /// The account, or every member of a coordinated cluster.
     pub account_ids: Vec<String>,
-    /// `extraction` (one account) or `coordinated_cluster`.
-    pub kind: String,
-    /// `low`, `medium` or `high`, from the score.
-    pub severity: String,
+    pub kind: AlertKind,
+    /// From the score.
+    pub severity: Severity,
     pub score: f64,
-    /// `open` or `resolved`.
-    pub status: String,
+    pub status: AlertStatus,
     /// Event time of the request that raised the alert.
     pub created_at: String,
     /// Event time of the last change (more members, higher score).
     pub updated_at: String,
     /// The action the policy chose for the score.
-    pub action: String,
+    pub action: Action,
     /// False when the action was not applied (shadow mode).
     pub enforced: bool,
     pub evidence: Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub verdict: Option<String>,
+    pub verdict: Option<Verdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,16 +82,99 @@ pub struct Alert {
     pub resolved_at: Option<String>,
 }
 
-pub const KIND_ACCOUNT: &str = "extraction";
-pub const KIND_CLUSTER: &str = "coordinated_cluster";
+/// What an alert is about. Persisted by name (serde, and the store's `kind` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// One account's traffic looks like extraction or distillation.
+    Extraction,
+    /// A group of accounts acting together.
+    CoordinatedCluster,
+}
 
-fn severity(score: f64) -> &'static str {
+impl AlertKind {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Extraction => "extraction",
+            AlertKind::CoordinatedCluster => "coordinated_cluster",
+        }
+    }
+}
+
+/// An alert's severity, from its score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+        }
+    }
+}
+
+/// Where an alert stands. Persisted by name (serde, and the store's `status` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    Open,
+    /// Closed by a reviewer's verdict.
+    Resolved,
+    /// Closed by the engine: absorbed into an older cluster alert (`evidence.merged_into`).
+    Merged,
+}
+
+impl AlertStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertStatus::Open => "open",
+            AlertStatus::Resolved => "resolved",
+            AlertStatus::Merged => "merged",
+        }
+    }
+}
+
+/// A reviewer's verdict on an alert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Confirmed,
+    /// Restores the accounts and suppresses the same alert for them for a while.
+    FalsePositive,
+}
+
+impl Verdict {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Confirmed => "confirmed",
+            Verdict::FalsePositive => "false_positive",
+        }
+    }
+
+    /// The verdict named `s` (as the admin API takes it), if any.
+    pub fn parse(s: &str) -> Option<Verdict> {
+        match s {
+            "confirmed" => Some(Verdict::Confirmed),
+            "false_positive" => Some(Verdict::FalsePositive),
+            _ => None,
+        }
+    }
+}
+
+fn severity(score: f64) -> Severity {
     if score >= 0.85 {
-        "high"
+        Severity::High
     } else if score >= 0.65 {
-        "medium"
+        Severity::Medium
     } else {
-        "low"
+        Severity::Low
     }
 }
 
@@ -222,7 +304,7 @@ impl Engine {
     fn new_alert(
         &mut self,
         account_ids: Vec<String>,
-        kind: &str,
+        kind: AlertKind,
         score: f64,
         action: config::Action,
         evidence: Value,
@@ -232,13 +314,13 @@ impl Engine {
         Alert {
             id: self.next_id(&account_ids[0], ts_ms),
             account_ids,
-            kind: kind.into(),
-            severity: severity(score).into(),
+            kind,
+            severity: severity(score),
             score,
-            status: "open".into(),
+            status: AlertStatus::Open,
             created_at: at.clone(),
             updated_at: at,
-            action: action.as_str().into(),
+            action,
             enforced: self.cfg.mode == config::Mode::Enforce,
             evidence,
             verdict: None,
@@ -268,8 +350,8 @@ impl Engine {
             if action > open.action || score >= open.alert.score + self.cfg.rescore_step {
                 open.action = open.action.max(action);
                 open.alert.score = score.max(open.alert.score);
-                open.alert.severity = severity(open.alert.score).into();
-                open.alert.action = open.action.as_str().into();
+                open.alert.severity = severity(open.alert.score);
+                open.alert.action = open.action;
                 open.alert.evidence = evidence;
                 open.alert.updated_at = rfc3339_millis(ts_ms);
                 return Some(AlertChange {
@@ -281,7 +363,7 @@ impl Engine {
             }
             return None;
         }
-        let alert = self.new_alert(vec![account.to_string()], KIND_ACCOUNT, score, action, evidence, ts_ms);
+        let alert = self.new_alert(vec![account.to_string()], AlertKind::Extraction, score, action, evidence, ts_ms);
         let id = alert.id.clone();
         self.account_alert.insert(account.clone(), id.clone());
         self.open
@@ -323,7 +405,7 @@ impl Engine {
             for other in &existing[1..] {
                 let mut gone = self.open.remove(other).expect("indexed alert is open");
                 absorbed.extend(gone.members.iter().cloned());
-                gone.alert.status = "merged".into();
+                gone.alert.status = AlertStatus::Merged;
                 gone.alert.evidence["merged_into"] = json!(id);
                 gone.alert.updated_at = rfc3339_millis(ts_ms);
                 changes.push(AlertChange {
@@ -350,8 +432,8 @@ impl Engine {
             open.alert.account_ids = ids;
             open.action = open.action.max(action);
             open.alert.score = score.max(open.alert.score);
-            open.alert.severity = severity(open.alert.score).into();
-            open.alert.action = open.action.as_str().into();
+            open.alert.severity = severity(open.alert.score);
+            open.alert.action = open.action;
             open.alert.evidence = evidence;
             open.alert.updated_at = rfc3339_millis(ts_ms);
             changes.push(AlertChange {
@@ -363,7 +445,7 @@ impl Engine {
             return changes;
         }
         let account_ids = members.iter().map(|m| m.to_string()).collect();
-        let alert = self.new_alert(account_ids, KIND_CLUSTER, score, action, evidence, ts_ms);
+        let alert = self.new_alert(account_ids, AlertKind::CoordinatedCluster, score, action, evidence, ts_ms);
         let id = alert.id.clone();
         for m in &members {
             self.cluster_alert.insert(m.clone(), id.clone());
@@ -394,13 +476,11 @@ impl Engine {
 
     /// Re-opens alerts known from before a restart, so they keep being deduplicated.
     pub fn restore(&mut self, alert: Alert) {
-        let action = [Action::Alert, Action::Strip, Action::Throttle, Action::Block]
-            .into_iter()
-            .find(|a| a.as_str() == alert.action)
-            .unwrap_or(Action::Alert);
+        // An open alert's action is at least `alert`.
+        let action = alert.action.max(Action::Alert);
         let members: HashSet<Arc<str>> = alert.account_ids.iter().map(|m| Arc::from(m.as_str())).collect();
         for m in &members {
-            if alert.kind == KIND_CLUSTER {
+            if alert.kind == AlertKind::CoordinatedCluster {
                 self.cluster_alert.insert(m.clone(), alert.id.clone());
             } else {
                 self.account_alert.insert(m.clone(), alert.id.clone());

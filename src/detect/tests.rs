@@ -140,7 +140,7 @@ fn reasoning_harvester_is_flagged_with_evidence() {
     let mut e = engine();
     let changes = feed(&mut e, &reasoning_harvester("harvester", 400));
     let first = changes.iter().find(|c| c.created).expect("an alert");
-    assert_eq!(first.alert.kind, KIND_ACCOUNT);
+    assert_eq!(first.alert.kind, AlertKind::Extraction);
     assert_eq!(first.alert.account_ids, vec!["harvester".to_string()]);
     let requests = first.alert.evidence["requests"].as_u64().unwrap();
     assert!(requests <= 200, "flagged after {requests} requests");
@@ -238,20 +238,21 @@ fn hydra(accounts: usize, days: i64) -> Vec<Req> {
 fn hydra_cluster_is_one_alert_listing_its_members() {
     let mut e = engine();
     let changes = feed(&mut e, &hydra(30, 3));
-    let clusters: Vec<&AlertChange> = changes.iter().filter(|c| c.alert.kind == KIND_CLUSTER).collect();
+    let clusters: Vec<&AlertChange> =
+        changes.iter().filter(|c| c.alert.kind == AlertKind::CoordinatedCluster).collect();
     // Groups found before their links were complete are merged: one open alert remains,
     // listing every member.
     let mut open: std::collections::HashMap<&str, &Alert> = std::collections::HashMap::new();
     for c in &clusters {
         open.insert(&c.alert.id, &c.alert);
     }
-    open.retain(|_, a| a.status == "open");
+    open.retain(|_, a| a.status == AlertStatus::Open);
     assert_eq!(open.len(), 1, "one open cluster alert");
     let last = open.values().next().unwrap();
     assert_eq!(last.account_ids.len(), 30, "{:?}", last.account_ids);
     // Each member was flagged within its first 50 requests.
     let first = clusters[0];
-    let created = backtest::parse_ts(&first.alert.created_at).unwrap();
+    let created = crate::clock::parse_time(&first.alert.created_at).unwrap();
     let per_account_before = (created - T0) / (47 * 60_000) + 1;
     assert!(per_account_before <= 50, "{per_account_before}");
 }
@@ -378,4 +379,61 @@ fn example_config_states_the_real_defaults() {
     assert_eq!(documented.idle_evict, defaults.idle_evict);
     let eval = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("eval/detector.toml");
     assert_eq!(bands(&config::load_section(&eval).unwrap()), bands(&defaults));
+}
+
+#[test]
+fn alert_states_are_written_as_ever() {
+    // Alerts go to the admin API, `warden backtest` and the store (body and text columns)
+    // by these names; `as_str` and serde must agree on them.
+    fn check<T: Copy + PartialEq + std::fmt::Debug + Serialize + serde::de::DeserializeOwned>(
+        cases: &[(T, &str)],
+        as_str: fn(T) -> &'static str,
+    ) {
+        for &(v, text) in cases {
+            assert_eq!(as_str(v), text);
+            assert_eq!(serde_json::to_value(v).unwrap(), text);
+            assert_eq!(serde_json::from_value::<T>(text.into()).unwrap(), v);
+        }
+    }
+    // Exhaustive matches: a new variant fails to compile here until it is listed.
+    let _ = |k: AlertKind| match k {
+        AlertKind::Extraction | AlertKind::CoordinatedCluster => (),
+    };
+    let _ = |s: Severity| match s {
+        Severity::Low | Severity::Medium | Severity::High => (),
+    };
+    let _ = |s: AlertStatus| match s {
+        AlertStatus::Open | AlertStatus::Resolved | AlertStatus::Merged => (),
+    };
+    let _ = |v: Verdict| match v {
+        Verdict::Confirmed | Verdict::FalsePositive => (),
+    };
+    let _ = |a: Action| match a {
+        Action::Observe | Action::Alert | Action::Strip | Action::Throttle | Action::Block => (),
+    };
+    check(
+        &[(AlertKind::Extraction, "extraction"), (AlertKind::CoordinatedCluster, "coordinated_cluster")],
+        AlertKind::as_str,
+    );
+    check(&[(Severity::Low, "low"), (Severity::Medium, "medium"), (Severity::High, "high")], Severity::as_str);
+    check(
+        &[(AlertStatus::Open, "open"), (AlertStatus::Resolved, "resolved"), (AlertStatus::Merged, "merged")],
+        AlertStatus::as_str,
+    );
+    check(&[(Verdict::Confirmed, "confirmed"), (Verdict::FalsePositive, "false_positive")], Verdict::as_str);
+    check(
+        &[
+            (Action::Observe, "observe"),
+            (Action::Alert, "alert"),
+            (Action::Strip, "strip"),
+            (Action::Throttle, "throttle"),
+            (Action::Block, "block"),
+        ],
+        Action::as_str,
+    );
+    // The admin API's reading of a verdict.
+    assert_eq!(Verdict::parse("confirmed"), Some(Verdict::Confirmed));
+    assert_eq!(Verdict::parse("false_positive"), Some(Verdict::FalsePositive));
+    assert_eq!(Verdict::parse("False_Positive"), None);
+    assert_eq!(Verdict::parse("falsepositive"), None);
 }

@@ -37,13 +37,15 @@ use time::OffsetDateTime;
 use tokio::sync::mpsc::{self, OwnedPermit};
 
 use super::RequestEvent;
-use crate::config::{AuditConfig, AuditOverflow, CaptureMode};
+use crate::clock::Timestamp;
 use crate::error::ProxyError;
+use crate::settings::millis;
+use serde::Deserialize;
 
 /// A reserved place in the audit queue for one request's record.
 pub struct AuditSlot(OwnedPermit<Arc<RequestEvent>>);
 
-/// Counters the audit log exposes (registered by [`crate::admin::metrics::Metrics`]).
+/// Counters the audit log exposes.
 #[derive(Clone, Default)]
 pub struct AuditMetrics {
     pub written: prometheus_client::metrics::counter::Counter,
@@ -51,6 +53,20 @@ pub struct AuditMetrics {
     pub bytes: prometheus_client::metrics::counter::Counter,
     pub write_errors: prometheus_client::metrics::counter::Counter,
     pub queue_depth: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl AuditMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register("audit_records", "Audit records written", self.written.clone());
+        registry.register(
+            "audit_dropped",
+            "Audit records lost (queue full in `drop` mode, or repeated write failures)",
+            self.dropped.clone(),
+        );
+        registry.register("audit_bytes", "Bytes written to the audit log", self.bytes.clone());
+        registry.register("audit_write_errors", "Failed audit writes and fsyncs (retried)", self.write_errors.clone());
+        registry.register("audit_queue_depth", "Audit records waiting to be written", self.queue_depth.clone());
+    }
 }
 
 /// The request path's handle on the audit log.
@@ -320,7 +336,7 @@ impl AuditSink {
         account_id: &str,
         since_ms: i64,
         limit: i64,
-    ) -> Result<Vec<Value>, AuditError> {
+    ) -> Result<Vec<Box<serde_json::value::RawValue>>, AuditError> {
         // Blocks come newest first by their latest record, a page at a time; entries
         // within and across blocks are then put in order. Reading stops once `limit`
         // entries are newer than anything the next block holds.
@@ -373,7 +389,10 @@ impl AuditSink {
         found.truncate(limit);
         let locations: Vec<(Arc<str>, u64, usize)> = found.into_iter().map(|l| (l.file, l.offset, l.len)).collect();
         let dir = self.dir.clone();
-        let records = tokio::task::spawn_blocking(move || -> io::Result<Vec<Value>> {
+        // Records are handed on as the text the file holds (checked to be one JSON value,
+        // not read into a tree): a tree could not hold a body nested deeper than
+        // serde_json's recursion limit, and such a record would go missing.
+        let records = tokio::task::spawn_blocking(move || -> io::Result<Vec<Box<serde_json::value::RawValue>>> {
             let mut files: HashMap<Arc<str>, Option<File>> = HashMap::new();
             let mut out = Vec::with_capacity(locations.len());
             for (name, offset, len) in locations {
@@ -382,8 +401,11 @@ impl AuditSink {
                 let Some(file) = file else { continue };
                 let mut buf = vec![0u8; len];
                 if file.read_exact_at(&mut buf, offset).is_ok() {
-                    if let Ok(v) = serde_json::from_slice(&buf) {
-                        out.push(v);
+                    let Ok(text) = String::from_utf8(buf) else { continue };
+                    let text = text.trim_end_matches(['\n', '\r']);
+                    match serde_json::value::RawValue::from_string(text.to_string()) {
+                        Ok(v) => out.push(v),
+                        Err(e) => tracing::warn!(file = %name, offset, error = %e, "unreadable audit record skipped"),
                     }
                 }
             }
@@ -393,54 +415,6 @@ impl AuditSink {
         .expect("audit read task")?;
         Ok(records)
     }
-}
-
-/// `ms` (Unix milliseconds, UTC) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
-pub fn format_ts(ms: i64) -> String {
-    String::from(Timestamp::of(ms).as_str())
-}
-
-/// An audit timestamp formatted without allocating: the writer formats one per record.
-pub struct Timestamp([u8; 24]);
-
-impl Timestamp {
-    pub fn of(ms: i64) -> Timestamp {
-        let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-        let (y, m, d) = civil_from_days(days);
-        let mut out = *b"0000-00-00T00:00:00.000Z";
-        let mut put = |at: usize, width: usize, mut v: i64| {
-            for i in (at..at + width).rev() {
-                out[i] = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
-        };
-        put(0, 4, y.clamp(0, 9999));
-        put(5, 2, m);
-        put(8, 2, d);
-        put(11, 2, ms_of_day / 3_600_000);
-        put(14, 2, ms_of_day / 60_000 % 60);
-        put(17, 2, ms_of_day / 1000 % 60);
-        put(20, 3, ms_of_day % 1000);
-        Timestamp(out)
-    }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.0).expect("digits and separators are ASCII")
-    }
-}
-
-/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian; Howard
-/// Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
 fn short_hash(text: &str) -> String {
@@ -522,13 +496,13 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
         w.bool(true);
     }
     w.key("decision");
-    w.str(event.decision);
+    w.str(event.decision.as_str());
     if let Some(reason) = &event.reason {
         w.key("reason");
         w.str(reason);
     }
     w.key("ending");
-    w.str(event.ending);
+    w.str(event.ending.as_str());
     match capture {
         CaptureMode::None => {}
         CaptureMode::Hash => {
@@ -547,7 +521,8 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
             if let Some(r) = &event.request {
                 w.key("request_body");
                 // The client's bytes, on one line; only redaction needs them decoded.
-                if redact.is_empty() && r.view.utf8 {
+                // (A body warden accepted is valid UTF-8: the reader refuses any other.)
+                if redact.is_empty() {
                     compact_json(&r.raw, w.0);
                 } else {
                     match serde_json::from_slice::<Value>(&r.raw) {
@@ -555,8 +530,8 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
                             redact_value(&mut body, redact);
                             serde_json::to_writer(&mut *w.0, &body).expect("serializing JSON into memory cannot fail");
                         }
-                        // Not valid JSON text (bytes that are not UTF-8 in a string warden
-                        // skipped): the record stays valid without it.
+                        // Deeper than a tree holds (the reader refuses those too): the
+                        // record stays valid without it.
                         Err(_) => w.raw(b"null"),
                     }
                 }
@@ -991,13 +966,124 @@ impl Writer {
     }
 }
 
-/// Parses `since` as RFC 3339 or Unix milliseconds.
-pub fn parse_since(s: &str) -> Option<i64> {
-    if let Ok(ms) = s.parse::<i64>() {
-        return Some(ms);
+// ---------------------------------------------------------------------------------------
+// The `[audit]` section.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawAudit {
+    /// Directory of the audit JSONL files.
+    pub dir: Option<String>,
+    /// `full` (prompt and completion text), `hash` (stable hashes) or `none`.
+    pub capture: Option<String>,
+    /// With `full`: completion text kept per record, in bytes (the rest is cut).
+    pub max_capture_bytes: Option<usize>,
+    /// Regular expressions; every match in captured text is replaced by `[REDACTED]`
+    /// before anything is written.
+    pub redact: Option<Vec<String>>,
+    /// A file is rotated when it would grow past this many bytes (and at each UTC day).
+    pub max_file_bytes: Option<u64>,
+    /// Files older than this many days are deleted.
+    pub retention_days: Option<u32>,
+    /// Written data is fsynced at least this often.
+    pub flush_interval_ms: Option<u64>,
+    /// Records waiting to be written; each request reserves its slot when it arrives.
+    pub queue_capacity: Option<usize>,
+    /// When the queue is full: `reject` new requests with 503 (nothing goes unaudited)
+    /// or `drop` their records (counted in `warden_audit_dropped_total`).
+    pub overflow: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureMode {
+    Full,
+    Hash,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOverflow {
+    Reject,
+    Drop,
+}
+
+#[derive(Debug, Clone)]
+pub struct AuditConfig {
+    pub dir: PathBuf,
+    pub capture: CaptureMode,
+    pub max_capture_bytes: usize,
+    pub redact: Vec<regex::Regex>,
+    pub max_file_bytes: u64,
+    pub retention_days: u32,
+    pub flush_interval: Duration,
+    pub queue_capacity: usize,
+    pub overflow: AuditOverflow,
+}
+
+impl AuditConfig {
+    /// Validates `[audit]`; the queue must hold a slot for each of the `max_in_flight`
+    /// requests (`server.max_in_flight`).
+    pub fn from_raw(a: RawAudit, max_in_flight: usize, problems: &mut Vec<String>) -> AuditConfig {
+        let capture = match a.capture.as_deref().unwrap_or("hash") {
+            "full" => CaptureMode::Full,
+            "hash" => CaptureMode::Hash,
+            "none" => CaptureMode::None,
+            other => {
+                problems.push(format!("audit.capture: `{other}` must be `full`, `hash` or `none`"));
+                CaptureMode::None
+            }
+        };
+        let redact = a
+            .redact
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| {
+                regex::Regex::new(r)
+                    .map_err(|e| problems.push(format!("audit.redact: `{r}` is not a valid regex: {e}")))
+                    .ok()
+            })
+            .collect();
+        let overflow = match a.overflow.as_deref().unwrap_or("reject") {
+            "reject" => AuditOverflow::Reject,
+            "drop" => AuditOverflow::Drop,
+            other => {
+                problems.push(format!("audit.overflow: `{other}` must be `reject` or `drop`"));
+                AuditOverflow::Reject
+            }
+        };
+        let queue_capacity = a.queue_capacity.unwrap_or(16_384);
+        if queue_capacity < max_in_flight {
+            problems.push(format!(
+                "audit.queue_capacity: {queue_capacity} is below server.max_in_flight ({}): every request in flight reserves a slot",
+                max_in_flight
+            ));
+        }
+        AuditConfig {
+            dir: PathBuf::from(a.dir.unwrap_or_else(|| "data/audit".into())),
+            capture,
+            max_capture_bytes: a.max_capture_bytes.unwrap_or(64 * 1024),
+            redact,
+            max_file_bytes: match a.max_file_bytes.unwrap_or(256 * 1024 * 1024) {
+                v if v < 4096 => {
+                    problems.push("audit.max_file_bytes: must be at least 4096".into());
+                    v
+                }
+                v => v,
+            },
+            retention_days: match a.retention_days.unwrap_or(30) {
+                0 => {
+                    problems.push("audit.retention_days: must be at least 1".into());
+                    1
+                }
+                v => v,
+            },
+            flush_interval: millis("audit.flush_interval_ms", a.flush_interval_ms, 1_000, problems),
+            queue_capacity,
+            overflow,
+        }
     }
-    let t = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    Some((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
 #[cfg(test)]
@@ -1036,9 +1122,9 @@ mod tests {
             latency: Duration::from_millis(12),
             usage: Some(Usage { prompt_tokens: 3, completion_tokens: 4 }),
             usage_estimated: false,
-            decision: "allowed",
+            decision: crate::events::Decision::Allowed,
             reason: None,
-            ending: "complete",
+            ending: crate::events::Ending::Complete,
             request: Some(Box::new(body)),
             completion_text: Some("sure 4111-1111-1111-1111".into()),
             completion_truncated: false,
@@ -1066,17 +1152,15 @@ mod tests {
     #[test]
     fn a_body_is_copied_as_sent_only_when_it_is_utf8() {
         // Valid UTF-8 (checked once when the body was read): the bytes as sent, on one line.
-        let mut e = event();
+        let e = event();
+        assert!(std::str::from_utf8(&e.request.as_ref().unwrap().raw).is_ok());
         let v = parse(&render(&e, CaptureMode::Full, &[]));
         assert_eq!(v["request_body"]["messages"][0]["content"], "my card is 4111-1111-1111-1111, help");
-        // A byte that is not UTF-8 in a string warden does not read: the body is still
-        // accepted, but it is not JSON text, and the record stays valid without it.
+        // A byte that is not UTF-8, even in a string warden does not read, is refused as
+        // serde_json refuses it: no record ever copies bytes that are not JSON text.
         let raw = b"{\"model\":\"m\",\"messages\":[],\"user\":\"\xff\"}";
-        let body = crate::llm::LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, raw).unwrap();
-        assert!(!body.view.utf8 && e.request.as_ref().unwrap().view.utf8);
-        e.request = Some(Box::new(body));
-        let v = parse(&render(&e, CaptureMode::Full, &[]));
-        assert_eq!(v["request_body"], Value::Null);
+        let err = crate::llm::LlmRequest::parse(crate::llm::LlmRoute::ChatCompletions, raw).unwrap_err();
+        assert_eq!(err.status(), 400);
     }
 
     #[test]
@@ -1196,7 +1280,7 @@ mod tests {
                 t.second(),
                 t.millisecond()
             );
-            assert_eq!(format_ts(ms), want, "{ms}");
+            assert_eq!(crate::clock::format_ts(ms), want, "{ms}");
         }
     }
 
@@ -1207,7 +1291,7 @@ mod tests {
         assert_eq!(parse_file_name(&file_name(d, 3)), Some((d, 3)));
         assert_eq!(parse_file_name("audit-2026-11-28.jsonl"), Some((d, 0)));
         assert_eq!(parse_file_name("other.jsonl"), None);
-        assert_eq!(parse_since("1000"), Some(1000));
-        assert_eq!(parse_since("1970-01-01T00:00:01Z"), Some(1000));
+        assert_eq!(crate::clock::parse_time("1000"), Some(1000));
+        assert_eq!(crate::clock::parse_time("1970-01-01T00:00:01Z"), Some(1000));
     }
 }

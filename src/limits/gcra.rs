@@ -47,7 +47,9 @@ impl Rate {
     /// Tries to take `n` units at `now`. `Ok(new_tat)` admits; `Err(wait_ns)` says how
     /// long until it would be admitted (`i64::MAX` if `n` exceeds the capacity).
     pub fn take(&self, tat: i64, now: i64, n: u64) -> Result<i64, i64> {
-        let cost = (n as i64).saturating_mul(self.emission);
+        // An estimate past i64 (a `max_tokens` of 1e30) costs the most there is, not a
+        // negative amount.
+        let cost = i64::try_from(n).unwrap_or(i64::MAX).saturating_mul(self.emission);
         if cost > self.tolerance {
             return Err(i64::MAX);
         }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use super::gcra::Window;
+use super::QuotaStore;
 use super::{Denial, LimitSpec, Reservation, Slot, Standing, Standings};
-use crate::store::Store;
 
 #[derive(Debug, Clone)]
 struct QuotaCounter {
@@ -34,7 +34,12 @@ struct QuotaCounter {
 struct AccountLimits {
     tats: Vec<(Slot, i64)>,
     quotas: Vec<QuotaCounter>,
+    /// Reservations not settled yet (an account with any is never evicted).
     in_flight: u64,
+    /// Of those, the ones holding a concurrency slot: what `max_concurrent` counts. A
+    /// request's slot is reserved on its own, before its body is read, and the rest of
+    /// its limits after: only the first counts here.
+    slots: u64,
     last_seen: i64,
 }
 
@@ -77,11 +82,11 @@ pub struct LocalLimits {
     // foldhash, not SipHash: hashed two or three times per request.
     accounts: DashMap<Arc<str>, AccountLimits, foldhash::fast::RandomState>,
     /// Where quota counters are saved; `None` in tests of the pure logic.
-    store: Option<Store>,
+    store: Option<Arc<dyn QuotaStore>>,
 }
 
 impl LocalLimits {
-    pub fn new(store: Option<Store>) -> LocalLimits {
+    pub fn new(store: Option<Arc<dyn QuotaStore>>) -> LocalLimits {
         LocalLimits { accounts: DashMap::default(), store }
     }
 
@@ -144,7 +149,7 @@ impl LocalLimits {
     fn reserve(state: &mut AccountLimits, spec: &LimitSpec, tokens: u64, now: i64) -> Result<Standings, Denial> {
         state.last_seen = now;
         if let Some(max) = spec.max_concurrent {
-            if state.in_flight >= max {
+            if state.slots >= max {
                 return Err(Denial::Concurrency { limit: max });
             }
         }
@@ -165,7 +170,7 @@ impl LocalLimits {
         }
         for (window, limit) in &spec.quotas {
             let q = state.quota(*window, now);
-            if q.used + tokens > *limit {
+            if q.used.saturating_add(tokens) > *limit {
                 return Err(Denial::Quota {
                     window: *window,
                     limit: *limit,
@@ -175,9 +180,13 @@ impl LocalLimits {
         }
         // Everything fits: reserve.
         for (window, _) in &spec.quotas {
-            state.quota(*window, now).used += tokens;
+            let q = state.quota(*window, now);
+            q.used = q.used.saturating_add(tokens);
         }
         state.in_flight += 1;
+        if spec.max_concurrent.is_some() {
+            state.slots += 1;
+        }
         let mut standings = Standings::default();
         for ((slot, rate), tat) in spec.rates.iter().zip(new_tats) {
             state.set_tat(slot, tat);
@@ -193,6 +202,9 @@ impl LocalLimits {
         let Some(mut entry) = self.accounts.get_mut(&r.account) else { return };
         let state = entry.value_mut();
         state.in_flight = state.in_flight.saturating_sub(1);
+        if r.spec.max_concurrent.is_some() {
+            state.slots = state.slots.saturating_sub(1);
+        }
         state.last_seen = now;
         if delta != 0 {
             for (slot, rate) in r.spec.rates.iter().filter(|(s, _)| s.is_tokens()) {
@@ -287,6 +299,43 @@ mod tests {
             requests: None,
             token_standing: None,
         }
+    }
+
+    /// The request path reserves a request's concurrency slot on its own (before the
+    /// body) and its rates and quotas after: the second reservation takes no slot.
+    #[tokio::test]
+    async fn a_slot_reserved_apart_from_the_rest_counts_once() {
+        let l = LocalLimits::new(None);
+        let a: Arc<str> = Arc::from("acme");
+        let slot = LimitSpec { max_concurrent: Some(3), ..LimitSpec::default() };
+        let rest = LimitSpec { max_concurrent: None, ..spec() };
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            l.admit(&a, &slot, 0, SEC).await.unwrap();
+            held.push(reservation(&a, &slot, 0));
+            l.admit(&a, &rest, 10, SEC).await.unwrap();
+            held.push(reservation(&a, &rest, 10));
+        }
+        assert!(matches!(l.admit(&a, &slot, 0, SEC).await, Err(Denial::Concurrency { limit: 3 })));
+        for r in &held {
+            l.settle(r, 0, SEC);
+        }
+        assert!(l.admit(&a, &slot, 0, SEC).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn an_estimate_past_every_bound_is_refused_not_wrapped() {
+        let l = LocalLimits::new(None);
+        let a: Arc<str> = Arc::from("acme");
+        let only_tokens = LimitSpec {
+            rates: smallvec::smallvec![(Slot::Tokens, Rate::per_minute(1000, None))],
+            ..LimitSpec::default()
+        };
+        assert!(matches!(l.admit(&a, &only_tokens, u64::MAX, SEC).await, Err(Denial::TooLarge { .. })));
+        let only_quota = LimitSpec { quotas: smallvec::smallvec![(Window::Day, 1500)], ..LimitSpec::default() };
+        assert!(matches!(l.admit(&a, &only_quota, u64::MAX, SEC).await, Err(Denial::Quota { .. })));
+        l.admit(&a, &only_quota, 1000, SEC).await.unwrap();
+        assert!(matches!(l.admit(&a, &only_quota, u64::MAX - 10, SEC).await, Err(Denial::Quota { .. })));
     }
 
     #[tokio::test]

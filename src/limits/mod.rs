@@ -21,7 +21,20 @@ pub mod shared;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::body::BoxError;
+use crate::settings::millis;
+use futures_util::future::BoxFuture;
 use gcra::{Rate, Window};
+use serde::Deserialize;
+
+/// Where quota counters are kept between restarts and shared with other replicas that
+/// run without Redis (the store implements it).
+pub trait QuotaStore: Send + Sync + 'static {
+    /// Tokens counted in `window` (a window id such as `2026-11-28`) for `account`.
+    fn quota_used<'a>(&'a self, account: &'a str, window: &'a str) -> BoxFuture<'a, Result<u64, BoxError>>;
+    /// Saves `(account, window, tokens)` rows, replacing what was saved before.
+    fn save_quota_usage<'a>(&'a self, rows: &'a [(Arc<str>, String, u64)]) -> BoxFuture<'a, Result<(), BoxError>>;
+}
 
 /// Which limit a check is about.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -202,7 +215,7 @@ impl Limiter {
                 shared::Outcome::Unusable => {}
             }
         }
-        let now = crate::store::now_ns();
+        let now = crate::clock::now_ns();
         let decided = self.local.admit(account, &spec, tokens, now).await;
         Ok(decided.map(|s| self.reservation(account, request_id, spec, tokens, false, s)))
     }
@@ -233,7 +246,81 @@ impl Limiter {
         let delta = used_tokens as i64 - reservation.tokens as i64;
         match (&self.shared, reservation.shared) {
             (Some(shared), true) => shared.settle(reservation, delta),
-            _ => self.local.settle(&reservation, delta, crate::store::now_ns()),
+            _ => self.local.settle(&reservation, delta, crate::clock::now_ns()),
         }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The `[limits]` section and the numeric limits of a tier.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawLimits {
+    /// Limit state of accounts idle this long is dropped from memory.
+    pub idle_eviction_ms: Option<u64>,
+    /// How often local quota counters are saved to the store.
+    pub quota_save_interval_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    pub idle_eviction: Duration,
+    pub quota_save_interval: Duration,
+}
+
+impl LimitsConfig {
+    /// Validates `[limits]`.
+    pub fn from_raw(raw: RawLimits, problems: &mut Vec<String>) -> LimitsConfig {
+        LimitsConfig {
+            idle_eviction: millis("limits.idle_eviction_ms", raw.idle_eviction_ms, 600_000, problems),
+            quota_save_interval: millis("limits.quota_save_interval_ms", raw.quota_save_interval_ms, 5_000, problems),
+        }
+    }
+}
+
+/// The numeric limits of a tier; an account's overrides replace single fields.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub max_concurrent: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    pub tokens_per_month: Option<u64>,
+}
+
+impl Limits {
+    /// These limits with every field `overrides` sets replaced.
+    pub fn with(self, overrides: &Limits) -> Limits {
+        Limits {
+            requests_per_minute: overrides.requests_per_minute.or(self.requests_per_minute),
+            tokens_per_minute: overrides.tokens_per_minute.or(self.tokens_per_minute),
+            max_concurrent: overrides.max_concurrent.or(self.max_concurrent),
+            tokens_per_day: overrides.tokens_per_day.or(self.tokens_per_day),
+            tokens_per_month: overrides.tokens_per_month.or(self.tokens_per_month),
+        }
+    }
+}
+
+/// The limits' metrics: refusals by limit, accounts with state in memory.
+#[derive(Clone, Default)]
+pub struct LimitMetrics {
+    pub rate_limited: prometheus_client::metrics::family::Family<
+        crate::metrics::KindLabel,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    pub accounts: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl LimitMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429, by limit (requests, tokens, concurrency, quota)",
+            self.rate_limited.clone(),
+        );
+        registry.register("limiter_accounts", "Accounts with limit state in memory", self.accounts.clone());
     }
 }

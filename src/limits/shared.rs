@@ -29,6 +29,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 
 use super::gcra::Window;
 use super::{Denial, LimitSpec, Reservation, Slot, Standing, Standings};
+use crate::settings::{millis, url_setting, EnvLookup};
+use serde::Deserialize;
 
 /// Reads Redis's clock; checks every limit; reserves all of them or none.
 /// KEYS: rate keys, then quota keys, then (optionally) the concurrency key.
@@ -154,7 +156,7 @@ pub struct SharedConfig {
 impl std::fmt::Debug for SharedConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedConfig")
-            .field("url", &crate::config::redacted_url(&self.url))
+            .field("url", &crate::settings::redacted_url(&self.url))
             .field("timeout", &self.timeout)
             .field("failure_mode", &self.failure_mode)
             .field("breaker_failures", &self.breaker_failures)
@@ -188,6 +190,22 @@ pub struct SharedMetrics {
     pub up: prometheus_client::metrics::gauge::Gauge,
     pub fallbacks: prometheus_client::metrics::counter::Counter,
     pub errors: prometheus_client::metrics::counter::Counter,
+}
+
+impl SharedMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "redis_up",
+            "Whether shared limits are served by Redis (1) or fall back to local limits (0)",
+            self.up.clone(),
+        );
+        registry.register(
+            "redis_fallbacks",
+            "Admissions decided without Redis (unreachable or breaker open)",
+            self.fallbacks.clone(),
+        );
+        registry.register("redis_errors", "Failed or timed-out Redis calls", self.errors.clone());
+    }
 }
 
 /// A proxy worker's own connection. It is disposable: any failed or timed-out call drops
@@ -399,7 +417,7 @@ impl SharedLimits {
     /// The connection to call Redis through: this proxy worker's own when it is up
     /// (opening it, on this worker's event loop, when it has none), else the shared one.
     fn connection(&self) -> Option<Conn> {
-        if let Some(slot) = crate::server::current_worker().and_then(|w| self.workers.get(w)) {
+        if let Some(slot) = crate::worker::current().and_then(|w| self.workers.get(w)) {
             let mut state = slot.lock().expect("redis worker slot");
             match &*state {
                 WorkerConn::Ready(c) => return Some(Conn::Worker(c.clone(), slot.clone())),
@@ -455,7 +473,7 @@ impl SharedLimits {
         };
         // The window a quota key names is the local clock's; Redis's clock decides the
         // rates. Replicas' clocks differ by far less than a day.
-        let now = crate::store::now_ns();
+        let now = crate::clock::now_ns();
         let mut inv = self.admit.prepare_invoke();
         for (slot, _) in &spec.rates {
             inv.key(self.slot_key(account, slot));
@@ -505,8 +523,11 @@ impl SharedLimits {
             // The estimate was exact and no slot is held: nothing to move.
             return;
         }
+        // Outside a runtime (a request dropped as its worker's runtime is torn down at the
+        // end of shutdown) nothing can run it: the reservation expires with its keys.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let Some(mut conn) = self.connection() else { return };
-        let now = crate::store::now_ns();
+        let now = crate::clock::now_ns();
         let token_rates: Vec<_> = r.spec.rates.iter().filter(|(s, _)| s.is_tokens()).collect();
         let mut keys: Vec<String> = token_rates.iter().map(|(slot, _)| self.slot_key(&r.account, slot)).collect();
         keys.extend(r.spec.quotas.iter().map(|(w, _)| self.quota_key(&r.account, *w, now)));
@@ -525,7 +546,7 @@ impl SharedLimits {
         let errors = self.metrics.errors.clone();
         let pending = self.settlements_pending.clone();
         pending.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let mut inv = script.prepare_invoke();
             for k in &keys {
                 inv.key(k);
@@ -577,5 +598,62 @@ fn decode_admit(v: &[i64], spec: &LimitSpec, tokens: u64, now_ns: i64) -> Result
             Err(Denial::Quota { window, limit, retry_after: Duration::from_nanos(window.remaining_ns(now_ns) as u64) })
         }
         _ => Err(Denial::Concurrency { limit: spec.max_concurrent.unwrap_or(0) }),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The `[redis]` section.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawRedis {
+    /// Redis URL; when set, limits are shared by every replica using the same Redis.
+    pub url: Option<String>,
+    /// Environment variable holding the Redis URL instead (for URLs with a password).
+    pub url_env: Option<String>,
+    /// Longest wait for one Redis call; past it the call counts as failed.
+    pub timeout_ms: Option<u64>,
+    /// While Redis is unusable: `fail_open` enforces local (per-replica) limits,
+    /// `fail_closed` refuses requests with 503.
+    pub failure_mode: Option<String>,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: Option<u32>,
+    /// How long an open breaker keeps Redis out before one probe tries it again.
+    pub breaker_cooldown_ms: Option<u64>,
+    /// Prefix of every key warden writes.
+    pub key_prefix: Option<String>,
+}
+
+impl SharedConfig {
+    /// Validates `[redis]` (the URL, or the environment variable holding it).
+    pub fn from_raw(r: RawRedis, env: EnvLookup<'_>, problems: &mut Vec<String>) -> SharedConfig {
+        let url = match url_setting("redis", r.url, r.url_env, env, problems) {
+            Some((url, _)) if url.starts_with("redis://") || url.starts_with("rediss://") => url,
+            Some((_, field)) => {
+                problems.push(format!("{field}: the URL must be a redis:// or rediss:// URL"));
+                String::new()
+            }
+            None => {
+                problems.push("redis.url: missing: set `url` or `url_env` to a redis:// or rediss:// URL".into());
+                String::new()
+            }
+        };
+        let failure_mode = match r.failure_mode.as_deref().unwrap_or("fail_open") {
+            "fail_open" => FailureMode::FailOpen,
+            "fail_closed" => FailureMode::FailClosed,
+            other => {
+                problems.push(format!("redis.failure_mode: `{other}` must be `fail_open` or `fail_closed`"));
+                FailureMode::FailOpen
+            }
+        };
+        SharedConfig {
+            url,
+            timeout: millis("redis.timeout_ms", r.timeout_ms, 50, problems),
+            failure_mode,
+            breaker_failures: r.breaker_failures.unwrap_or(3).max(1),
+            breaker_cooldown: millis("redis.breaker_cooldown_ms", r.breaker_cooldown_ms, 2_000, problems),
+            key_prefix: r.key_prefix.unwrap_or_else(|| "warden:".into()),
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use std::ops::Range;
 use std::sync::Arc;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// One piece of text: a range of the body (no escapes), or decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +53,23 @@ impl Scalar {
         match self {
             Scalar::U64(n) => Some(n),
             _ => None,
+        }
+    }
+    /// An integer-valued parameter (`max_tokens`, `n`, `best_of`, `top_logprobs`) read by
+    /// what it means, not by how it is spelled: a JSON number with an integral value,
+    /// however written (`100`, `100.0`, `1e2`, `1E+2`), is that value, saturating at
+    /// `u64::MAX` (`18446744073709551616` or `1e30` is very large, not absent); absent or
+    /// `null` is `None`. Anything else, a negative or fractional number, a string (even
+    /// `"100"`), a boolean, an array or an object, is not a count.
+    pub fn count(self) -> Result<Option<u64>, NotACount> {
+        match self {
+            Scalar::Absent | Scalar::Null => Ok(None),
+            Scalar::U64(n) => Ok(Some(n)),
+            // `as` saturates: 2^64 and beyond read as u64::MAX. An infinite value cannot
+            // come from serde_json (it refuses numbers out of range); its `fract` is NaN,
+            // so it would be refused here too. `-0.0` is zero.
+            Scalar::Number(x) if x >= 0.0 && x.fract() == 0.0 => Ok(Some(x as u64)),
+            _ => Err(NotACount),
         }
     }
     pub fn as_f64(self) -> Option<f64> {
@@ -116,10 +133,11 @@ pub struct View {
     pub logprobs: Scalar,
     pub top_logprobs: Scalar,
     pub logit_bias: Scalar,
-    /// The whole body is valid UTF-8 (checked once, here): the audit writer copies it
-    /// into a record as it is without checking it again.
-    pub utf8: bool,
 }
+
+/// A parameter that should be a count (see [`Scalar::count`]) is not one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotACount;
 
 /// The body is not a JSON object.
 #[derive(Debug)]
@@ -132,18 +150,19 @@ impl View {
     /// string; a body that is valid UTF-8 as a whole (nearly all) is checked in one pass
     /// and read as text instead. Any other body is read as before, for the same error.
     pub fn parse(body: &[u8]) -> Result<Result<View, NotAnObject>, serde_json::Error> {
+        // A body that is not UTF-8 is refused either way (serde_json checks every string,
+        // skipped ones too); read from bytes it gets serde_json's own error.
         match std::str::from_utf8(body) {
-            Ok(text) => View::parse_from(serde_json::Deserializer::from_str(text), body, true),
-            Err(_) => View::parse_from(serde_json::Deserializer::from_slice(body), body, false),
+            Ok(text) => View::parse_from(serde_json::Deserializer::from_str(text), body),
+            Err(_) => View::parse_from(serde_json::Deserializer::from_slice(body), body),
         }
     }
 
     fn parse_from<'de, R: serde_json::de::Read<'de>>(
         mut de: serde_json::Deserializer<R>,
         body: &'de [u8],
-        utf8: bool,
     ) -> Result<Result<View, NotAnObject>, serde_json::Error> {
-        let mut view = View { utf8, ..View::default() };
+        let mut view = View::default();
         let is_object = Top { view: &mut view, base: Base::of(body) }.deserialize(&mut de)?;
         de.end()?;
         Ok(if is_object { Ok(view) } else { Err(NotAnObject) })
@@ -233,14 +252,14 @@ impl<'de> Visitor<'de> for Top<'_> {
                 "top_logprobs" => v.top_logprobs = map.next_value_seed(ScalarSeed)?,
                 "logit_bias" => v.logit_bias = map.next_value_seed(ScalarSeed)?,
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Ignored>()?;
                 }
             }
         }
         Ok(true)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Ignored>()?.is_some() {}
         Ok(false)
     }
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
@@ -260,6 +279,52 @@ impl<'de> Visitor<'de> for Top<'_> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
         Ok(false)
+    }
+}
+
+/// A value read only to get past it, checked as serde_json checks a value it keeps:
+/// numbers in range, `\u` escapes that make characters, UTF-8. serde's `IgnoredAny`
+/// skips a value without these checks, and the reader must take exactly the bodies
+/// serde_json takes: `upstream_body` parses an edited body again (a body it could not
+/// parse would go upstream unedited), and so may the upstream.
+struct Ignored;
+
+impl<'de> de::Deserialize<'de> for Ignored {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Ignored)
+    }
+}
+
+impl<'de> Visitor<'de> for Ignored {
+    type Value = Ignored;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Ignored, E> {
+        Ok(Ignored)
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Ignored, E> {
+        Ok(Ignored)
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Ignored, E> {
+        Ok(Ignored)
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Ignored, E> {
+        Ok(Ignored)
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Ignored, E> {
+        Ok(Ignored)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Ignored, E> {
+        Ok(Ignored)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Ignored, A::Error> {
+        while seq.next_element::<Ignored>()?.is_some() {}
+        Ok(Ignored)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Ignored, A::Error> {
+        while map.next_entry::<Ignored, Ignored>()?.is_some() {}
+        Ok(Ignored)
     }
 }
 
@@ -340,7 +405,7 @@ impl<'de> Visitor<'de> for TextVisitor<'_> {
                     }
                 }
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Ignored>()?;
                 }
             }
         }
@@ -491,7 +556,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_> {
                     }
                 }
                 None => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Ignored>()?;
                 }
             }
         }
@@ -600,11 +665,11 @@ impl<'de, T: KeptStr> Visitor<'de> for StrSeed<T> {
         Ok(None)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Ignored>()?.is_some() {}
         Ok(None)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        while map.next_entry::<Ignored, Ignored>()?.is_some() {}
         Ok(None)
     }
 }
@@ -643,12 +708,12 @@ impl<'de> Visitor<'de> for ScalarSeed {
         Ok(Scalar::Null)
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Scalar, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Ignored>()?.is_some() {}
         Ok(Scalar::Array)
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
         let mut empty = true;
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {
+        while map.next_entry::<Ignored, Ignored>()?.is_some() {
             empty = false;
         }
         Ok(Scalar::Object { empty })
@@ -677,7 +742,7 @@ impl<'de> Visitor<'de> for StreamOptions {
             if &*key.0 == "include_usage" {
                 include_usage = map.next_value_seed(ScalarSeed)?;
             } else {
-                map.next_value::<IgnoredAny>()?;
+                map.next_value::<Ignored>()?;
             }
         }
         Ok((Scalar::Object { empty }, include_usage))
@@ -701,7 +766,7 @@ impl<'de> Visitor<'de> for StreamOptions {
         Ok((Scalar::Null, Scalar::Absent))
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        while seq.next_element::<Ignored>()?.is_some() {}
         Ok((Scalar::Array, Scalar::Absent))
     }
 }
