@@ -16,9 +16,17 @@ pub enum AccountsCommand {
 }
 
 pub enum KeysCommand {
-    Create { account: String },
-    List { account: String },
-    Revoke { key_id: String },
+    /// `key_only`: print the key alone (for `KEY=$(warden keys create ID --key-only)`).
+    Create {
+        account: String,
+        key_only: bool,
+    },
+    List {
+        account: String,
+    },
+    Revoke {
+        key_id: String,
+    },
 }
 
 pub enum AlertsCommand {
@@ -84,10 +92,14 @@ pub async fn accounts(admin: &AdminClient, cmd: AccountsCommand) -> anyhow::Resu
 
 pub async fn keys(admin: &AdminClient, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::Create { account } => {
+        KeysCommand::Create { account, key_only } => {
             let path = format!("/admin/v1/accounts/{}/keys", path_segment(&account));
             let v = admin.expect(Method::POST, &path, None).await?;
-            print(&v);
+            if key_only {
+                println!("{}", v["key"].as_str().unwrap_or_default());
+            } else {
+                print(&v);
+            }
             eprintln!("Store the key now: it is shown only once.");
         }
         KeysCommand::List { account } => {

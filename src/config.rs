@@ -326,6 +326,33 @@ mod tests {
     }
 
     #[test]
+    fn without_tiers_there_is_one_default_tier_with_finite_limits() {
+        let text = "[upstream]\nbase_url = \"http://127.0.0.1:9000\"\n[admin]\ntoken_env = \"WARDEN_ADMIN_TOKEN\"\n";
+        let c = Config::from_toml(text, &env).unwrap();
+        assert_eq!(c.tiers.len(), 1);
+        let t = &c.tiers[0];
+        assert_eq!(t.name, "default");
+        let l = t.limits;
+        for (what, v) in [
+            ("requests_per_minute", l.requests_per_minute),
+            ("tokens_per_minute", l.tokens_per_minute),
+            ("max_concurrent", l.max_concurrent),
+            ("tokens_per_day", l.tokens_per_day),
+            ("tokens_per_month", l.tokens_per_month),
+        ] {
+            assert!(v.is_some_and(|v| v > 0), "{what} must be finite by default");
+        }
+        assert!(crate::tiers::notes(&c.tiers).is_empty());
+        // A tier that names no rate is allowed, and said to be unlimited.
+        let named = Config::from_toml(&format!("{text}[[tiers]]\nname = \"open\"\n"), &env).unwrap();
+        assert_eq!(named.tiers.len(), 1);
+        assert_eq!(
+            crate::tiers::notes(&named.tiers),
+            ["tier `open` sets no requests_per_minute, tokens_per_minute, max_concurrent: unlimited"]
+        );
+    }
+
+    #[test]
     fn every_problem_is_reported_at_once() {
         let text = r#"
             [server]

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::app::App;
 use crate::client::{AdminClient, HttpClient};
-use crate::config::Config;
+use crate::config::{Config, Tier};
 use crate::mock_llm::{self, MockOptions};
 use crate::server::{self, Listeners};
 
@@ -38,8 +38,12 @@ fn chat(account: &'static str, what: &'static str, prompt: &str, stream: bool) -
         what,
         method: Method::POST,
         path: "/v1/chat/completions",
-        body: Some(json!({"model": "mock-small", "stream": stream,
-            "messages": [{"role": "user", "content": prompt}]})),
+        body: Some(if stream {
+            json!({"model": "mock-small", "stream": true, "stream_options": {"include_usage": true},
+                "messages": [{"role": "user", "content": prompt}]})
+        } else {
+            json!({"model": "mock-small", "messages": [{"role": "user", "content": prompt}]})
+        }),
         key_override: None,
     }
 }
@@ -101,8 +105,13 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("  mock LLM upstream  {}", mock.base_url());
     println!("  proxy              http://{proxy_addr}");
     println!("  admin API          http://{admin_addr}");
-    println!("  review dashboard   http://{admin_addr}/dashboard/  (with --keep-running; link below)");
-    println!("  data directory     {}\n", data_dir.display());
+    if opts.keep_running {
+        println!("  review dashboard   http://{admin_addr}/dashboard/  (token below, at the end)");
+        println!("  data directory     {}  (deleted when the demo stops)\n", data_dir.display());
+    } else {
+        println!("  data directory     {}  (temporary: deleted at the end)", data_dir.display());
+        println!("  (everything stops at the end; `warden demo --keep-running` leaves it up to explore)\n");
+    }
 
     let admin = AdminClient::new(&format!("http://{admin_addr}"), &admin_token, "demo");
     let mut keys = std::collections::HashMap::new();
@@ -160,10 +169,9 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     ];
 
     let http = HttpClient::new();
-    println!(
-        "\n  {:<3} {:<10} {:<16} {:<24} {:>6} {:>14}  note",
-        "#", "account", "what", "path", "status", "tokens p/c"
-    );
+    println!("\n  a short mix of requests through the proxy:");
+    println!("  (tokens: prompt/completion as the reply's `usage` gives them; - where it has none)\n");
+    println!("  {:<3} {:<10} {:<16} {:<24} {:>6} {:>9}  note", "#", "account", "what", "path", "status", "tokens");
     let mut n = 0;
     let mut run_step = |step: Step| {
         n += 1;
@@ -188,7 +196,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             let text = String::from_utf8_lossy(&reply.body).to_string();
             let (tokens, note) = describe(&reply.json(), &text, reply.status.is_success());
             println!(
-                "  {:<3} {:<10} {:<16} {:<24} {:>6} {:>14}  {}",
+                "  {:<3} {:<10} {:<16} {:<24} {:>6} {:>9}  {}",
                 n,
                 step.account,
                 step.what,
@@ -211,28 +219,30 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
     println!("\n  reviewer blocked `mallory` (reason recorded); its next request:");
     run_step(chat("mallory", "chat", "One more question.", false)).await?;
 
-    simulate(&http, &admin, &format!("http://{proxy_addr}")).await?;
+    let tier = app.config().tier("default").cloned().expect("the demo config has a default tier");
+    simulate(&http, &admin, &format!("http://{proxy_addr}"), &tier).await?;
 
     // Let the last streamed responses finish their accounting before reading totals.
     tokio::time::sleep(Duration::from_millis(50)).await;
-    println!("\n  per-account totals from the admin API:");
-    println!("  {:<10} {:<8} {:>9} {:>12} {:>12}", "account", "status", "requests", "prompt tok", "compl. tok");
+    println!("\n  per-account totals from the admin API (GET /admin/v1/accounts):");
     let accounts = admin.expect(Method::GET, "/admin/v1/accounts", None).await?;
+    let mut totals = Table::new(&["account", "status", ">requests", ">prompt tokens", ">completion tokens"]);
     for a in accounts["accounts"].as_array().into_iter().flatten() {
-        println!(
-            "  {:<10} {:<8} {:>9} {:>12} {:>12}",
-            a["id"].as_str().unwrap_or(""),
-            a["status"].as_str().unwrap_or(""),
-            a["usage"]["requests"].as_u64().unwrap_or(0),
-            a["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
-            a["usage"]["completion_tokens"].as_u64().unwrap_or(0)
-        );
+        totals.row(vec![
+            a["id"].as_str().unwrap_or("").to_string(),
+            a["status"].as_str().unwrap_or("").to_string(),
+            a["usage"]["requests"].as_u64().unwrap_or(0).to_string(),
+            a["usage"]["prompt_tokens"].as_u64().unwrap_or(0).to_string(),
+            a["usage"]["completion_tokens"].as_u64().unwrap_or(0).to_string(),
+        ]);
     }
+    totals.print();
 
     if opts.keep_running {
-        println!(
-            "\n  still running; admin token: {admin_token}\n  review dashboard: http://{admin_addr}/dashboard/#token={admin_token}&actor=you\n  try: curl http://{admin_addr}/metrics\n  Ctrl-C to stop."
-        );
+        let alerts = admin.expect(Method::GET, "/admin/v1/alerts?status=all&limit=1", None).await?;
+        let alert = alerts["alerts"][0]["id"].as_str().unwrap_or("ALERT_ID").to_string();
+        let key = keys["acme-chat"].clone();
+        println!("{}", ready_commands(&warden_command(), proxy_addr, admin_addr, &admin_token, &key, &alert));
         let _ = tokio::signal::ctrl_c().await;
     }
     let _ = stop_tx.send(());
@@ -303,7 +313,7 @@ fn sim_body(kind: &str, i: usize) -> Value {
 
 /// Benign and harvesting accounts send interleaved traffic; the detector works beside the
 /// proxy and the demo prints its alerts and actions as they happen.
-async fn simulate(http: &HttpClient, admin: &AdminClient, proxy: &str) -> anyhow::Result<()> {
+async fn simulate(http: &HttpClient, admin: &AdminClient, proxy: &str, tier: &Tier) -> anyhow::Result<()> {
     println!("\n  simulated traffic: benign and harvesting accounts, interleaved");
     let mut sims = Vec::new();
     let mut add = |id: String, kind: &'static str, ip: String, per_round: usize| {
@@ -382,22 +392,150 @@ async fn simulate(http: &HttpClient, admin: &AdminClient, proxy: &str) -> anyhow
             println!("             evidence: {}", signals.join(", "));
         }
     }
-    println!("\n  {:<12} {:<10} {:>5} {:>5} {:>8}  status", "account", "profile", "sent", "ok", "refused");
+    println!("\n  where each simulated account ended up:");
+    let mut table = Table::new(&["account", "profile", ">sent", ">ok", ">refused", "status", ">risk", "limits now"]);
+    let (rpm, tpm) = (tier.limits.requests_per_minute, tier.limits.tokens_per_minute);
+    let rate = |v: Option<u64>, factor: f64, unit: &str| match v {
+        Some(v) => format!("{} {unit}/min", ((v as f64 * factor).floor() as u64).max(1)),
+        None => format!("unlimited {unit}"),
+    };
     for s in &sims {
         let a = admin.expect(Method::GET, &format!("/admin/v1/accounts/{}", s.id), None).await?;
-        println!(
-            "  {:<12} {:<10} {:>5} {:>5} {:>8}  {} (risk {:.2})",
-            s.id,
-            s.kind,
-            s.sent,
-            s.ok,
-            s.refused,
-            a["status"].as_str().unwrap_or(""),
-            a["risk_score"].as_f64().unwrap_or(0.0)
-        );
+        let status = a["status"].as_str().unwrap_or("").to_string();
+        let limits = match status.as_str() {
+            "blocked" => "none: every request gets 403".to_string(),
+            "throttled" => format!(
+                "{}, {} (×{} of the tier's)",
+                rate(rpm, tier.throttle_factor, "requests"),
+                rate(tpm, tier.throttle_factor, "tokens"),
+                tier.throttle_factor
+            ),
+            _ => format!("{}, {} (the tier's)", rate(rpm, 1.0, "requests"), rate(tpm, 1.0, "tokens")),
+        };
+        table.row(vec![
+            s.id.clone(),
+            s.kind.to_string(),
+            s.sent.to_string(),
+            s.ok.to_string(),
+            s.refused.to_string(),
+            status,
+            format!("{:.2}", a["risk_score"].as_f64().unwrap_or(0.0)),
+            limits,
+        ]);
     }
-    println!("  (review with: warden alerts list / show ID / resolve ID --verdict false_positive)");
+    table.print();
+    println!(
+        "  (refused: 403 once blocked, 429 over a limit. A throttled account keeps working at the\n   \
+         lower rates shown; one that stays under them is throttled without a refusal.)"
+    );
     Ok(())
+}
+
+/// The block `--keep-running` prints: commands that work as pasted, in another terminal,
+/// while the demo runs. Between the marker lines, every line that does not start with `#`
+/// is a shell command (a test runs them).
+pub fn ready_commands(
+    warden: &str,
+    proxy: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    token: &str,
+    key: &str,
+    alert: &str,
+) -> String {
+    format!(
+        "\n  still running. In another terminal:\n\n\
+         ---- ready commands ----\n\
+         # the CLI talks to this demo's admin API\n\
+         export WARDEN_ADMIN_URL=http://{admin} WARDEN_ADMIN_TOKEN={token}\n\
+         {warden} alerts list\n\
+         {warden} alerts show {alert}\n\
+         {warden} accounts show distill-co\n\
+         # a request as the account acme-chat (its demo key)\n\
+         curl -sS http://{proxy}/v1/chat/completions -H 'authorization: Bearer {key}' -H 'content-type: application/json' -d '{{\"model\":\"mock-small\",\"messages\":[{{\"role\":\"user\",\"content\":\"hello\"}}]}}'\n\
+         curl -sS http://{admin}/metrics\n\
+         ---- end ----\n\n\
+         \x20 review dashboard (token in the link): http://{admin}/dashboard/#token={token}&actor=you\n\
+         \x20 Ctrl-C stops the demo and deletes its data."
+    )
+}
+
+/// How to call this binary from a shell: `warden` if that is what PATH finds, else its path.
+fn warden_command() -> String {
+    let me = std::env::current_exe().ok().and_then(|p| p.canonicalize().ok());
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path).map(|d| d.join("warden")).find(|p| p.is_file()).and_then(|p| p.canonicalize().ok())
+    });
+    match (me, on_path) {
+        (Some(me), Some(found)) if me == found => "warden".into(),
+        (Some(me), _) => me.display().to_string(),
+        (None, _) => "warden".into(),
+    }
+}
+
+/// A table printed with each column as wide as its widest cell; a heading that starts
+/// with `>` is right-aligned.
+struct Table {
+    heads: Vec<(String, bool)>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(heads: &[&str]) -> Table {
+        let heads = heads
+            .iter()
+            .map(|h| match h.strip_prefix('>') {
+                Some(h) => (h.to_string(), true),
+                None => (h.to_string(), false),
+            })
+            .collect();
+        Table { heads, rows: Vec::new() }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self) -> String {
+        let widths: Vec<usize> = (0..self.heads.len())
+            .map(|i| {
+                self.rows
+                    .iter()
+                    .filter_map(|r| r.get(i))
+                    .map(|c| c.chars().count())
+                    .chain([self.heads[i].0.chars().count()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        let line = |cells: Vec<&str>| {
+            let mut out = String::from(" ");
+            for (i, c) in cells.iter().enumerate() {
+                let (w, right) = (widths[i], self.heads[i].1);
+                let pad = " ".repeat(w.saturating_sub(c.chars().count()));
+                out.push(' ');
+                if right {
+                    out.push_str(&pad);
+                    out.push_str(c);
+                } else {
+                    out.push_str(c);
+                    if i + 1 < cells.len() {
+                        out.push_str(&pad);
+                    }
+                }
+            }
+            out
+        };
+        let mut text = line(self.heads.iter().map(|(h, _)| h.as_str()).collect());
+        for r in &self.rows {
+            text.push('\n');
+            text.push_str(&line(r.iter().map(String::as_str).collect()));
+        }
+        text
+    }
+
+    fn print(&self) {
+        println!("{}", self.render());
+    }
 }
 
 /// Tokens and a short note for one reply of the demo.
@@ -410,7 +548,21 @@ fn describe(v: &Value, text: &str, ok: bool) -> (String, String) {
     }
     if text.starts_with("data:") {
         let chunks = text.matches("data: {").count();
-        return ("(counted)".into(), format!("{chunks} SSE chunks streamed"));
+        // The usage chunk the stream ends with (asked for with stream_options.include_usage).
+        let usage = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .find(|c| c["usage"].is_object());
+        let tokens = match usage {
+            Some(c) => format!(
+                "{}/{}",
+                c["usage"]["prompt_tokens"].as_u64().unwrap_or(0),
+                c["usage"]["completion_tokens"].as_u64().unwrap_or(0)
+            ),
+            None => "-".into(),
+        };
+        return (tokens, format!("{chunks} SSE chunks streamed as they came"));
     }
     let usage = &v["usage"];
     let tokens = match (usage["prompt_tokens"].as_u64(), usage["completion_tokens"].as_u64()) {

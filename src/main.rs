@@ -141,7 +141,12 @@ enum AccountsCmd {
 #[derive(Subcommand)]
 enum KeysCmd {
     /// Create a key for an account; the key is printed once.
-    Create { account: String },
+    Create {
+        account: String,
+        /// Print only the key (no JSON), e.g. `KEY=$(warden keys create acme --key-only)`.
+        #[arg(long)]
+        key_only: bool,
+    },
     /// List an account's keys (ids and hints, never the keys).
     List { account: String },
     /// Revoke a key.
@@ -182,6 +187,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     c.upstream.base_url,
                     c.tiers.len()
                 );
+                for note in warden::tiers::notes(&c.tiers) {
+                    println!("note: {note}");
+                }
+                for (what, path) in data_paths(&c) {
+                    println!("{what}: {path}");
+                }
                 Ok(ExitCode::SUCCESS)
             }
             Err(problems) => {
@@ -219,7 +230,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys { admin, command } => {
             let client = admin_client(&admin)?;
             let cmd = match command {
-                KeysCmd::Create { account } => KeysCommand::Create { account },
+                KeysCmd::Create { account, key_only } => KeysCommand::Create { account, key_only },
                 KeysCmd::List { account } => KeysCommand::List { account },
                 KeysCmd::Revoke { key_id } => KeysCommand::Revoke { key_id },
             };
@@ -242,11 +253,28 @@ async fn serve(path: &std::path::Path) -> anyhow::Result<ExitCode> {
     let (proxy, admin) = (listeners.proxy_addr(), listeners.admin_addr());
     let app = Arc::new(warden::app::App::build_from(config, Some(path.to_path_buf())).await?);
     tracing::info!(%proxy, %admin, upstream = %app.config().upstream.base_url, "warden listening");
+    for (what, path) in data_paths(&app.config()) {
+        tracing::info!(path = %path, "{what}");
+    }
+    for note in warden::tiers::notes(&app.config().tiers) {
+        tracing::warn!("{note}");
+    }
     tokio::spawn(reload_on_sighup(app.clone()));
     warden::server::run(app.clone(), listeners, shutdown_signal()).await;
     app.shutdown().await;
     tracing::info!("warden stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where warden keeps its data, as absolute paths (a relative path in the config is
+/// relative to the directory warden was started in, which is easy to miss).
+fn data_paths(c: &Config) -> Vec<(&'static str, String)> {
+    let abs = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    let storage = match &c.storage.backend {
+        warden::store::StorageBackend::Sqlite(p) => abs(p),
+        warden::store::StorageBackend::Url(u) => warden::settings::redacted_url(u),
+    };
+    vec![("accounts, keys and alerts (storage)", storage), ("audit log (audit.dir)", abs(&c.audit.dir))]
 }
 
 /// SIGHUP: read the config file again and apply what can change without a restart.

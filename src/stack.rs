@@ -579,7 +579,8 @@ impl Exchange {
                 app.metrics.limits.rate_limited.get_or_create(&KindLabel { kind: denial_label(denial) }).inc();
                 denial_headers(response.headers_mut(), denial);
             }
-            _ => rate_limit_headers(response.headers_mut(), standings),
+            _ if self.reports_limits() => rate_limit_headers(response.headers_mut(), standings, true),
+            _ => {}
         }
         response
     }
@@ -611,6 +612,12 @@ impl Exchange {
         event.request = self.llm.take();
         let slot = self.audit_slot.take();
         app.record(event, route, slot);
+    }
+
+    /// An admitted LLM request's response says where it stands against its limits, even
+    /// when it has none (see [`rate_limit_headers`]).
+    fn reports_limits(&self) -> bool {
+        self.reservation.is_some() || (self.admitted && matches!(self.route, Route::Llm(_)))
     }
 
     /// Settles the limits reservation, if any, with `used` tokens, and frees the
@@ -669,8 +676,9 @@ impl Exchange {
             // stream early (an event past `server.max_event_bytes`).
             parts.headers.remove(header::CONTENT_LENGTH);
         }
-        if let Some(r) = &self.reservation {
-            rate_limit_headers(&mut parts.headers, (r.requests, r.token_standing));
+        if self.reports_limits() {
+            let standings = self.reservation.as_ref().map_or((None, None), |r| (r.requests, r.token_standing));
+            rate_limit_headers(&mut parts.headers, standings, true);
         }
         let status = parts.status.as_u16();
         let tap = crate::accounting::TapLimits {
@@ -853,8 +861,14 @@ fn estimate_tokens(
     prompt.saturating_add(completion)
 }
 
-/// `x-ratelimit-*` headers as OpenAI sends them.
-fn rate_limit_headers(headers: &mut http::HeaderMap, (requests, tokens): (Option<Standing>, Option<Standing>)) {
+/// `x-ratelimit-*` headers as OpenAI sends them. With `whole`, the standings are all
+/// there is: a kind without one has no limit, and its limit and remaining say
+/// `unlimited` (no reset is sent). Without it (a 429), only the kinds given are written.
+fn rate_limit_headers(
+    headers: &mut http::HeaderMap,
+    (requests, tokens): (Option<Standing>, Option<Standing>),
+    whole: bool,
+) {
     use http::header::HeaderName;
     const NAMES: [[HeaderName; 3]; 2] = [
         [
@@ -874,7 +888,7 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, (requests, tokens): (Option
         static LIMITS: std::cell::RefCell<[(u64, HeaderValue); 2]> =
             const { std::cell::RefCell::new([(u64::MAX, HeaderValue::from_static("")), (u64::MAX, HeaderValue::from_static(""))]) };
     }
-    let count = 3 * (usize::from(requests.is_some()) + usize::from(tokens.is_some()));
+    let count = if whole { 6 } else { 3 * (usize::from(requests.is_some()) + usize::from(tokens.is_some())) };
     headers.reserve(count);
     // This response's own values (remaining and reset, per kind) are written side by side
     // into one buffer that the header values share: one allocation instead of four.
@@ -906,6 +920,11 @@ fn rate_limit_headers(headers: &mut http::HeaderMap, (requests, tokens): (Option
             headers.insert(limit, cached);
             headers.insert(remaining, value(span.0));
             headers.insert(reset, value(span.1));
+        } else if whole {
+            const UNLIMITED: HeaderValue = HeaderValue::from_static("unlimited");
+            headers.insert(limit, UNLIMITED);
+            headers.insert(remaining, UNLIMITED);
+            headers.remove(reset);
         }
     }
 }
@@ -941,7 +960,7 @@ fn denial_headers(headers: &mut http::HeaderMap, denial: &Denial) {
         Denial::Concurrency { .. } => return,
     };
     let standing = Some(Standing { limit, remaining: 0, reset_ns: denial.retry_after().as_nanos() as i64 });
-    rate_limit_headers(headers, if kind == "tokens" { (None, standing) } else { (standing, None) });
+    rate_limit_headers(headers, if kind == "tokens" { (None, standing) } else { (standing, None) }, false);
 }
 
 fn denial_label(denial: &Denial) -> &'static str {
@@ -967,13 +986,32 @@ mod tests {
             let mut h = http::HeaderMap::new();
             h.insert("x-ratelimit-limit-requests", "upstream's".parse().unwrap());
             let standing = Standing { limit, remaining, reset_ns: 1_500_000 };
-            rate_limit_headers(&mut h, (Some(standing), Some(Standing { limit: limit * 10, ..standing })));
+            rate_limit_headers(&mut h, (Some(standing), Some(Standing { limit: limit * 10, ..standing })), true);
             assert_eq!(h.get_all("x-ratelimit-limit-requests").iter().count(), 1, "warden's replaces the upstream's");
             assert_eq!(h["x-ratelimit-limit-requests"], limit.to_string().as_str());
             assert_eq!(h["x-ratelimit-remaining-requests"], remaining.to_string().as_str());
             assert_eq!(h["x-ratelimit-reset-requests"], "2ms");
             assert_eq!(h["x-ratelimit-limit-tokens"], (limit * 10).to_string().as_str());
         }
+    }
+
+    #[test]
+    fn a_kind_without_a_limit_is_reported_unlimited_only_when_the_standings_are_whole() {
+        use crate::limits::Standing;
+        let standing = Standing { limit: 60, remaining: 59, reset_ns: 1_000_000_000 };
+        let mut h = http::HeaderMap::new();
+        h.insert("x-ratelimit-reset-tokens", "upstream's".parse().unwrap());
+        rate_limit_headers(&mut h, (Some(standing), None), true);
+        assert_eq!(h["x-ratelimit-limit-requests"], "60");
+        assert_eq!(h["x-ratelimit-reset-requests"], "1s");
+        assert_eq!(h["x-ratelimit-limit-tokens"], "unlimited");
+        assert_eq!(h["x-ratelimit-remaining-tokens"], "unlimited");
+        assert!(h.get("x-ratelimit-reset-tokens").is_none(), "no reset for what has no limit");
+        // A 429 names the limit it hit and says nothing of the other kind.
+        let mut h = http::HeaderMap::new();
+        rate_limit_headers(&mut h, (None, Some(standing)), false);
+        assert_eq!(h["x-ratelimit-limit-tokens"], "60");
+        assert!(h.get("x-ratelimit-limit-requests").is_none());
     }
 
     #[test]

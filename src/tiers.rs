@@ -70,13 +70,27 @@ pub struct ModelLimit {
     pub tokens_per_minute: Option<u64>,
 }
 
-/// Validates every `[[tiers]]` entry (at least one; names unique).
+/// The tier a config without `[[tiers]]` gets: `default`, with finite limits (a gateway
+/// that admits anything unless told otherwise is not one). The same values as the
+/// `default` tier of `config/warden.toml`.
+pub fn builtin_default() -> RawTier {
+    RawTier {
+        name: Some("default".into()),
+        requests_per_minute: Some(60),
+        tokens_per_minute: Some(100_000),
+        max_concurrent: Some(8),
+        tokens_per_day: Some(2_000_000),
+        tokens_per_month: Some(40_000_000),
+        ..RawTier::default()
+    }
+}
+
+/// Validates every `[[tiers]]` entry (names unique). None at all means one
+/// [`builtin_default`] tier.
 pub fn validate(raw: Vec<RawTier>, problems: &mut Vec<String>) -> Vec<Tier> {
     let mut tiers = Vec::new();
     let mut names = BTreeSet::new();
-    if raw.is_empty() {
-        problems.push("tiers: at least one [[tiers]] entry is required".into());
-    }
+    let raw = if raw.is_empty() { vec![builtin_default()] } else { raw };
     for (i, t) in raw.into_iter().enumerate() {
         let name = match t.name {
             Some(n) if !n.trim().is_empty() => n,
@@ -149,4 +163,25 @@ pub fn validate(raw: Vec<RawTier>, problems: &mut Vec<String>) -> Vec<Tier> {
     }
 
     tiers
+}
+
+/// What an operator should know about valid tiers: each one that leaves a rate unlimited
+/// (its accounts' responses then say `unlimited` in their `x-ratelimit-*` headers).
+pub fn notes(tiers: &[Tier]) -> Vec<String> {
+    let mut notes = Vec::new();
+    for t in tiers {
+        let unlimited: Vec<&str> = [
+            ("requests_per_minute", t.limits.requests_per_minute),
+            ("tokens_per_minute", t.limits.tokens_per_minute),
+            ("max_concurrent", t.limits.max_concurrent),
+        ]
+        .into_iter()
+        .filter(|(_, v)| v.is_none())
+        .map(|(f, _)| f)
+        .collect();
+        if !unlimited.is_empty() {
+            notes.push(format!("tier `{}` sets no {}: unlimited", t.name, unlimited.join(", ")));
+        }
+    }
+    notes
 }

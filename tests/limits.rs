@@ -77,6 +77,35 @@ async fn request_rate_limits_answer_429_like_openai() {
 }
 
 #[tokio::test]
+async fn every_admitted_llm_response_says_where_it_stands_even_without_limits() {
+    let mock = mock_llm::spawn(MockOptions::default()).await.unwrap();
+    let w = Warden::start_with(&mock.base_url(), Extra { tail: TIERS, ..Extra::default() }).await;
+    // `locked` sets policy only: no rate, no concurrency limit.
+    let key = account_on(&w, "open", "locked").await;
+    let body = json!({"model": "mock-small", "messages": [{"role": "user", "content": "hi"}]});
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    for (what, body) in [("json", body), ("stream", streamed)] {
+        let r = w.post("/v1/chat/completions", &key, body).await;
+        assert_eq!(r.status, 200, "{what}");
+        for kind in ["requests", "tokens"] {
+            assert_eq!(header(&r, &format!("x-ratelimit-limit-{kind}")), "unlimited", "{what}");
+            assert_eq!(header(&r, &format!("x-ratelimit-remaining-{kind}")), "unlimited", "{what}");
+            assert!(r.headers.get(format!("x-ratelimit-reset-{kind}")).is_none(), "{what}");
+        }
+    }
+    // A tier limiting requests only: those are counted, tokens are unlimited.
+    let key = account_on(&w, "tight", "tight").await;
+    let r = w.post("/v1/chat/completions", &key, chat_body("hi", false)).await;
+    assert_eq!(header(&r, "x-ratelimit-limit-requests"), "3");
+    assert_eq!(header(&r, "x-ratelimit-limit-tokens"), "unlimited");
+    // A request refused before admission (bad key) says nothing about limits.
+    let r = w.post("/v1/chat/completions", "wk-not-a-key", chat_body("hi", false)).await;
+    assert_eq!(r.status, 401);
+    assert!(r.headers.get("x-ratelimit-limit-requests").is_none());
+}
+
+#[tokio::test]
 async fn tokens_are_reserved_before_and_reconciled_after() {
     let mock = mock_llm::spawn(MockOptions::default()).await.unwrap();
     let w = Warden::start_with(&mock.base_url(), Extra { tail: TIERS, ..Extra::default() }).await;

@@ -341,6 +341,56 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
             }
             Ok(json_response(StatusCode::OK, &Requests { requests }))
         }
+        (Method::GET, ["accounts", id, "timeline"]) => {
+            // What the dashboard's chart draws: requests and tokens per UTC hour, with the
+            // alerts naming the account and the actions taken on it.
+            accounts.get(id).await?;
+            let query = query_pairs(req.uri().query().unwrap_or(""));
+            let hours = match query.get("hours") {
+                Some(h) => h.parse::<i64>().map_err(|_| AdminError::BadRequest("`hours` must be a number".into()))?,
+                None => 48,
+            }
+            .clamp(1, 24 * 31);
+            let now = crate::clock::now_millis();
+            let to = now - now.rem_euclid(3_600_000) + 3_600_000;
+            let from = to - hours * 3_600_000;
+            let counted = app.audit.account_hours(id, from).await.map_err(|e| AdminError::Internal(e.to_string()))?;
+            let buckets: Vec<_> = counted
+                .iter()
+                .map(|h| {
+                    json!({"hour": crate::clock::rfc3339_millis(h.hour_ms), "requests": h.requests,
+                        "refused": h.refused, "prompt_tokens": h.prompt_tokens,
+                        "completion_tokens": h.completion_tokens})
+                })
+                .collect();
+            let alerts = app
+                .detector
+                .alerts(None, Some(id), 200)
+                .await
+                .map_err(|e| AdminError::Internal(e.to_string()))?
+                .into_iter()
+                .filter(|a| crate::clock::parse_time(&a.created_at).is_some_and(|t| t >= from))
+                .map(|a| {
+                    json!({"id": a.id, "kind": a.kind, "severity": a.severity, "action": a.action,
+                        "status": a.status, "created_at": a.created_at})
+                })
+                .collect::<Vec<_>>();
+            let actions = accounts
+                .history(id, 200)
+                .await?
+                .into_iter()
+                .filter(|a| a.ts >= from)
+                .map(|a| {
+                    json!({"at": crate::clock::rfc3339_millis(a.ts), "action": a.action, "actor": a.actor,
+                        "reason": a.reason})
+                })
+                .collect::<Vec<_>>();
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"account_id": id, "from": crate::clock::rfc3339_millis(from),
+                    "to": crate::clock::rfc3339_millis(to), "hours": buckets, "alerts": alerts, "actions": actions}),
+            ))
+        }
         (Method::POST, ["accounts", id, action @ ("block" | "unblock")]) => {
             let status = if *action == "block" { AccountStatus::Blocked } else { AccountStatus::Active };
             let body: Reason = json_body(req).await?;
@@ -436,7 +486,10 @@ async fn api(app: &App, req: Request<Incoming>, actor: &str) -> AdminResult {
         }
         (
             _,
-            ["accounts"] | ["accounts", _] | ["accounts", _, "keys" | "block" | "unblock" | "requests"] | ["keys", _],
+            ["accounts"]
+            | ["accounts", _]
+            | ["accounts", _, "keys" | "block" | "unblock" | "requests" | "timeline"]
+            | ["keys", _],
         ) => Err(AdminError::MethodNotAllowed),
         _ => Err(AdminError::NotFound("route".into())),
     }

@@ -242,7 +242,8 @@ fn score_group(
     let evidence = json!({
         "members": members.len(),
         "features": parts.iter().map(|(name, value, contribution)| json!({
-            "name": name, "value": round3(*value), "contribution": round3(*contribution)
+            "name": name, "value": round3(*value), "contribution": round3(*contribution),
+            "fired": *contribution > 0.0
         })).collect::<Vec<_>>(),
         "linked_pairs": edges.len(),
         "distinct_subnets": subnets.len(),

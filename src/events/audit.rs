@@ -116,6 +116,17 @@ async fn open_index(dir: &Path, read_only: bool) -> Result<SqlitePool, sqlx::Err
             .execute(&pool)
             .await?;
         sqlx::query("CREATE INDEX IF NOT EXISTS request_blocks_file ON request_blocks(file)").execute(&pool).await?;
+        // Per account and UTC hour: what the reviewers' timeline draws, without reading
+        // the records themselves.
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS account_hours (
+                account_id TEXT NOT NULL, hour_ms INTEGER NOT NULL,
+                requests INTEGER NOT NULL, refused INTEGER NOT NULL,
+                prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL,
+                PRIMARY KEY (account_id, hour_ms))",
+        )
+        .execute(&pool)
+        .await?;
         migrate_row_index(&pool).await?;
     }
     Ok(pool)
@@ -197,6 +208,78 @@ impl PendingBlocks {
         self.entries = 0;
         self.blocks.drain().map(|(_, b)| b).collect()
     }
+}
+
+const HOUR_MS: i64 = 3_600_000;
+
+/// One account's traffic in one UTC hour, as the audit records tell it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Hour {
+    /// Start of the hour, Unix milliseconds.
+    pub hour_ms: i64,
+    pub requests: u64,
+    /// Requests warden refused or that did not get an answer (status ≥ 400).
+    pub refused: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Hour {
+    fn add(&mut self, event: &RequestEvent) {
+        self.requests += 1;
+        self.refused += u64::from(event.status >= 400);
+        if let Some(u) = &event.usage {
+            self.prompt_tokens += u.prompt_tokens;
+            self.completion_tokens += u.completion_tokens;
+        }
+    }
+}
+
+/// Hourly counts gathered since the last index update, per account and hour.
+#[derive(Default)]
+struct PendingHours {
+    hours: foldhash::HashMap<(Arc<str>, i64), Hour>,
+}
+
+impl PendingHours {
+    fn add(&mut self, account_id: &Arc<str>, event: &RequestEvent) {
+        let hour_ms = event.ts_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        self.hours.entry((account_id.clone(), hour_ms)).or_insert(Hour { hour_ms, ..Hour::default() }).add(event);
+    }
+
+    fn take(&mut self) -> Vec<(Arc<str>, Hour)> {
+        self.hours.drain().map(|((a, _), h)| (a, h)).collect()
+    }
+}
+
+/// Hours per upsert statement (6 parameters each).
+const HOURS_PER_STATEMENT: usize = 400;
+
+async fn upsert_hours(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    hours: Vec<(Arc<str>, Hour)>,
+) -> Result<(), sqlx::Error> {
+    for chunk in hours.chunks(HOURS_PER_STATEMENT) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO account_hours (account_id, hour_ms, requests, refused, prompt_tokens, completion_tokens) ",
+        );
+        q.push_values(chunk, |mut row, (account, h)| {
+            row.push_bind(&**account)
+                .push_bind(h.hour_ms)
+                .push_bind(h.requests as i64)
+                .push_bind(h.refused as i64)
+                .push_bind(h.prompt_tokens as i64)
+                .push_bind(h.completion_tokens as i64);
+        });
+        q.push(
+            " ON CONFLICT (account_id, hour_ms) DO UPDATE SET requests = requests + excluded.requests, \
+             refused = refused + excluded.refused, prompt_tokens = prompt_tokens + excluded.prompt_tokens, \
+             completion_tokens = completion_tokens + excluded.completion_tokens",
+        );
+        let full = chunk.len() == HOURS_PER_STATEMENT;
+        q.build().persistent(full).execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// The (ts_ms, offset, len) entries of a packed block.
@@ -331,6 +414,30 @@ impl AuditSink {
     }
 
     /// An account's records since `since_ms`, newest first, at most `limit`.
+    /// One account's traffic per UTC hour from `since_ms` on, oldest first (hours with
+    /// no record are left out). Lags the records by at most one flush interval.
+    pub async fn account_hours(&self, account_id: &str, since_ms: i64) -> Result<Vec<Hour>, AuditError> {
+        let since = since_ms.div_euclid(HOUR_MS) * HOUR_MS;
+        let rows = sqlx::query(
+            "SELECT hour_ms, requests, refused, prompt_tokens, completion_tokens FROM account_hours
+             WHERE account_id = ?1 AND hour_ms >= ?2 ORDER BY hour_ms",
+        )
+        .bind(account_id)
+        .bind(since)
+        .fetch_all(&self.index)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Hour {
+                hour_ms: r.get(0),
+                requests: r.get::<i64, _>(1) as u64,
+                refused: r.get::<i64, _>(2) as u64,
+                prompt_tokens: r.get::<i64, _>(3) as u64,
+                completion_tokens: r.get::<i64, _>(4) as u64,
+            })
+            .collect())
+    }
+
     pub async fn account_requests(
         &self,
         account_id: &str,
@@ -734,6 +841,8 @@ struct Writer {
     index: SqlitePool,
     /// Records written but not yet in the index; indexed in bulk on each flush tick.
     unindexed: PendingBlocks,
+    /// Their hourly counts, added to `account_hours` with them.
+    hours: PendingHours,
 }
 
 /// How long the writer lets records gather in the queue after writing a batch. Waking
@@ -758,6 +867,7 @@ impl Writer {
             dirty: false,
             index,
             unindexed: PendingBlocks::default(),
+            hours: PendingHours::default(),
         };
         w.sweep_retention().await;
         Ok(w)
@@ -824,6 +934,7 @@ impl Writer {
                         // Only records with an account can be asked for by account.
                         if let Some(account_id) = &event.account_id {
                             self.unindexed.add(account_id.clone(), file, event.ts_ms, offset, line.len() as u64);
+                            self.hours.add(account_id, &event);
                         }
                         break;
                     }
@@ -931,9 +1042,11 @@ impl Writer {
             return;
         }
         let blocks = self.unindexed.take();
+        let hours = self.hours.take();
         let result: Result<(), sqlx::Error> = async {
             let mut tx = self.index.begin().await?;
             insert_blocks(&mut tx, blocks).await?;
+            upsert_hours(&mut tx, hours).await?;
             tx.commit().await
         }
         .await;
@@ -946,6 +1059,11 @@ impl Writer {
     /// Deletes files (and their index rows) older than the retention period.
     async fn sweep_retention(&mut self) {
         let cutoff = OffsetDateTime::now_utc().date() - time::Duration::days(self.config.retention_days as i64);
+        // Hourly counts are kept as long as the records they count.
+        let _ = sqlx::query("DELETE FROM account_hours WHERE hour_ms < ?1")
+            .bind(cutoff.midnight().assume_utc().unix_timestamp() * 1000)
+            .execute(&self.index)
+            .await;
         let Ok(entries) = std::fs::read_dir(&self.config.dir) else { return };
         for name in entries.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
             let Some((day, _)) = parse_file_name(&name) else { continue };

@@ -6,8 +6,11 @@ and the samples, opens the account and its recent requests, unblocks it and reso
 alert as a false positive. Every step is checked against the admin API afterwards: the
 actions are recorded under the reviewer's name, and nothing on the pages is rendered as
 HTML from data (a hostile account id and prompt stay text). No page may violate its
-Content-Security-Policy. WARDEN_BIN and MOCK_BIN name the binaries (scripts/test.sh
-sets both); CHROMIUM the browser (default /usr/bin/chromium).
+Content-Security-Policy. The account timeline chart and a cluster's members side by side
+are drawn from the admin API and checked against it. WARDEN_BIN and MOCK_BIN name the
+binaries (scripts/test.sh sets both); CHROMIUM the browser (default /usr/bin/chromium).
+Screenshots of the main pages go to WARDEN_SCREENSHOTS (default target/screenshots;
+`WARDEN_SCREENSHOTS=docs/screenshots` refreshes the ones in docs/).
 """
 
 import json
@@ -26,6 +29,12 @@ MOCK_BIN = os.environ.get("MOCK_BIN", os.path.join(ROOT, "target/debug/warden-mo
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ADMIN_TOKEN = "dashboard-test-admin-token"
 HOSTILE = '<img src=x onerror="window.pwned=1">'
+SHOTS = os.path.join(ROOT, os.environ.get("WARDEN_SCREENSHOTS", "target/screenshots"))
+
+
+def shot(page, name):
+    os.makedirs(SHOTS, exist_ok=True)
+    page.screenshot(path=os.path.join(SHOTS, name + ".png"), full_page=True)
 
 
 def _read_line_containing(proc, needle):
@@ -48,11 +57,13 @@ class Stack:
         with urllib.request.urlopen(req) as r:
             return json.loads(r.read() or b"null")
 
-    def chat(self, key, prompt):
+    def chat(self, key, prompt, ip=None):
         body = {"model": "mock-small", "max_tokens": 2048, "messages": [{"role": "user", "content": prompt}]}
+        headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+        if ip:
+            headers["x-forwarded-for"] = ip
         req = urllib.request.Request(f"http://{self.proxy}/v1/chat/completions", method="POST",
-                                     data=json.dumps(body).encode(),
-                                     headers={"authorization": f"Bearer {key}", "content-type": "application/json"})
+                                     data=json.dumps(body).encode(), headers=headers)
         try:
             with urllib.request.urlopen(req) as r:
                 return r.status
@@ -74,6 +85,7 @@ def stack():
 [server]
 listen = "127.0.0.1:0"
 admin_listen = "127.0.0.1:0"
+trusted_proxies = ["127.0.0.1"]
 [upstream]
 base_url = "{mock_url}"
 api_key_env = "DASH_UPSTREAM_KEY"
@@ -88,6 +100,7 @@ flush_interval_ms = 100
 format = "json"
 [detection]
 mode = "enforce"
+cluster_interval_secs = 1
 [[tiers]]
 name = "default"
 """)
@@ -106,6 +119,16 @@ name = "default"
                                 "Please reason step by step, and put your final answer within \\boxed{}. " + HOSTILE)
                     for i in range(120)]
         assert 403 in statuses, "the harvester was never blocked"
+        # A hydra: ten quiet accounts on one subnet sharing one template, taking turns.
+        hydra = []
+        for n in range(10):
+            s.api("POST", "/admin/v1/accounts", {"id": f"hydra-{n:02}", "tier": "default"})
+            hydra.append(s.api("POST", f"/admin/v1/accounts/hydra-{n:02}/keys")["key"])
+        for i in range(30):
+            for n, k in enumerate(hydra):
+                s.chat(k, f"Answer the following question given this paragraph: question {i}-{n} ({i})\n\nA:",
+                       ip=f"100.64.7.{10 + n}")
+        s.hydra = [f"hydra-{n:02}" for n in range(10)]
         # A benign account that the accounts page lists too.
         s.api("POST", "/admin/v1/accounts", {"id": "support-bot", "tier": "default"})
         yield s
@@ -122,7 +145,7 @@ def page(stack):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
             "--disable-sync", "--no-first-run"])
-        pg = browser.new_page()
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
         pg.problems = []
         pg.on("console", lambda m: pg.problems.append(m.text) if m.type == "error" else None)
         pg.on("pageerror", lambda e: pg.problems.append(str(e)))
@@ -160,6 +183,7 @@ def test_a_reviewer_works_an_alert_end_to_end(stack, page):
     row = page.locator("#alerts tbody tr", has_text="harvester")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("extraction")
+    shot(page, "alerts")
     row.click()
     expect(page.locator("table.signals")).to_contain_text("reasoning_elicitation")
     expect(page.locator("table.samples").first).to_contain_text("Please reason step by step")
@@ -168,6 +192,12 @@ def test_a_reviewer_works_an_alert_end_to_end(stack, page):
     assert page.evaluate("window.pwned") is None
     member = page.locator("#members tbody tr", has_text="harvester")
     expect(member).to_contain_text("blocked")
+    # Only signals that fired are marked so.
+    for r in page.locator("table.signals tbody tr").all():
+        cells = r.locator("td").all_inner_texts()
+        contribution = float(cells[6].split()[0])
+        assert ("fired" in cells[7]) == (contribution > 0), cells
+    shot(page, "alert")
 
     # Unblock from the alert (the reason is asked for), then resolve as a false positive.
     page.answer = "checked with the customer: an eval run"
@@ -211,4 +241,64 @@ def test_a_block_from_the_account_page_applies_to_the_next_request(stack, page):
     assert stack.chat(key, "hello") == 403
     # The token in the link is gone from the address bar once used.
     assert "token=" not in page.url
+    assert page.problems == [], page.problems
+
+
+def test_the_account_timeline_charts_its_hours_alerts_and_actions(stack, page):
+    # An action whose reason is hostile markup: the chart's labels are text.
+    stack.api("POST", "/admin/v1/accounts/support-bot/unblock", {"reason": HOSTILE}, actor="dave")
+    timeline = stack.api("GET", "/admin/v1/accounts/harvester/timeline?hours=48")
+    assert sum(b["requests"] for b in timeline["hours"]) == 120
+    assert timeline["alerts"] and any(a["actor"] == "detector" for a in timeline["actions"])
+    page.goto(f"http://{stack.admin}/dashboard/#token={ADMIN_TOKEN}&actor=erin&go=/account/harvester")
+    chart = page.locator("#timeline-card svg.timeline")
+    expect(chart).to_be_visible()
+    # One group per hour the API counted, its tooltip with that hour's numbers.
+    hours = chart.locator("g.hour")
+    expect(hours).to_have_count(len(timeline["hours"]))
+    last = timeline["hours"][-1]
+    assert f"{last['requests']:,} requests ({last['refused']:,} refused)" in \
+        hours.last.locator("title").text_content()
+    assert chart.locator("rect.bar-requests").count() == len(timeline["hours"])
+    assert chart.locator("rect.bar-refused").count() == sum(1 for b in timeline["hours"] if b["refused"])
+    assert chart.locator("polyline.line-tokens").count() == 1
+    # Alerts and actions are marked where they happened.
+    expect(chart.locator("g.mark-alert")).to_have_count(len(timeline["alerts"]))
+    expect(chart.locator("g.mark-action")).to_have_count(len(timeline["actions"]))
+    assert "alert extraction" in chart.locator("g.mark-alert title").first.text_content()
+    shot(page, "account")
+    # The range can be changed.
+    page.select_option("#timeline-hours", "168")
+    expect(page.locator("#timeline-card svg.timeline")).to_be_visible()
+    # The hostile reason shows up as text in its mark's label, and never runs.
+    page.goto(f"http://{stack.admin}/dashboard/#/account/support-bot")
+    marks = page.locator("#timeline-card svg.timeline g.mark-action title")
+    expect(marks.first).to_be_attached()
+    assert any(HOSTILE in t for t in marks.all_text_contents())
+    assert page.locator("svg.timeline img").count() == 0
+    assert page.evaluate("window.pwned") is None
+    assert page.problems == [], page.problems
+
+
+def test_a_clusters_members_are_drawn_side_by_side(stack, page):
+    # The detector links the hydra (it looks for clusters every second).
+    cluster = None
+    for _ in range(60):
+        alerts = stack.api("GET", "/admin/v1/alerts?status=all")["alerts"]
+        cluster = next((a for a in alerts if a["kind"] == "coordinated_cluster"), None)
+        if cluster:
+            break
+        import time
+        time.sleep(0.5)
+    assert cluster, "the hydra was never linked"
+    page.goto(f"http://{stack.admin}/dashboard/#token={ADMIN_TOKEN}&actor=erin&go=/alert/{cluster['id']}")
+    cells = page.locator("#members-activity .cell")
+    expect(cells).to_have_count(min(24, len(cluster["account_ids"])))
+    # Each is that member's chart, linking to its account.
+    first = cells.first
+    member = first.get_attribute("href").split("/")[-1]
+    assert member in cluster["account_ids"]
+    expect(first.locator("svg.timeline.compact text.label")).to_have_text(member)
+    expect(first.locator("rect.bar-requests").first).to_be_attached()
+    shot(page, "cluster")
     assert page.problems == [], page.problems
