@@ -70,6 +70,11 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         token_env = "DEMO_ADMIN_TOKEN"
         [storage]
         path = "{db}"
+        # The audit log stays in the demo's data directory too (deleted at the end); it
+        # keeps request bodies, so `warden backtest` can replay a kept-running demo.
+        [audit]
+        dir = "{audit}"
+        capture = "full"
         [logging]
         format = "pretty"
         # The demo prints what happens itself; only errors go to the log.
@@ -85,6 +90,7 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         "#,
         upstream = mock.base_url(),
         db = data_dir.join("warden.db").display(),
+        audit = data_dir.join("audit").display(),
     );
     let env = |name: &str| match name {
         "DEMO_UPSTREAM_KEY" => Some("sk-demo-upstream".to_string()),
@@ -260,11 +266,27 @@ struct Sim {
     kind: &'static str,
     /// Client address (warden sits behind a trusted proxy that sets X-Forwarded-For).
     ip: String,
+    /// Requests per round it is active in.
     per_round: usize,
+    /// Active in the rounds where `(round + offset) % every == 0` (1: every round).
+    every: usize,
+    offset: usize,
+    /// Its place among the accounts of one operator (the paraphrased hydra's wording).
+    member: usize,
+    /// The client's `User-Agent` header, if it sends one.
+    user_agent: Option<&'static str>,
     key: String,
     sent: usize,
     ok: usize,
     refused: usize,
+}
+
+/// One request of a simulated account.
+struct SimRequest {
+    body: Value,
+    /// How long the mock upstream's answer is (its `x-mock-chunks` header: one word is one
+    /// completion token); None for its default, 16.
+    answer_tokens: Option<u64>,
 }
 
 const QUESTIONS: &[&str] = &[
@@ -278,9 +300,215 @@ const QUESTIONS: &[&str] = &[
     "Give three tips for a job interview.",
 ];
 
-fn sim_body(kind: &str, i: usize) -> Value {
+/// The paraphrased hydra: each member words the same reasoning-harvesting instruction its
+/// own way (`{q}` is the question), so no two share a fixed prefix or suffix.
+const PARAPHRASES: &[&str] = &[
+    "Work through this problem and show every step of your working: {q}",
+    "Solve {q} Lay out your full reasoning before giving the answer.",
+    "{q} Think it through carefully and explain each stage of the calculation.",
+    "Question: {q}\nBefore answering, reason through the problem one stage at a time.",
+    "I need the complete derivation, not just the result. {q}",
+    "{q} Please walk me through how you get there, one stage after another.",
+    "Tutor mode: for the problem below, write out all the intermediate calculations and only then the answer.\n{q}",
+    "{q} Show your thinking at each point, then state the answer on its own line.",
+    "Explain, line by line, how to arrive at the answer to this: {q}",
+    "Give a thorough worked solution to the following and justify every move. {q}",
+];
+
+const NAMES: &[&str] = &[
+    "Amara", "Bruno", "Chen", "Dalia", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun", "Kofi", "Lena", "Mateo",
+    "Nadia", "Oskar", "Priya",
+];
+const ITEMS: &[&str] =
+    &["lamp", "bicycle", "notebook", "umbrella", "kettle", "backpack", "jacket", "teapot", "chair", "clock", "radio"];
+
+/// A word problem, different for every `i` (names, objects and numbers vary; each starts
+/// and ends with a varying word, as a dataset's questions do).
+fn word_problem(i: u64) -> String {
+    let r = |salt: u64| splitmix(i.wrapping_mul(0x9e37_79b9).wrapping_add(salt));
+    let n1 = NAMES[(r(1) % NAMES.len() as u64) as usize];
+    let n2 = NAMES[((r(1) % NAMES.len() as u64 + 1 + r(2) % 15) % NAMES.len() as u64) as usize];
+    let item = ITEMS[(r(3) % ITEMS.len() as u64) as usize];
+    let (a, b, c) = (2 + r(4) % 40, 3 + r(5) % 60, 10 + r(6) % 400);
+    match r(7) % 9 {
+        0 => format!("{n1} buys {a} {item}s at {c} dollars each and pays with a {}-dollar note. How much change is due to {n1}?", a * c + b),
+        1 => format!("{n1} drives {c} km at {} km/h and then {b} km at {} km/h. What is the average speed of {n1}?", 40 + a, 60 + b),
+        2 => format!("{n1} reads {a} pages a day and the novel has {c} pages. How many days does the novel take {n1}?"),
+        3 => format!("{n1} is {a} years older than {n2}, and in {b} years {n1} will be twice as old as {n2}. How old is {n2}?"),
+        4 => format!("{n1} and {n2} paint a fence together; alone {n1} needs {a} hours and {n2} needs {b} hours. How long together for {n1} and {n2}?"),
+        5 => format!("{n1} saves {a} dollars a week towards a {c}-dollar {item}. After how many weeks can {n1} afford the {item}?"),
+        6 => format!("{n1}'s garden is {c} m long and {b} m wide. How much fencing does the garden of {n1} need?"),
+        7 => format!("{n1} invests {c}0 dollars at {}% compounded yearly for {} years. What is the final balance for {n1}?", 1 + a % 9, 2 + b % 20),
+        _ => format!("{n1} sells a {item} at a {a}% profit for {c} dollars. What did the {item} cost {n1}?"),
+    }
+}
+
+/// Topics, audiences and angles of the round robin's dataset-like prompts.
+const TOPICS: &[&str] = &[
+    "photosynthesis",
+    "the French Revolution",
+    "plate tectonics",
+    "compound interest",
+    "the immune system",
+    "black holes",
+    "supply and demand",
+    "the printing press",
+    "machine translation",
+    "coral reefs",
+    "the water cycle",
+    "inflation",
+    "quantum entanglement",
+    "the Roman Empire",
+    "vaccination",
+    "renewable energy",
+    "the stock market",
+    "DNA replication",
+    "the Silk Road",
+    "climate change",
+    "game theory",
+    "antibiotic resistance",
+    "the Industrial Revolution",
+    "volcanoes",
+    "urban planning",
+    "the human microbiome",
+    "public key cryptography",
+    "the Cold War",
+    "sleep",
+    "ocean currents",
+    "the theory of evolution",
+    "jazz",
+    "impressionist painting",
+    "the internet",
+    "monetary policy",
+    "honeybees",
+    "glaciers",
+    "the Renaissance",
+    "nuclear fusion",
+    "electric cars",
+    "the placebo effect",
+    "cloud computing",
+    "the Great Depression",
+    "rainforests",
+    "cognitive biases",
+    "the Moon landing",
+    "tides",
+];
+const AUDIENCES: &[&str] = &[
+    "a ten-year-old",
+    "high school students",
+    "a busy manager",
+    "first-year university students",
+    "retired engineers",
+    "a curious teenager",
+    "nurses in training",
+    "small business owners",
+    "a general audience",
+    "policy makers",
+    "museum visitors",
+    "new immigrants",
+];
+const ANGLES: &[&str] = &[
+    "its economic impact",
+    "its history",
+    "recent research",
+    "everyday life",
+    "developing countries",
+    "the next twenty years",
+    "public health",
+    "ethics",
+    "its environmental cost",
+    "popular culture",
+    "education",
+    "national security",
+    "common myths",
+    "future careers",
+    "local government",
+    "sports",
+];
+
+/// The round robin's `i`-th prompt: a broad instruction, different every time, whose
+/// first and last words vary (no fixed prefix or suffix).
+fn dataset_prompt(i: u64) -> String {
+    let r = |salt: u64| splitmix(i.wrapping_mul(0x5851_f42d).wrapping_add(salt));
+    let t = TOPICS[(r(1) % TOPICS.len() as u64) as usize];
+    let t2 = TOPICS[((r(1) % TOPICS.len() as u64 + 1 + r(2) % 40) % TOPICS.len() as u64) as usize];
+    let u = AUDIENCES[(r(3) % AUDIENCES.len() as u64) as usize];
+    let l = ANGLES[(r(4) % ANGLES.len() as u64) as usize];
+    match r(5) % 14 {
+        0 => format!("Explain {t} to {u}."),
+        1 => format!("Summarise {t} for {u}."),
+        2 => format!("Describe {t} and {l}."),
+        3 => format!("Compare {t} with {t2}, focusing on {l}."),
+        4 => format!("What is {t}, and how does it relate to {l}?"),
+        5 => format!("Why does {t} matter for {u}?"),
+        6 => format!("{t}: list five facts relevant to {l}."),
+        7 => format!("{t}: give a short history, then discuss {l}."),
+        8 => format!("Lesson plan on {t} for {u}."),
+        9 => format!("Encyclopedia entry: {t}, covering {l}."),
+        10 => format!("Is {t} overrated? Argue both sides for {u}."),
+        11 => format!("Common misconceptions about {t} among {u}."),
+        12 => format!("Tell me about {t} and {l}."),
+        _ => format!("{t}: pros and cons for {u}."),
+    }
+}
+
+/// Texts the translation product's users send: one to a dozen sentences.
+const SENTENCES: &[&str] = &[
+    "Thank you for your order.",
+    "Your parcel will arrive within three to five working days.",
+    "Please keep the receipt, as you will need it for any return or exchange within thirty days of purchase.",
+    "The meeting has been moved to Thursday afternoon.",
+    "We are delighted to invite you to the opening of our new store in the city centre, where refreshments will be served from six o'clock.",
+    "The device must be switched off before the battery is removed.",
+    "Our support team answers every message within one business day.",
+    "Rooms are available from two o'clock and must be vacated by eleven on the day of departure.",
+    "This medicine should be taken with food, twice a day, for no longer than one week unless a doctor advises otherwise.",
+    "The museum is closed on Mondays.",
+    "Children under twelve travel free when accompanied by an adult holding a valid ticket.",
+    "Please find attached the minutes of last week's board meeting, together with the revised budget for the coming year.",
+    "The train to Lyon is delayed by twenty minutes.",
+    "Tighten the four screws evenly until the panel sits flush against the frame, then reconnect the power cable.",
+    "We regret to inform you that the concert has been cancelled.",
+    "Refunds are issued to the original payment method and usually appear on your statement within a week.",
+    "The garden behind the house is full of roses in June.",
+    "Applicants must submit a cover letter, a current curriculum vitae and the names of two referees before the end of the month.",
+    "Dinner is served in the main hall.",
+    "Our company was founded in a small workshop by two brothers who repaired bicycles and sewing machines for their neighbours.",
+    "The warranty does not cover damage caused by water, fire or misuse.",
+    "Please confirm your attendance by Friday.",
+    "Heavy rain is expected along the coast tonight, and drivers are advised to avoid the mountain roads until the morning.",
+    "The new library offers free wireless access to all visitors.",
+];
+
+/// The translation product's `i`-th text.
+fn user_text(i: u64) -> String {
+    let n = 1 + splitmix(i ^ 0xabcd) % 12;
+    (0..n).map(|k| SENTENCES[(splitmix(i * 131 + k) % SENTENCES.len() as u64) as usize]).collect::<Vec<_>>().join(" ")
+}
+
+/// A fixed 64-bit mixer (SplitMix64's finaliser): the simulation is the same on every run.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A fresh, random-looking address for the round robin's `i`-th request: a new /24 each
+/// time, as a residential proxy pool gives.
+fn pool_address(i: u64) -> String {
+    const FIRST: &[u8] = &[23, 31, 37, 45, 52, 62, 77, 81, 88, 91, 95, 109, 134, 141, 151, 176, 185, 188, 193, 212];
+    let h = splitmix(i ^ 0x0070_6f6f_6c00);
+    let first = FIRST[(h % FIRST.len() as u64) as usize];
+    format!("{first}.{}.{}.{}", (h >> 8) & 0xff, (h >> 16) & 0xff, 1 + (h >> 24) % 254)
+}
+
+/// The `i`-th request of an account of kind `kind`; `member` tells the members of one
+/// operator apart (the paraphrased hydra's wording).
+fn sim_body(kind: &str, i: usize, member: usize) -> SimRequest {
     let q = QUESTIONS[i % QUESTIONS.len()];
     let user = |content: String| json!([{"role": "user", "content": content}]);
+    let seed = (member as u64) << 32 | i as u64;
     let messages = match kind {
         "product" => json!([
             {"role": "system", "content": "You are the help-desk assistant of Northwind Traders. Answer questions \
@@ -298,102 +526,201 @@ fn sim_body(kind: &str, i: usize) -> Value {
             user(format!("{q} (item {i}) Please reason step by step, and put your final answer within \\boxed{{}}."))
         }
         "logprobs" => user(format!("{q} (variant {i})")),
+        "paraphrased" => {
+            let wording = PARAPHRASES[member % PARAPHRASES.len()];
+            user(wording.replace("{q}", &word_problem(seed)))
+        }
+        "round-robin" if i % 9 == 4 => {
+            // Cover: now and then a follow-up, as a person chatting would send.
+            let follow = ["Thanks! Can you make that shorter?", "ok, and in one sentence?", "could you add an example"];
+            json!([
+                {"role": "user", "content": dataset_prompt(i as u64)},
+                {"role": "assistant", "content": "Here is an overview ..."},
+                {"role": "user", "content": follow[i % follow.len()]},
+            ])
+        }
+        "round-robin" => user(dataset_prompt(i as u64)),
+        "translation" => json!([
+            {"role": "system", "content": "You are the translation engine of Lingua, a document translation service \
+                for small businesses. Translate the user's text faithfully into the requested language. Keep names, \
+                numbers, formatting and tone; never add commentary, notes or explanations of your own."},
+            {"role": "user", "content": format!("Translate into French:\n\n{}", user_text(i as u64))},
+        ]),
         _ if i % 2 == 0 => user(format!("Answer the following question given this paragraph: {q} ({i})\n\nA:")),
         _ => user(format!("what's a good name for a {} shop?", ["coffee", "bike", "book", "flower"][i % 4])),
     };
     let mut body = json!({"model": "mock-small", "messages": messages, "max_tokens": 1024});
-    if kind == "logprobs" {
-        body["logprobs"] = json!(true);
-        body["top_logprobs"] = json!(10);
-        body["n"] = json!(4);
-        body["temperature"] = json!(1.0);
+    let mut answer_tokens = None;
+    match kind {
+        "logprobs" => {
+            body["logprobs"] = json!(true);
+            body["top_logprobs"] = json!(10);
+            body["n"] = json!(4);
+            body["temperature"] = json!(1.0);
+        }
+        // One client, used the same way by every member: the same parameters (and, in
+        // `simulate`, the same User-Agent). Worked solutions are long.
+        "paraphrased" => {
+            body["max_tokens"] = json!(2048);
+            body["temperature"] = json!(0.7);
+            answer_tokens = Some(250 + splitmix(seed ^ 0x51) % 500);
+        }
+        "round-robin" => {
+            body["max_tokens"] = json!(4096);
+            body["temperature"] = json!(0.9);
+            answer_tokens = Some(150 + splitmix(i as u64 ^ 0x77) % 600);
+        }
+        // A translation is about as long as its text (French runs ~15% longer).
+        "translation" => {
+            body["max_tokens"] = json!(4096);
+            body["temperature"] = json!(0.2);
+            let words = user_text(i as u64).split_whitespace().count() as u64;
+            answer_tokens = Some(words + words * (10 + splitmix(i as u64) % 10) / 100);
+        }
+        _ => {}
     }
-    body
+    SimRequest { body, answer_tokens }
 }
+
+/// Sends one request of a simulated account from `ip`, and counts how it went.
+async fn send_sim(http: &HttpClient, proxy: &str, s: &mut Sim, i: usize, ip: &str) -> anyhow::Result<()> {
+    let req = sim_body(s.kind, i, s.member);
+    let auth = format!("Bearer {}", s.key);
+    let answer = req.answer_tokens.map(|n| n.to_string());
+    let mut headers =
+        vec![("authorization", auth.as_str()), ("content-type", "application/json"), ("x-forwarded-for", ip)];
+    if let Some(ua) = s.user_agent {
+        headers.push(("user-agent", ua));
+    }
+    if let Some(n) = &answer {
+        headers.push(("x-mock-chunks", n.as_str()));
+    }
+    let reply = http
+        .send(Method::POST, &format!("{proxy}/v1/chat/completions"), &headers, Some(Bytes::from(req.body.to_string())))
+        .await?;
+    s.sent += 1;
+    if reply.status.is_success() {
+        s.ok += 1;
+    } else {
+        s.refused += 1;
+    }
+    Ok(())
+}
+
+/// Rounds of simulated traffic.
+const ROUNDS: usize = 50;
+/// Requests the round robin's orchestrator sends per round, each from the next account.
+const ROUND_ROBIN_PER_ROUND: usize = 4;
 
 /// Benign and harvesting accounts send interleaved traffic; the detector works beside the
 /// proxy and the demo prints its alerts and actions as they happen.
 async fn simulate(http: &HttpClient, admin: &AdminClient, proxy: &str, tier: &Tier) -> anyhow::Result<()> {
     println!("\n  simulated traffic: benign and harvesting accounts, interleaved");
-    let mut sims = Vec::new();
-    let mut add = |id: String, kind: &'static str, ip: String, per_round: usize| {
-        sims.push(Sim { id, kind, ip, per_round, key: String::new(), sent: 0, ok: 0, refused: 0 })
+    let mut sims: Vec<Sim> = Vec::new();
+    let add = |sims: &mut Vec<Sim>, id: String, kind: &'static str, ip: String, per_round: usize| {
+        let member = sims.iter().filter(|s| s.kind == kind).count();
+        sims.push(Sim {
+            id,
+            kind,
+            ip,
+            per_round,
+            every: 1,
+            offset: 0,
+            member,
+            user_agent: None,
+            key: String::new(),
+            sent: 0,
+            ok: 0,
+            refused: 0,
+        });
+        sims.len() - 1
     };
-    add("northwind".into(), "product", "192.0.2.10".into(), 6);
-    add("student-amy".into(), "student", "198.51.100.23".into(), 1);
-    add("distill-co".into(), "reasoning", "203.0.113.50".into(), 6);
-    add("lp-farm".into(), "logprobs", "203.0.113.99".into(), 4);
+    add(&mut sims, "northwind".into(), "product", "192.0.2.10".into(), 6);
+    add(&mut sims, "student-amy".into(), "student", "198.51.100.23".into(), 1);
+    add(&mut sims, "distill-co".into(), "reasoning", "203.0.113.50".into(), 6);
+    add(&mut sims, "lp-farm".into(), "logprobs", "203.0.113.99".into(), 4);
+    // A translation product: a fixed persona over its users' texts, at volume; its
+    // outputs are as long as its inputs.
+    let s = add(&mut sims, "lingua".into(), "translation", "192.0.2.77".into(), 8);
+    sims[s].user_agent = Some("lingua-backend/4.2");
     for h in 0..10 {
         // A "hydra": quiet accounts on one subnet sharing one template.
-        add(format!("hydra-{h:02}"), "hydra", format!("100.64.7.{}", 10 + h), 1);
+        add(&mut sims, format!("hydra-{h:02}"), "hydra", format!("100.64.7.{}", 10 + h), 1);
+    }
+    for h in 0..10 {
+        // A paraphrased hydra: one script, each account on its own network with its own
+        // wording of the instruction, each quiet (a request every third round).
+        let ip = format!("100.{}.{}.{}", 72 + h, 3 * h + 11, 20 + h);
+        let s = add(&mut sims, format!("para-{h:02}"), "paraphrased", ip, 1);
+        (sims[s].every, sims[s].offset, sims[s].user_agent) = (3, h % 3, Some("python-requests/2.31.0"));
+    }
+    for h in 0..12 {
+        // A round robin: one orchestrator sends each request from the next account, over
+        // a proxy pool (below, not in the per-account loop).
+        let s = add(&mut sims, format!("rr-{h:02}"), "round-robin", String::new(), 0);
+        sims[s].user_agent = Some("aiohttp/3.9.5");
     }
     for s in sims.iter_mut() {
         admin.expect(Method::POST, "/admin/v1/accounts", Some(json!({"id": s.id, "tier": "default"}))).await?;
         let k = admin.expect(Method::POST, &format!("/admin/v1/accounts/{}/keys", s.id), None).await?;
         s.key = k["key"].as_str().unwrap_or_default().to_string();
     }
+    let round_robin: Vec<usize> = (0..sims.len()).filter(|&i| sims[i].kind == "round-robin").collect();
+    let mut rr_sent = 0usize;
     let mut seen = std::collections::HashMap::<String, String>::new();
-    for round in 0..50 {
+    for round in 0..ROUNDS {
         for s in sims.iter_mut() {
-            for j in 0..s.per_round {
-                let i = round * s.per_round + j;
-                let auth = format!("Bearer {}", s.key);
-                let reply = http
-                    .send(
-                        Method::POST,
-                        &format!("{proxy}/v1/chat/completions"),
-                        &[("authorization", &auth), ("content-type", "application/json"), ("x-forwarded-for", &s.ip)],
-                        Some(Bytes::from(sim_body(s.kind, i).to_string())),
-                    )
-                    .await?;
-                s.sent += 1;
-                if reply.status.is_success() {
-                    s.ok += 1;
-                } else {
-                    s.refused += 1;
-                }
+            if (round + s.offset) % s.every != 0 {
+                continue;
             }
+            for j in 0..s.per_round {
+                let i = round / s.every * s.per_round + j;
+                let ip = s.ip.clone();
+                send_sim(http, proxy, s, i, &ip).await?;
+            }
+        }
+        for _ in 0..ROUND_ROBIN_PER_ROUND {
+            let next = round_robin[rr_sent % round_robin.len()];
+            send_sim(http, proxy, &mut sims[next], rr_sent, &pool_address(rr_sent as u64)).await?;
+            rr_sent += 1;
         }
         // Brief pause so the detector's actions land between rounds, then report news.
         tokio::time::sleep(Duration::from_millis(30)).await;
-        let alerts = admin.expect(Method::GET, "/admin/v1/alerts?status=all", None).await?;
-        for a in alerts["alerts"].as_array().into_iter().flatten().rev() {
-            let id = a["id"].as_str().unwrap_or("").to_string();
-            let stamp = format!("{}/{}/{}", a["score"], a["action"], a["account_ids"].as_array().map_or(0, Vec::len));
-            if seen.get(&id) == Some(&stamp) {
-                continue;
+        report_alerts(admin, &mut seen, &format!("round {round:>2}")).await?;
+    }
+    // The detector looks for clusters when a request arrives at least
+    // `cluster_interval_secs` (1 s here) of event time after its last look. The rounds
+    // take seconds, so wait one interval and send one more request: the last look then
+    // sees all of the traffic.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let product = sims.iter().position(|s| s.kind == "product").expect("the product is simulated");
+    let (i, ip) = (ROUNDS * sims[product].per_round, sims[product].ip.clone());
+    send_sim(http, proxy, &mut sims[product], i, &ip).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    report_alerts(admin, &mut seen, "after 1s").await?;
+    // Which alert caught each account: its cluster's or its own (merged alerts live on in
+    // the alert that absorbed them).
+    let alerts = admin.expect(Method::GET, "/admin/v1/alerts?status=all&limit=1000", None).await?;
+    let mut caught = std::collections::HashMap::<String, Vec<String>>::new();
+    for a in alerts["alerts"].as_array().into_iter().flatten().rev() {
+        if a["status"] == "merged" {
+            continue;
+        }
+        let what = match a["kind"].as_str() {
+            Some("coordinated_cluster") => format!("cluster {}", a["id"].as_str().unwrap_or("")),
+            Some("extraction") => "own alert".to_string(),
+            other => other.unwrap_or("").to_string(),
+        };
+        for m in a["account_ids"].as_array().into_iter().flatten().filter_map(Value::as_str) {
+            let list = caught.entry(m.to_string()).or_default();
+            if !list.contains(&what) {
+                list.push(what.clone());
             }
-            let verb = if seen.contains_key(&id) { "updated" } else { "raised " };
-            seen.insert(id.clone(), stamp);
-            let members: Vec<&str> =
-                a["account_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            let signals: Vec<String> = match a["evidence"]["signals"].as_array() {
-                Some(sig) => sig
-                    .iter()
-                    .filter(|s| s["contribution"].as_f64().unwrap_or(0.0) > 0.0)
-                    .map(|s| format!("{}={}", s["name"].as_str().unwrap_or(""), s["value"]))
-                    .collect(),
-                None => a["evidence"]["features"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|f| f["contribution"].as_f64().unwrap_or(0.0) > 0.0)
-                    .map(|f| format!("{}={}", f["name"].as_str().unwrap_or(""), f["value"]))
-                    .collect(),
-            };
-            println!(
-                "  [round {round:>2}] alert {verb} {} {:<19} score {:.2} action {:<8} accounts {}",
-                id,
-                a["kind"].as_str().unwrap_or(""),
-                a["score"].as_f64().unwrap_or(0.0),
-                a["action"].as_str().unwrap_or(""),
-                if members.len() > 3 { format!("{} members", members.len()) } else { members.join(",") }
-            );
-            println!("             evidence: {}", signals.join(", "));
         }
     }
     println!("\n  where each simulated account ended up:");
-    let mut table = Table::new(&["account", "profile", ">sent", ">ok", ">refused", "status", ">risk", "limits now"]);
+    let mut table =
+        Table::new(&["account", "profile", ">sent", ">ok", ">refused", "status", ">risk", "caught by", "limits now"]);
     let (rpm, tpm) = (tier.limits.requests_per_minute, tier.limits.tokens_per_minute);
     let rate = |v: Option<u64>, factor: f64, unit: &str| match v {
         Some(v) => format!("{} {unit}/min", ((v as f64 * factor).floor() as u64).max(1)),
@@ -420,15 +747,71 @@ async fn simulate(http: &HttpClient, admin: &AdminClient, proxy: &str, tier: &Ti
             s.refused.to_string(),
             status,
             format!("{:.2}", a["risk_score"].as_f64().unwrap_or(0.0)),
+            caught.get(&s.id).map_or_else(|| "-".to_string(), |c| c.join(" + ")),
             limits,
         ]);
     }
     table.print();
     println!(
-        "  (refused: 403 once blocked, 429 over a limit. A throttled account keeps working at the\n   \
-         lower rates shown; one that stays under them is throttled without a refusal.)"
+        "  (caught by: the alert naming the account: a coordinated_cluster alert (its id, as above)\n   \
+         or its own extraction alert; - for none. refused: 403 once blocked, 429 over a limit.\n   \
+         A throttled account keeps working at the lower rates shown; one that stays under them\n   \
+         is throttled without a refusal.)"
     );
     Ok(())
+}
+
+/// Prints the alerts raised or changed since the last call (`seen`: each alert's score,
+/// action and size when last printed), each line headed by `when`.
+async fn report_alerts(
+    admin: &AdminClient,
+    seen: &mut std::collections::HashMap<String, String>,
+    when: &str,
+) -> anyhow::Result<()> {
+    let alerts = admin.expect(Method::GET, "/admin/v1/alerts?status=all", None).await?;
+    for a in alerts["alerts"].as_array().into_iter().flatten().rev() {
+        let id = a["id"].as_str().unwrap_or("").to_string();
+        let stamp = format!("{}/{}/{}", a["score"], a["action"], a["account_ids"].as_array().map_or(0, Vec::len));
+        if seen.get(&id) == Some(&stamp) {
+            continue;
+        }
+        let verb = if seen.contains_key(&id) { "updated" } else { "raised " };
+        seen.insert(id.clone(), stamp);
+        let members: Vec<&str> = a["account_ids"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let signals: Vec<String> = match a["evidence"]["signals"].as_array() {
+            Some(sig) => sig
+                .iter()
+                .filter(|s| s["contribution"].as_f64().unwrap_or(0.0) > 0.0)
+                .map(|s| format!("{}={}", s["name"].as_str().unwrap_or(""), s["value"]))
+                .collect(),
+            None => a["evidence"]["features"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| f["contribution"].as_f64().unwrap_or(0.0) > 0.0)
+                .map(|f| format!("{}={}", f["name"].as_str().unwrap_or(""), f["value"]))
+                .collect(),
+        };
+        println!(
+            "  [{when}] alert {verb} {} {:<19} score {:.2} action {:<8} accounts {}",
+            id,
+            a["kind"].as_str().unwrap_or(""),
+            a["score"].as_f64().unwrap_or(0.0),
+            a["action"].as_str().unwrap_or(""),
+            members_text(&members)
+        );
+        println!("             evidence: {}", signals.join(", "));
+    }
+    Ok(())
+}
+
+/// An alert's accounts, in a line: the names when they are few, else how many.
+fn members_text(members: &[&str]) -> String {
+    if members.len() > 3 {
+        format!("{} members", members.len())
+    } else {
+        members.join(",")
+    }
 }
 
 /// The block `--keep-running` prints: commands that work as pasted, in another terminal,

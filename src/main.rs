@@ -81,6 +81,14 @@ enum Command {
         /// Only the `[detection]` section is used (other sections need not be valid here).
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Also write every linked pair of accounts at the end, with its link kinds, as
+        /// JSON lines (to measure each link kind's false-link rate on labelled traffic).
+        #[arg(long)]
+        links: Option<PathBuf>,
+        /// Also write every account's standing at the end (score, every signal, where it
+        /// stands among the active accounts) as JSON lines.
+        #[arg(long)]
+        accounts: Option<PathBuf>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -226,7 +234,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             warden::cli::alerts(&client, cmd).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Backtest { config, files } => backtest(config.as_deref(), &files),
+        Command::Backtest { config, links, accounts, files } => {
+            backtest(config.as_deref(), links.as_deref(), accounts.as_deref(), &files)
+        }
         Command::Keys { admin, command } => {
             let client = admin_client(&admin)?;
             let cmd = match command {
@@ -293,7 +303,12 @@ async fn reload_on_sighup(app: Arc<warden::app::App>) {
     }
 }
 
-fn backtest(config: Option<&std::path::Path>, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn backtest(
+    config: Option<&std::path::Path>,
+    links: Option<&std::path::Path>,
+    accounts: Option<&std::path::Path>,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
     let cfg = match config {
         Some(path) => match warden::detect::config::load_section(path) {
             Ok(c) => c,
@@ -306,7 +321,18 @@ fn backtest(config: Option<&std::path::Path>, files: &[PathBuf]) -> anyhow::Resu
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let s = warden::detect::backtest::run(cfg, files, &mut out)?;
+    let create = |p: &std::path::Path| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
+        Ok(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", p.display()))?,
+        ))
+    };
+    let mut links_out = links.map(create).transpose()?;
+    let mut accounts_out = accounts.map(create).transpose()?;
+    let reports = warden::detect::backtest::Reports {
+        links: links_out.as_mut().map(|w| w as &mut dyn std::io::Write),
+        accounts: accounts_out.as_mut().map(|w| w as &mut dyn std::io::Write),
+    };
+    let s = warden::detect::backtest::run_with(cfg, files, &mut out, reports)?;
     let secs = s.elapsed.as_secs_f64().max(1e-9);
     eprintln!(
         "backtest: {} records ({} skipped) in {:.2}s = {:.0} records/s; {} alerts, {} updates, {} accounts flagged",

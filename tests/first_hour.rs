@@ -181,6 +181,23 @@ fn the_demo_prints_commands_that_work_while_it_keeps_running() {
     for row in &totals[1..] {
         assert_eq!(column(row), Some(header_col), "status column aligned in {row:?}\n{}", totals.join("\n"));
     }
+    // Where the simulated accounts ended up: the translation product (a fixed persona,
+    // outputs as long as its inputs, at volume) is left alone, and the round robin over a
+    // proxy pool is caught as a cluster. (The paraphrased hydra, `para-*`, is not asserted:
+    // the detector does not link it in the demo yet.)
+    let ended: Vec<Vec<&str>> = text
+        .lines()
+        .skip_while(|l| !l.contains("where each simulated account ended up"))
+        .skip(2)
+        .take_while(|l| !l.trim().is_empty() && !l.trim_start().starts_with('('))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let row = |id: &str| ended.iter().find(|r| r[0] == id).unwrap_or_else(|| panic!("no row for {id}:\n{text}"));
+    assert_eq!(row("lingua")[5], "active", "the translation product is not flagged:\n{text}");
+    assert!(
+        ended.iter().any(|r| r[0].starts_with("rr-") && r[7] == "cluster"),
+        "a round-robin account is in a coordinated_cluster alert:\n{text}"
+    );
     // The printed commands, run as a shell script, all succeed.
     let script = format!("set -euo pipefail\n{}", block.join("\n"));
     let (ok, out, err) = run_bash(&script, dir.path(), &path_with_binaries(), None, Duration::from_secs(60));

@@ -9,7 +9,9 @@ use serde::Serialize;
 
 use super::config::{DetectConfig, SignalGroup, SignalName};
 use super::features::RequestFeatures;
-use super::sketch::{fnv1a, BucketRing, Hll, MinuteSet, Novelty, RecentRing, SpaceSaving, Welford};
+use super::features::EMBED_DIMS;
+use super::population::Population;
+use super::sketch::{fnv1a, BucketRing, Comoment, Hll, MinuteSet, Novelty, RecentRing, SpaceSaving, SumRing, Welford};
 use super::Observation;
 
 /// Requests between halvings of the share counters.
@@ -81,7 +83,27 @@ pub struct AccountState {
     samples: VecDeque<Sample>,
     /// The account's last score (for `risk_score`).
     pub score: f32,
+    /// Distinct (not repeated verbatim) single-turn prompts per hour.
+    fresh_per_hour: BucketRing<24>,
+    /// Completion tokens per hour.
+    output_per_hour: SumRing<24>,
+    /// Requests with a client address, and those from a network not among the last four.
+    ip_n: u32,
+    new_subnet: u32,
+    /// Moving average of the prompts' embeddings (`features::embed`), and how many
+    /// prompts it has seen (capped).
+    centroid: [f32; EMBED_DIMS],
+    centroid_n: u32,
+    /// The client's fingerprint (model, max_tokens, temperature, stream, user agent).
+    pub fingerprints: SpaceSaving<2>,
+    /// ln(prompt tokens) against ln(completion tokens) of answered requests.
+    io: Comoment,
 }
+
+/// Requests in the last 24 hours for person-paced corroboration.
+const PACED_MIN_PER_DAY: u32 = 30;
+/// Weight of the newest prompt in the centroid once it has seen this many.
+const CENTROID_WINDOW: u32 = 64;
 
 /// A signal as evaluated for one account, with what it takes to fire.
 #[derive(Debug, Clone, Serialize)]
@@ -105,6 +127,16 @@ pub struct Assessment {
     pub signals: Vec<Signal>,
     /// At least one intent signal and one automation signal fired (an alert needs both).
     pub corroborated: bool,
+    /// Strong enough to act on (strip, throttle, block), not only to alert.
+    pub confident: bool,
+}
+
+/// An account's score, without the evidence.
+#[derive(Debug, Clone, Copy)]
+pub struct Verdict {
+    pub score: f64,
+    pub corroborated: bool,
+    pub confident: bool,
 }
 
 impl AccountState {
@@ -129,10 +161,38 @@ impl AccountState {
         self.per_hour.add(minute / 60);
         self.active_minutes.add(minute);
         if let Some(ip) = obs.client_ip {
-            push_recent(&mut self.subnets, subnet_of(ip));
+            let net = subnet_of(ip);
+            self.ip_n += 1;
+            if !self.subnets.contains(&net) {
+                self.new_subnet += 1;
+            }
+            push_recent(&mut self.subnets, net);
         }
         if let Some(ua) = obs.user_agent {
             push_recent(&mut self.user_agents, fnv1a(ua.as_bytes()).max(1));
+        }
+        let hour = minute / 60;
+        self.output_per_hour.add(hour, obs.completion_tokens);
+        if obs.completion_tokens > 0 && obs.prompt_tokens > 0 {
+            self.io.push((obs.prompt_tokens as f64).ln(), (obs.completion_tokens as f64).ln());
+        }
+        if f.has_text {
+            let mut fp = super::sketch::FNV_OFFSET;
+            for part in [
+                f.model_hash,
+                f.max_tokens.unwrap_or(u64::MAX),
+                f.temperature.map(|t| (t * 100.0).round() as i64 as u64).unwrap_or(u64::MAX),
+                f.stream as u64,
+                obs.user_agent.map(|u| fnv1a(u.as_bytes())).unwrap_or(0),
+            ] {
+                fp = super::sketch::fnv1a_extend(fp, &part.to_le_bytes());
+            }
+            self.fingerprints.insert(fp.max(1));
+            let w = 1.0 / (self.centroid_n + 1).min(CENTROID_WINDOW) as f32;
+            for (c, &e) in self.centroid.iter_mut().zip(&f.embed) {
+                *c += (e as f32 / 127.0 - *c) * w;
+            }
+            self.centroid_n = (self.centroid_n + 1).min(1 << 20);
         }
         self.prompt_tokens += obs.prompt_tokens;
         self.completion_tokens += obs.completion_tokens;
@@ -161,6 +221,9 @@ impl AccountState {
                 Novelty::NearDuplicate => self.near_dup += 1,
                 Novelty::New => {}
             }
+            if novelty != Novelty::Repeat && f.single_turn {
+                self.fresh_per_hour.add(hour);
+            }
             self.distinct.insert(f.prompt_hash);
             // A template is fixed text around varying input: re-sending the same prompt is
             // a rerun, not a fill.
@@ -176,7 +239,8 @@ impl AccountState {
                     marks.push("template");
                 }
             }
-            if f.system_hash != 0 && f.system_chars >= super::features::PERSONA_CHARS {
+            // A persona that asks for reasoning or training data is no product's.
+            if f.system_hash != 0 && f.system_chars >= super::features::PERSONA_CHARS && !f.system_elicits {
                 self.systems.insert(f.system_hash);
                 if self.systems.top().is_some_and(|(k, _)| k == f.system_hash) {
                     self.fixed_system += 1;
@@ -212,9 +276,13 @@ impl AccountState {
             &mut self.near_dup,
             &mut self.templated,
             &mut self.fixed_system,
+            &mut self.ip_n,
+            &mut self.new_subnet,
         ] {
             *c /= 2;
         }
+        self.io.halve();
+        self.fingerprints.halve();
         self.prompt_tokens /= 2;
         self.completion_tokens /= 2;
         self.templates.halve();
@@ -253,9 +321,82 @@ impl AccountState {
     pub fn output_ratio(&self) -> f64 {
         self.completion_tokens as f64 / self.prompt_tokens.max(1) as f64
     }
+    pub fn soft_share(&self) -> f64 {
+        self.share(self.soft, self.n)
+    }
+    /// Requests in the 24 hours up to `now_ms`.
+    pub fn requests_day(&self, now_ms: i64) -> u32 {
+        self.per_hour.sum(hour_of(now_ms))
+    }
+    /// Requests in the 60 minutes up to `now_ms`.
+    pub fn requests_hour(&self, now_ms: i64) -> u32 {
+        self.per_minute.sum((now_ms.max(0) / 60_000) as u32)
+    }
+    /// Fresh single-turn prompts in the 24 hours up to `now_ms`.
+    pub fn fresh_day(&self, now_ms: i64) -> u32 {
+        self.fresh_per_hour.sum(hour_of(now_ms))
+    }
+    /// Completion tokens in the 24 hours up to `now_ms`.
+    pub fn output_day(&self, now_ms: i64) -> u64 {
+        self.output_per_hour.sum(hour_of(now_ms))
+    }
+    /// Share of requests from a network not among the account's last four (None below 12
+    /// requests with an address).
+    pub fn ip_churn(&self) -> Option<f64> {
+        if self.ip_n < 12 {
+            None
+        } else {
+            Some(self.share(self.new_subnet, self.ip_n))
+        }
+    }
+    /// The prompts' embedding centroid, once it has seen `min` prompts.
+    pub fn centroid(&self, min: u32) -> Option<[f32; EMBED_DIMS]> {
+        (self.centroid_n >= min).then_some(self.centroid)
+    }
+    /// The client's most used fingerprint and its share of the account's text requests.
+    pub fn fingerprint(&self) -> Option<(u64, f64)> {
+        self.fingerprints.top().map(|(k, c)| (k, self.share(c, self.text_n).min(1.0)))
+    }
+    /// How far completions follow the prompts' length (Pearson's r of their logs; 0
+    /// until the prompts' lengths vary).
+    pub fn tracks_input(&self) -> Option<f64> {
+        if self.io.n < 10.0 || self.io.sd_x() < 0.15 {
+            None
+        } else {
+            Some(self.io.r())
+        }
+    }
+    /// Share of prompts filling a template whose output does not follow its input.
+    pub fn generative_template_share(&self) -> f64 {
+        self.templated_share() * self.not_transformation()
+    }
+    /// Wide and shallow, generative coverage (the `breadth` signal's value).
+    pub fn breadth(&self) -> f64 {
+        // Single-turn, fresh prompts that are neither fills of one template nor end-user
+        // input behind a product's fixed system prompt, answered at length.
+        let fresh = 1.0 - self.share(self.repeat + self.near_dup, self.text_n);
+        self.single_turn_share()
+            * fresh
+            * (1.0 - self.templated_share())
+            * (1.0 - self.share(self.fixed_system, self.text_n))
+            * self.expansion()
+            * self.not_transformation()
+    }
+    /// Generative expansion: 0 when the model gives back less than it is given, 1 when it
+    /// writes well beyond it (wide coverage is only worth harvesting when it is).
+    fn expansion(&self) -> f64 {
+        ((self.output_ratio() - 0.5) / (1.2 - 0.5)).clamp(0.0, 1.0)
+    }
+    /// 1 when the outputs do not follow the inputs' length, 0 when they closely do.
+    fn not_transformation(&self) -> f64 {
+        match self.tracks_input() {
+            Some(r) => 1.0 - ((r - 0.5) / 0.3).clamp(0.0, 1.0),
+            None => 1.0,
+        }
+    }
 
     /// The signal values (raw, before thresholds), by name.
-    pub fn value(&self, name: SignalName, now_ms: i64) -> Option<f64> {
+    pub fn value(&self, name: SignalName, now_ms: i64, pop: &Population) -> Option<f64> {
         let minute = (now_ms.max(0) / 60_000) as u32;
         let novel = 1.0 - self.share(self.repeat, self.text_n);
         Some(match name {
@@ -270,20 +411,15 @@ impl AccountState {
                 if self.text_n == 0 {
                     return None;
                 }
-                self.templated_share() * novel
+                // A template whose output follows its input's length is a product working
+                // on its users' material (translation, extraction), not a harvest.
+                self.templated_share() * novel * self.not_transformation()
             }
             SignalName::Breadth => {
                 if self.text_n == 0 {
                     return None;
                 }
-                // Wide and shallow: single-turn, fresh prompts that are neither fills of one
-                // template nor end-user input behind a product's fixed system prompt.
-                let fresh = 1.0 - self.share(self.repeat + self.near_dup, self.text_n);
-                let templated = self.templated_share();
-                self.single_turn_share()
-                    * fresh
-                    * (1.0 - templated)
-                    * (1.0 - self.share(self.fixed_system, self.text_n))
+                self.breadth()
             }
             SignalName::LongOutputs => {
                 if self.completion_tokens == 0 {
@@ -323,13 +459,31 @@ impl AccountState {
                 }
                 self.share(self.repeat, self.text_n)
             }
+            SignalName::DailyBreadth => {
+                // Distinct single-turn prompts a day, answered at length, that are not
+                // users' input behind a product's persona nor work on the user's material.
+                self.fresh_day(now_ms) as f64
+                    * (1.0 - self.templated_share())
+                    * (1.0 - self.share(self.fixed_system, self.text_n))
+                    * self.expansion()
+                    * self.not_transformation()
+            }
+            SignalName::DailyOutput => self.output_day(now_ms) as f64,
+            SignalName::IpChurn => self.ip_churn()?,
+            SignalName::ContentShift => {
+                let z = pop.content_z(self)?;
+                // A template or a product's persona moves the centroid by itself; those
+                // have signals of their own.
+                z * (1.0 - self.templated_share()) * (1.0 - self.share(self.fixed_system, self.text_n))
+            }
+            SignalName::TracksInput => self.tracks_input()?,
         })
     }
 
     /// Scores the account at event time `now_ms`, with every signal as evidence.
-    pub fn assess(&self, cfg: &DetectConfig, now_ms: i64) -> Assessment {
+    pub fn assess(&self, cfg: &DetectConfig, now_ms: i64, pop: &Population) -> Assessment {
         let mut signals = Vec::with_capacity(SignalName::ALL.len());
-        let (score, corroborated) = self.evaluate(cfg, now_ms, |name, p, value, strength, contribution| {
+        let verdict = self.evaluate(cfg, now_ms, pop, |name, p, value, strength, contribution| {
             signals.push(Signal {
                 name: name.as_str(),
                 group: name.group(),
@@ -341,14 +495,14 @@ impl AccountState {
                 fired: strength > 0.0,
             });
         });
-        Assessment { score, signals, corroborated }
+        Assessment { score: verdict.score, signals, corroborated: verdict.corroborated, confident: verdict.confident }
     }
 
-    /// The score and whether it is corroborated, as [`AccountState::assess`] computes
-    /// them, without the evidence (the detector scores on every request, and needs the
-    /// evidence only when it raises an alert).
-    pub fn score(&self, cfg: &DetectConfig, now_ms: i64) -> (f64, bool) {
-        self.evaluate(cfg, now_ms, |_, _, _, _, _| {})
+    /// The score and how sure it is, as [`AccountState::assess`] computes them, without
+    /// the evidence (the detector scores on every request, and needs the evidence only
+    /// when it raises an alert).
+    pub fn score(&self, cfg: &DetectConfig, now_ms: i64, pop: &Population) -> Verdict {
+        self.evaluate(cfg, now_ms, pop, |_, _, _, _, _| {})
     }
 
     /// Sums the signals' contributions; `each` sees every signal that counts.
@@ -356,28 +510,59 @@ impl AccountState {
         &self,
         cfg: &DetectConfig,
         now_ms: i64,
+        pop: &Population,
         mut each: impl FnMut(SignalName, crate::detect::config::SignalParams, f64, f64, f64),
-    ) -> (f64, bool) {
+    ) -> Verdict {
         let mut score = 0.0;
-        let (mut intent, mut automation) = (false, false);
+        let (mut intents, mut automation) = (0u32, false);
+        let (mut full_automation, mut benign) = (false, false);
+        let mut full_content_intent = false;
         for &name in SignalName::ALL {
             let p = cfg.signal(name);
             if p.weight == 0.0 {
                 continue;
             }
-            let Some(value) = self.value(name, now_ms) else { continue };
+            let Some(value) = self.value(name, now_ms, pop) else { continue };
             let strength = p.strength(value);
             let contribution = p.weight * strength;
             score += contribution;
             let fired = strength >= 0.5;
             match name.group() {
-                SignalGroup::Intent if fired => intent = true,
-                SignalGroup::Automation if fired => automation = true,
+                // Long outputs and the content test qualify a score but never corroborate
+                // one: they say how much is taken or how unusual it is, not what for.
+                SignalGroup::Intent if fired && !matches!(name, SignalName::ContentShift | SignalName::LongOutputs) => {
+                    intents += 1;
+                    full_content_intent |= strength >= 0.99 && name != SignalName::TemplateReuse;
+                }
+                SignalGroup::Automation if fired => {
+                    automation = true;
+                    full_automation |= strength >= 0.99;
+                }
+                SignalGroup::Benign if fired => benign = true,
                 _ => {}
             }
             each(name, p, value, strength, contribution);
         }
-        (score.clamp(0.0, 1.0), intent && automation)
+        // At a person's pace: two kinds of intent, one of them in full and not a template,
+        // on a steady daily volume. Enough for a review alert, never for an action.
+        let paced = !automation
+            && intents >= 2
+            && full_content_intent
+            && self.requests_day(now_ms) >= PACED_MIN_PER_DAY
+            && cfg.enabled(super::config::Family::DayScale);
+        let corroborated = (intents > 0 && automation) || paced;
+        Verdict {
+            score: score.clamp(0.0, 1.0),
+            corroborated,
+            // Acting on an account takes more than an alert: automation, two kinds of
+            // intent (or one other than a template in full with automation in full), and no
+            // strong benign explanation. A template alone is a review's call: products
+            // fill templates too.
+            confident: corroborated
+                && automation
+                && !benign
+                && (intents >= 2 || (full_content_intent && full_automation)),
+        }
     }
 
     pub fn samples(&self) -> Vec<Sample> {
@@ -409,6 +594,10 @@ fn push_recent<const N: usize>(slots: &mut [u64; N], v: u64) {
         slots.rotate_right(1);
         slots[0] = v;
     }
+}
+
+fn hour_of(now_ms: i64) -> u32 {
+    (now_ms.max(0) / 3_600_000) as u32
 }
 
 pub fn round3(v: f64) -> f64 {

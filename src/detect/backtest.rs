@@ -104,9 +104,28 @@ pub fn read_line<T>(line: &str, f: impl FnOnce(&Observation<'_>) -> T) -> Line<T
     Line::Observed(f(&obs))
 }
 
+/// Where a backtest writes what it found besides the alerts.
+#[derive(Default)]
+pub struct Reports<'a> {
+    /// Every linked pair of accounts at the end (JSON lines `{"a", "b", "kinds"}`).
+    pub links: Option<&'a mut dyn Write>,
+    /// Every account's standing at the end (JSON lines: score, signals, population).
+    pub accounts: Option<&'a mut dyn Write>,
+}
+
 /// Runs the detector over `files` (in the order given), writing one JSON line per alert
 /// created or changed to `out`. Malformed lines are skipped and counted.
 pub fn run(cfg: DetectConfig, files: &[PathBuf], out: &mut dyn Write) -> anyhow::Result<Summary> {
+    run_with(cfg, files, out, Reports::default())
+}
+
+/// [`run`], and the end-of-run reports asked for.
+pub fn run_with(
+    cfg: DetectConfig,
+    files: &[PathBuf],
+    out: &mut dyn Write,
+    reports: Reports<'_>,
+) -> anyhow::Result<Summary> {
     let started = std::time::Instant::now();
     let mut engine = Engine::new(Arc::new(cfg));
     let mut summary = Summary::default();
@@ -153,6 +172,20 @@ pub fn run(cfg: DetectConfig, files: &[PathBuf], out: &mut dyn Write) -> anyhow:
         }
     }
     out.flush()?;
+    if let Some(w) = reports.links {
+        for l in engine.links() {
+            serde_json::to_writer(&mut *w, &l)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+    }
+    if let Some(w) = reports.accounts {
+        for a in engine.account_reports() {
+            serde_json::to_writer(&mut *w, &a)?;
+            w.write_all(b"\n")?;
+        }
+        w.flush()?;
+    }
     summary.accounts_flagged = flagged.len() as u64;
     summary.elapsed = started.elapsed();
     Ok(summary)

@@ -1,24 +1,54 @@
-//! Cross-account detection: accounts that each look quiet but share a prompt template,
-//! network and timing are one operator ("hydra" clusters).
+//! Cross-account detection: accounts that each look quiet but act as one operator
+//! ("hydra" clusters, round-robin campaigns).
 //!
-//! Accounts are indexed by what they share (their /24 subnet, their dominant template).
-//! Every `cluster_interval` of event time, the members of each shared bucket are compared
-//! pairwise; two accounts are linked when at least two independent kinds of evidence agree
-//! (same template, same subnet, activity in the same minutes). Linked groups of at least
-//! `cluster_min_accounts` accounts are scored and reported as one cluster.
+//! Candidates come from buckets of what accounts share: their /24 subnet and dominant
+//! template (kept as traffic arrives), and, built at every pass, their client fingerprint,
+//! membership of a proxy pool (a new network on most requests) and the direction of their
+//! unusual content (locality-sensitive hashing of the prompt-embedding centroid against
+//! the population's). Within a bucket, pairs are compared on six link kinds:
+//!
+//! | kind | family | the two accounts... |
+//! |---|---|---|
+//! | `template` | behaviour | fill the same template (exact fixed text) |
+//! | `template_family` | behaviour | both send unusual content, and it points the same way (paraphrases of one template) |
+//! | `fingerprint` | behaviour | use one client the same way (model, max_tokens, temperature, stream, user agent) |
+//! | `sync` | behaviour | are active in the same minutes |
+//! | `subnet` | infrastructure | share a /24 |
+//! | `proxy_pool` | infrastructure | both come from a new network on most requests |
+//!
+//! Two accounts are linked when at least two kinds agree. A linked group is scored on how
+//! it is linked and on what its members ask for: a company behind one NAT, with one
+//! internal tool and office hours, links on subnet, fingerprint and timing, and is not
+//! reported, because its members do not harvest.
 
 use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::account::{round3, AccountState};
-use super::config::DetectConfig;
+use super::config::{DetectConfig, Family};
+use super::population::Population;
 
 /// Members kept per bucket: a bucket is a candidate group, not a census.
 const BUCKET_CAP: usize = 256;
 /// Minutes of slack when comparing activity times.
 const SYNC_SLACK_MIN: u32 = 1;
+/// Accounts active within this long take part in the pass-time buckets.
+const ACTIVE_MS: i64 = 24 * 3_600_000;
+/// A network change on at least this share of requests makes a proxy-pool member.
+const POOL_CHURN: f64 = 0.6;
+/// Content this many robust SDs from the population's is unusual.
+const UNUSUAL_Z: f64 = 2.0;
+/// Cosine of two unusual contents' directions for a template-family link.
+const FAMILY_COSINE: f64 = 0.8;
+/// Harvesting intent two proxy-pool members need to be linked on the pool alone.
+const POOL_INTENT: f64 = 0.4;
+/// Harvesting intent a cluster member needs itself ([`harvest_intent`]).
+const MEMBER_INTENT: f64 = 0.15;
+/// Share of an account's requests under its top fingerprint to be compared on it.
+const FINGERPRINT_SHARE: f64 = 0.6;
 
 #[derive(Default)]
 struct Bucket {
@@ -46,6 +76,8 @@ impl Bucket {
 pub struct ClusterIndex {
     by_subnet: HashMap<u64, Bucket>,
     by_template: HashMap<u64, Bucket>,
+    /// Each account's minute of its last indexing (accounts are indexed once a minute).
+    indexed: HashMap<Arc<str>, u32>,
 }
 
 /// A group of accounts found acting together.
@@ -53,7 +85,17 @@ pub struct ClusterIndex {
 pub struct Finding {
     pub members: Vec<Arc<str>>,
     pub score: f64,
+    /// Linked on enough kinds, and harvesting clearly enough, to act on (not only alert).
+    pub confident: bool,
     pub evidence: Value,
+}
+
+/// A link between two accounts, as `warden backtest --links` prints it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkRecord {
+    pub a: String,
+    pub b: String,
+    pub kinds: Vec<&'static str>,
 }
 
 /// The templates an account uses often enough to be compared on them.
@@ -61,23 +103,98 @@ fn templates_of(s: &AccountState) -> Vec<u64> {
     s.templates.entries().into_iter().filter(|&(_, c)| c >= 3).take(3).map(|(k, _)| k).collect()
 }
 
+#[derive(Debug, Clone, Copy, Default)]
 struct Links {
     template: bool,
-    subnet: bool,
+    template_family: bool,
+    fingerprint: bool,
     sync: bool,
+    subnet: bool,
+    proxy_pool: bool,
 }
 
-fn links(a: &AccountState, b: &AccountState) -> Links {
-    // Only accounts that actually fill templates (not ones that happen to send a prompt
-    // another account also sent) are linked by them.
-    let fills = |s: &AccountState| s.templated_share() >= 0.2;
-    let ta = templates_of(a);
-    let template = fills(a) && fills(b) && templates_of(b).iter().any(|k| ta.contains(k));
-    let subnet = a.subnets.iter().any(|s| *s != 0 && b.subnets.contains(s));
-    let (shared, _) = a.active_minutes.overlap(&b.active_minutes, SYNC_SLACK_MIN);
-    let smaller = a.active_minutes.len().min(b.active_minutes.len()).max(1);
-    let sync = shared >= 3 && shared as f64 / smaller as f64 >= 0.2;
-    Links { template, subnet, sync }
+impl Links {
+    fn count(&self) -> u32 {
+        [self.template, self.template_family, self.fingerprint, self.sync, self.subnet, self.proxy_pool]
+            .iter()
+            .filter(|&&b| b)
+            .count() as u32
+    }
+    fn kinds(&self) -> Vec<&'static str> {
+        let mut k = Vec::new();
+        for (on, name) in [
+            (self.template, "template"),
+            (self.template_family, "template_family"),
+            (self.fingerprint, "fingerprint"),
+            (self.sync, "sync"),
+            (self.subnet, "subnet"),
+            (self.proxy_pool, "proxy_pool"),
+        ] {
+            if on {
+                k.push(name);
+            }
+        }
+        k
+    }
+    fn infrastructure(&self) -> bool {
+        self.subnet || self.proxy_pool
+    }
+}
+
+/// What a pass knows about one account beyond its state.
+struct Facts<'a> {
+    state: &'a AccountState,
+    /// Direction of the account's content away from the population's (unit vector), when
+    /// unusual.
+    unusual: Option<Vec<f32>>,
+    pool: bool,
+    fingerprint: Option<u64>,
+}
+
+fn facts<'a>(s: &'a AccountState, pop: &Population) -> Facts<'a> {
+    let unusual = match (pop.content_z(s), s.centroid(10)) {
+        (Some(z), Some(c)) if z >= UNUSUAL_Z => {
+            let d: Vec<f32> = c.iter().zip(&pop.reference).map(|(a, b)| a - b).collect();
+            let norm = d.iter().map(|v| v * v).sum::<f32>().sqrt();
+            (norm > 1e-6).then(|| d.iter().map(|v| v / norm).collect())
+        }
+        _ => None,
+    };
+    Facts {
+        state: s,
+        unusual,
+        pool: s.ip_churn().is_some_and(|c| c >= POOL_CHURN),
+        fingerprint: s.fingerprint().filter(|&(_, share)| share >= FINGERPRINT_SHARE).map(|(k, _)| k),
+    }
+}
+
+fn links(a: &Facts<'_>, b: &Facts<'_>, cfg: &DetectConfig) -> Links {
+    let mut l = Links::default();
+    let (sa, sb) = (a.state, b.state);
+    if cfg.enabled(Family::BehaviourLinks) {
+        // Only accounts that actually fill templates (not ones that happen to send a
+        // prompt another account also sent) are linked by them.
+        let fills = |s: &AccountState| s.templated_share() >= 0.2;
+        let ta = templates_of(sa);
+        l.template = fills(sa) && fills(sb) && templates_of(sb).iter().any(|k| ta.contains(k));
+        if let (Some(da), Some(db)) = (&a.unusual, &b.unusual) {
+            let cos: f32 = da.iter().zip(db).map(|(x, y)| x * y).sum();
+            l.template_family = cos as f64 >= FAMILY_COSINE;
+        }
+        l.fingerprint = a.fingerprint.is_some() && a.fingerprint == b.fingerprint;
+    }
+    if cfg.enabled(Family::InfrastructureLinks) {
+        l.subnet = sa.subnets.iter().any(|s| *s != 0 && sb.subnets.contains(s));
+        l.proxy_pool = a.pool && b.pool;
+    }
+    // Timing is compared last, and only where another kind already agrees: alone it
+    // links nothing, and it is the costliest comparison.
+    if cfg.enabled(Family::BehaviourLinks) && l.count() >= 1 {
+        let (shared, _) = sa.active_minutes.overlap(&sb.active_minutes, SYNC_SLACK_MIN);
+        let smaller = sa.active_minutes.len().min(sb.active_minutes.len()).max(1);
+        l.sync = shared >= 3 && shared as f64 / smaller as f64 >= 0.2;
+    }
+    l
 }
 
 struct UnionFind(Vec<usize>);
@@ -98,9 +215,40 @@ impl UnionFind {
     }
 }
 
+/// The linked pairs among the candidates of one pass.
+struct Graph {
+    ids: Vec<Arc<str>>,
+    edges: Vec<(usize, usize, Links)>,
+}
+
+/// The locality-sensitive hash of a content direction: the signs of 8 of its
+/// coordinates (two tables, on different coordinates, so that near directions meet in at
+/// least one).
+fn lsh_keys(d: &[f32]) -> [u64; 2] {
+    let mut keys = [0u64; 2];
+    for (t, key) in keys.iter_mut().enumerate() {
+        let mut k = (t as u64 + 1) << 32;
+        for i in 0..8 {
+            if d[(t * 8 + i) % d.len()] >= 0.0 {
+                k |= 1 << i;
+            }
+        }
+        *key = k;
+    }
+    keys
+}
+
 impl ClusterIndex {
-    /// Records where an account was just seen.
+    /// Records where an account was just seen (once a minute per account).
     pub fn observe(&mut self, account: &Arc<str>, state: &AccountState, ts_ms: i64) {
+        let minute = (ts_ms.max(0) / 60_000) as u32;
+        match self.indexed.get_mut(account) {
+            Some(m) if *m == minute => return,
+            Some(m) => *m = minute,
+            None => {
+                self.indexed.insert(account.clone(), minute);
+            }
+        }
         if state.subnets[0] != 0 {
             self.by_subnet.entry(state.subnets[0]).or_default().touch(account, ts_ms);
         }
@@ -117,37 +265,88 @@ impl ClusterIndex {
                 !b.members.is_empty()
             });
         }
+        let minute = (cutoff_ms.max(0) / 60_000) as u32;
+        self.indexed.retain(|_, m| *m >= minute);
     }
 
     pub fn buckets(&self) -> usize {
         self.by_subnet.len() + self.by_template.len()
     }
 
-    /// Finds linked groups among accounts that share a bucket.
-    pub fn find(&self, accounts: &HashMap<Arc<str>, AccountState>, cfg: &DetectConfig) -> Vec<Finding> {
+    /// Every candidate bucket of a pass: the kept ones, and those built from the active
+    /// accounts now.
+    fn candidates<'a>(
+        &'a self,
+        accounts: &'a HashMap<Arc<str>, AccountState>,
+        facts: &HashMap<Arc<str>, Facts<'a>>,
+        cfg: &DetectConfig,
+        now_ms: i64,
+    ) -> Vec<Vec<Arc<str>>> {
+        let mut out: Vec<Vec<Arc<str>>> = Vec::new();
         let min = cfg.cluster_min_accounts;
+        for b in self.by_subnet.values().chain(self.by_template.values()) {
+            if b.members.len() >= min {
+                out.push(b.members.iter().map(|m| m.0.clone()).collect());
+            }
+        }
+        // Built now, in id order, so that the result does not depend on the maps' order.
+        let mut active: Vec<(&Arc<str>, &Facts<'_>)> =
+            facts.iter().filter(|(id, _)| accounts.get(*id).is_some_and(|s| s.last_ms >= now_ms - ACTIVE_MS)).collect();
+        active.sort_by(|a, b| a.0.cmp(b.0));
+        let mut built: HashMap<(u8, u64), Vec<Arc<str>>> = HashMap::new();
+        let mut push = |key: (u8, u64), id: &Arc<str>| {
+            let b = built.entry(key).or_default();
+            if b.len() < BUCKET_CAP {
+                b.push(id.clone());
+            }
+        };
+        for (id, f) in active {
+            if let Some(fp) = f.fingerprint {
+                push((0, fp), id);
+            }
+            if f.pool {
+                push((1, 0), id);
+            }
+            if let Some(d) = &f.unusual {
+                for k in lsh_keys(d) {
+                    push((2, k), id);
+                }
+            }
+        }
+        let mut keys: Vec<_> = built.keys().copied().collect();
+        keys.sort();
+        for k in keys {
+            let b = built.remove(&k).expect("key from the map");
+            if b.len() >= min {
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    fn graph(
+        &self,
+        accounts: &HashMap<Arc<str>, AccountState>,
+        cfg: &DetectConfig,
+        pop: &Population,
+        now_ms: i64,
+    ) -> Graph {
+        let facts: HashMap<Arc<str>, Facts<'_>> = accounts
+            .iter()
+            .filter(|(id, _)| !cfg.allow_accounts.contains(&***id))
+            .filter(|(_, s)| s.last_ms >= now_ms - cfg.idle_evict.as_millis() as i64)
+            .map(|(id, s)| (id.clone(), facts(s, pop)))
+            .collect();
         let mut index: HashMap<Arc<str>, usize> = HashMap::new();
         let mut ids: Vec<Arc<str>> = Vec::new();
         let mut edges: Vec<(usize, usize, Links)> = Vec::new();
         let mut seen_pairs = foldhash::HashSet::default();
-        for bucket in self.by_subnet.values().chain(self.by_template.values()) {
-            if bucket.members.len() < min {
-                continue;
-            }
-            let members: Vec<(&Arc<str>, &AccountState)> = bucket
-                .members
-                .iter()
-                .filter(|m| !cfg.allow_accounts.contains(&*m.0))
-                .filter_map(|m| accounts.get(&m.0).map(|s| (&m.0, s)))
-                .collect();
+        for bucket in self.candidates(accounts, &facts, cfg, now_ms) {
+            let members: Vec<(&Arc<str>, &Facts<'_>)> = bucket.iter().filter_map(|m| facts.get_key_value(m)).collect();
             for i in 0..members.len() {
                 for j in i + 1..members.len() {
-                    let (a, sa) = members[i];
-                    let (b, sb) = members[j];
-                    let l = links(sa, sb);
-                    if (l.template as u8 + l.subnet as u8 + l.sync as u8) < 2 {
-                        continue;
-                    }
+                    let (a, fa) = members[i];
+                    let (b, fb) = members[j];
                     let mut slot = |id: &Arc<str>| {
                         *index.entry(id.clone()).or_insert_with(|| {
                             ids.push(id.clone());
@@ -155,12 +354,56 @@ impl ClusterIndex {
                         })
                     };
                     let (ia, ib) = (slot(a), slot(b));
-                    if seen_pairs.insert((ia.min(ib), ia.max(ib))) {
+                    if !seen_pairs.insert((ia.min(ib), ia.max(ib))) {
+                        continue;
+                    }
+                    let l = links(fa, fb, cfg);
+                    // Two kinds agree; or both come through a proxy pool and both harvest
+                    // (a round robin over fresh addresses shares little else).
+                    let pooled = l.proxy_pool
+                        && harvest_intent(fa.state, cfg) >= POOL_INTENT
+                        && harvest_intent(fb.state, cfg) >= POOL_INTENT;
+                    if l.count() >= 2 || pooled {
                         edges.push((ia, ib, l));
                     }
                 }
             }
         }
+        Graph { ids, edges }
+    }
+
+    /// Every linked pair now (for `warden backtest --links`).
+    pub fn all_links(
+        &self,
+        accounts: &HashMap<Arc<str>, AccountState>,
+        cfg: &DetectConfig,
+        pop: &Population,
+        now_ms: i64,
+    ) -> Vec<LinkRecord> {
+        let g = self.graph(accounts, cfg, pop, now_ms);
+        let mut out: Vec<LinkRecord> = g
+            .edges
+            .iter()
+            .map(|(a, b, l)| {
+                let (x, y) = (g.ids[*a].to_string(), g.ids[*b].to_string());
+                let (a, b) = if x <= y { (x, y) } else { (y, x) };
+                LinkRecord { a, b, kinds: l.kinds() }
+            })
+            .collect();
+        out.sort_by(|p, q| (&p.a, &p.b).cmp(&(&q.a, &q.b)));
+        out
+    }
+
+    /// Finds linked groups among accounts that share a bucket.
+    pub fn find(
+        &self,
+        accounts: &HashMap<Arc<str>, AccountState>,
+        cfg: &DetectConfig,
+        pop: &Population,
+        now_ms: i64,
+    ) -> Vec<Finding> {
+        let min = cfg.cluster_min_accounts;
+        let Graph { ids, edges } = self.graph(accounts, cfg, pop, now_ms);
         let mut uf = UnionFind((0..ids.len()).collect());
         for (a, b, _) in &edges {
             uf.union(*a, *b);
@@ -172,13 +415,19 @@ impl ClusterIndex {
         }
         let mut out = Vec::new();
         for (root, mut members) in groups {
+            // A member linked to the group but asking for nothing a harvester asks for is
+            // a bystander (a product sharing a cloud subnet and busy hours), not a member.
+            members.retain(|&i| harvest_intent(&accounts[&ids[i]], cfg) >= MEMBER_INTENT);
             if members.len() < min {
                 continue;
             }
             // In id order, so that sums over members do not depend on the maps' order.
             members.sort_by(|&a, &b| ids[a].cmp(&ids[b]));
-            let group_edges: Vec<&(usize, usize, Links)> =
-                edges.iter().filter(|e| uf.find_const(e.0) == root).collect();
+            let kept: foldhash::HashSet<usize> = members.iter().copied().collect();
+            let group_edges: Vec<&(usize, usize, Links)> = edges
+                .iter()
+                .filter(|e| uf.find_const(e.0) == root && kept.contains(&e.0) && kept.contains(&e.1))
+                .collect();
             let states: Vec<&AccountState> = members.iter().map(|&i| &accounts[&ids[i]]).collect();
             out.push(score_group(members.iter().map(|&i| ids[i].clone()).collect(), &states, &group_edges, cfg));
         }
@@ -202,6 +451,44 @@ fn ramp(v: f64, lo: f64, hi: f64) -> f64 {
     ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
 }
 
+/// What one member asks for, 0 to 1: the largest of its reasoning, soft-label and
+/// generative-template shares and its breadth.
+fn harvest_intent(s: &AccountState, cfg: &DetectConfig) -> f64 {
+    let mut v: f64 = 0.0;
+    if cfg.enabled(Family::Reasoning) {
+        v = v.max(s.reasoning_share());
+    }
+    if cfg.enabled(Family::SoftLabels) {
+        v = v.max(s.soft_share());
+    }
+    if cfg.enabled(Family::Templates) {
+        v = v.max(s.generative_template_share());
+    }
+    if cfg.enabled(Family::Breadth) {
+        v = v.max(s.breadth());
+    }
+    v
+}
+
+/// How regular the members' activity is taken together (0 = Poisson or burstier, 1 =
+/// clockwork): 1 - the coefficient of variation of the gaps between the union's active
+/// minutes. A round robin over many accounts, each quiet alone, is regular as a whole.
+fn union_regularity(states: &[&AccountState]) -> f64 {
+    let mut minutes: Vec<u32> = states.iter().flat_map(|s| s.active_minutes.minutes().iter().copied()).collect();
+    minutes.sort_unstable();
+    minutes.dedup();
+    if minutes.len() < 20 {
+        return 0.0;
+    }
+    let gaps: Vec<f64> = minutes.windows(2).map(|w| (w[1] - w[0]) as f64).filter(|&g| g <= 60.0).collect();
+    if gaps.len() < 10 {
+        return 0.0;
+    }
+    let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+    let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+    (1.0 - var.sqrt() / mean.max(1e-9)).clamp(0.0, 1.0)
+}
+
 fn score_group(
     mut members: Vec<Arc<str>>,
     states: &[&AccountState],
@@ -210,18 +497,25 @@ fn score_group(
 ) -> Finding {
     let n = members.len() as f64;
     let pairs = edges.len().max(1) as f64;
-    let template_share = edges.iter().filter(|e| e.2.template).count() as f64 / pairs;
-    let subnet_share = edges.iter().filter(|e| e.2.subnet).count() as f64 / pairs;
-    let sync_share = edges.iter().filter(|e| e.2.sync).count() as f64 / pairs;
+    let share = |f: &dyn Fn(&Links) -> bool| edges.iter().filter(|e| f(&e.2)).count() as f64 / pairs;
+    let template_share = share(&|l| l.template);
+    let family_share = share(&|l| l.template_family);
+    let fingerprint_share = share(&|l| l.fingerprint);
+    let sync_share = share(&|l| l.sync);
+    let subnet_share = share(&|l| l.subnet);
+    let pool_share = share(&|l| l.proxy_pool);
+    let kinds_per_link = edges.iter().map(|e| e.2.count() as f64).sum::<f64>() / pairs;
+    let infrastructure_share = share(&|l| l.infrastructure());
     let mean = |f: &dyn Fn(&AccountState) -> f64| states.iter().map(|s| f(s)).sum::<f64>() / n;
     let reasoning = mean(&|s| s.reasoning_share());
     let template_use = mean(&|s| s.templated_share());
     let conversation = mean(&|s| 1.0 - s.single_turn_share());
+    let intent = mean(&|s| harvest_intent(s, cfg));
     let per_day = mean(&|s| {
         let days = ((s.last_ms - s.first_ms) as f64 / 86_400_000.0).max(1.0);
         s.total as f64 / days
     });
-    let intent = reasoning.max(template_use);
+    let regularity = if cfg.enabled(Family::BehaviourLinks) { union_regularity(states) } else { 0.0 };
     let mut subnets: HashMap<u64, usize> = HashMap::new();
     let mut agents: HashMap<u64, usize> = HashMap::new();
     for s in states {
@@ -229,28 +523,49 @@ fn score_group(
         *agents.entry(s.user_agents[0]).or_default() += 1;
     }
     let top_agent_share = agents.values().copied().max().unwrap_or(0) as f64 / n;
+    let intent_strength = ramp(intent, 0.15, 0.5);
+    // How strongly the group is one operator: its size, how many kinds of evidence link
+    // each pair, and timing that is regular only taken together.
+    let size = ramp(n, cfg.cluster_min_accounts as f64 - 1.0, 12.0);
+    let linkage = ramp(kinds_per_link, 1.5, 3.0).max(ramp(pool_share, 0.5, 0.9));
+    let coordination = (0.45 * size + 0.45 * linkage + 0.1 * ramp(regularity, 0.3, 0.7)).clamp(0.0, 1.0);
     let parts = [
-        ("members", n, 0.25 * ramp(n, cfg.cluster_min_accounts as f64 - 1.0, 15.0)),
-        ("shared_template", template_share, 0.2 * template_share),
-        ("shared_subnet", subnet_share, 0.2 * subnet_share),
-        ("synchronised_activity", sync_share, 0.2 * sync_share),
-        ("harvesting_intent", intent, 0.25 * ramp(intent, 0.2, 0.5)),
-        ("conversation", conversation, -0.35 * ramp(conversation, 0.15, 0.5)),
+        ("members", n, size),
+        ("shared_template", template_share, template_share),
+        ("template_family", family_share, family_share),
+        ("shared_fingerprint", fingerprint_share, fingerprint_share),
+        ("synchronised_activity", sync_share, sync_share),
+        ("shared_subnet", subnet_share, subnet_share),
+        ("proxy_pool", pool_share, pool_share),
+        ("complementary_activity", regularity, ramp(regularity, 0.3, 0.7)),
+        ("link_kinds_per_pair", kinds_per_link, linkage),
+        ("harvesting_intent", intent, intent_strength),
+        ("conversation", conversation, -ramp(conversation, 0.3, 0.7) * (1.0 - intent_strength)),
     ];
-    let score = parts.iter().map(|p| p.2).sum::<f64>().clamp(0.0, 1.0);
+    let conversation_discount = 1.0 - 0.5 * ramp(conversation, 0.3, 0.7) * (1.0 - intent_strength);
+    // Both are needed: coordination without harvesting (a company behind one NAT, one
+    // internal tool, office hours) and harvesting without coordination (unrelated users
+    // who happen to share a template) are not a campaign.
+    let score = (coordination * intent_strength).sqrt() * conversation_discount;
+    let confident = intent >= 0.4 && kinds_per_link >= 2.5 && n >= 8.0;
     members.sort();
     let evidence = json!({
         "members": members.len(),
-        "features": parts.iter().map(|(name, value, contribution)| json!({
-            "name": name, "value": round3(*value), "contribution": round3(*contribution),
-            "fired": *contribution > 0.0
+        "features": parts.iter().map(|(name, value, strength)| json!({
+            "name": name, "value": round3(*value), "contribution": round3(*strength),
+            "fired": *strength > 0.0
         })).collect::<Vec<_>>(),
+        "coordination": round3(coordination),
         "linked_pairs": edges.len(),
+        "link_kinds_per_pair": round3(kinds_per_link),
+        "infrastructure_link_share": round3(infrastructure_share),
         "distinct_subnets": subnets.len(),
         "top_user_agent_share": round3(top_agent_share),
         "mean_reasoning_share": round3(reasoning),
         "mean_top_template_share": round3(template_use),
+        "mean_harvest_intent": round3(intent),
         "mean_requests_per_day": round3(per_day),
+        "confident": confident,
     });
-    Finding { members, score: round3(score), evidence }
+    Finding { members, score: round3(score), confident, evidence }
 }

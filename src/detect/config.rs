@@ -92,6 +92,14 @@ signals! {
         "standard deviation of ln(inter-arrival gap) within sessions: low means machine-regular (Poisson is ~1.3, people higher)";
     AroundTheClock = "around_the_clock", Automation, 14.0, 20.0, 0.15,
         "hours with activity in the last 24 hours";
+    DailyBreadth = "daily_breadth", Automation, 60.0, 240.0, 0.3,
+        "distinct single-turn prompts in the last 24 hours (event time), counted as breadth counts them (not template fills, not behind a product's fixed persona, answered at length, not work on the user's material): coverage at scale, at a person's pace too";
+    DailyOutput = "daily_output_tokens", Automation, 60000.0, 300000.0, 0.1,
+        "completion tokens taken in the last 24 hours";
+    IpChurn = "ip_churn", Automation, 0.4, 0.8, 0.25,
+        "share of requests from a /24 (IPv6 /48) not among the account's last four: a proxy pool";
+    ContentShift = "content_shift", Intent, 3.0, 8.0, 0.1,
+        "robust z-score of the distance between the account's prompt-embedding centroid and the active population's (median/MAD of all active accounts): content unlike the platform's; never corroborates alone";
     Conversation = "conversation", Benign, 0.15, 0.5, -0.35,
         "share of requests continuing a conversation (earlier turns present)";
     LowOutputs = "low_outputs", Benign, 0.5, 0.15, -0.4,
@@ -100,6 +108,75 @@ signals! {
         "share of requests under the account's one long (>= 80 chars) system prompt: a product wrapping its users' input";
     Reruns = "reruns", Benign, 0.3, 0.6, -0.25,
         "share of prompts repeated verbatim from the last 32 (re-running the same prompts, e.g. parameter sweeps)";
+    TracksInput = "tracks_input", Benign, 0.5, 0.8, -0.35,
+        "correlation of ln(prompt tokens) and ln(completion tokens): output that follows the input's length is work on the user's material (translation, extraction, summaries)";
+}
+
+/// Families of evidence, as `disable_families` names them: the robustness matrix of
+/// `eval/` switches each off in turn to see what every harvesting class depends on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Reasoning,
+    SoftLabels,
+    Templates,
+    Breadth,
+    DayScale,
+    Automation,
+    Content,
+    /// Shared subnets and proxy pools (links), and the per-account `ip_churn` signal.
+    InfrastructureLinks,
+    /// Shared templates and template families, client fingerprints, synchronised or
+    /// complementary activity (links).
+    BehaviourLinks,
+}
+
+impl Family {
+    pub const ALL: &'static [Family] = &[
+        Family::Reasoning,
+        Family::SoftLabels,
+        Family::Templates,
+        Family::Breadth,
+        Family::DayScale,
+        Family::Automation,
+        Family::Content,
+        Family::InfrastructureLinks,
+        Family::BehaviourLinks,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Reasoning => "reasoning",
+            Family::SoftLabels => "soft_labels",
+            Family::Templates => "templates",
+            Family::Breadth => "breadth",
+            Family::DayScale => "day_scale",
+            Family::Automation => "automation",
+            Family::Content => "content",
+            Family::InfrastructureLinks => "infrastructure_links",
+            Family::BehaviourLinks => "behaviour_links",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Family> {
+        Family::ALL.iter().copied().find(|f| f.as_str() == s)
+    }
+
+    /// The per-account signals of the family.
+    pub fn signals(self) -> &'static [SignalName] {
+        use SignalName::*;
+        match self {
+            Family::Reasoning => &[ReasoningElicitation],
+            Family::SoftLabels => &[SoftLabels],
+            Family::Templates => &[TemplateReuse],
+            Family::Breadth => &[Breadth, LongOutputs],
+            Family::DayScale => &[DailyBreadth, DailyOutput],
+            Family::Automation => &[Volume, RegularCadence, AroundTheClock],
+            Family::Content => &[ContentShift],
+            Family::InfrastructureLinks => &[IpChurn],
+            Family::BehaviourLinks => &[],
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -163,11 +240,18 @@ pub struct DetectConfig {
     pub queue_bytes: usize,
     /// An open alert is re-emitted when its score rose by at least this much.
     pub rescore_step: f64,
+    /// Families of evidence switched off (`disable_families`): their signals weigh
+    /// nothing, their link kinds are not drawn.
+    pub disabled: Vec<Family>,
 }
 
 impl DetectConfig {
     pub fn signal(&self, name: SignalName) -> SignalParams {
         self.signals[name as usize]
+    }
+
+    pub fn enabled(&self, family: Family) -> bool {
+        !self.disabled.contains(&family)
     }
 
     /// The action of the highest band `score` reaches.
@@ -213,6 +297,7 @@ pub struct RawDetection {
     pub queue_capacity: Option<usize>,
     pub queue_bytes: Option<usize>,
     pub rescore_step: Option<f64>,
+    pub disable_families: Option<Vec<String>>,
     pub actions: Option<Vec<RawBand>>,
     pub signals: Option<BTreeMap<String, RawSignal>>,
 }
@@ -264,6 +349,21 @@ pub fn validate(raw: RawDetection, problems: &mut Vec<String>) -> DetectConfig {
             out
         }
     };
+    let mut disabled = Vec::new();
+    for name in raw.disable_families.unwrap_or_default() {
+        match Family::parse(&name) {
+            Some(f) => {
+                for &s in f.signals() {
+                    signals[s as usize].weight = 0.0;
+                }
+                disabled.push(f);
+            }
+            None => problems.push(format!(
+                "detection.disable_families: unknown family `{name}` (known: {})",
+                Family::ALL.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
     let cluster_min_accounts = raw.cluster_min_accounts.unwrap_or(5);
     if cluster_min_accounts < 2 {
         problems.push("detection.cluster_min_accounts: must be at least 2".into());
@@ -283,6 +383,7 @@ pub fn validate(raw: RawDetection, problems: &mut Vec<String>) -> DetectConfig {
         queue_capacity: raw.queue_capacity.unwrap_or(65_536).max(1),
         queue_bytes: raw.queue_bytes.unwrap_or(64 << 20).max(1),
         rescore_step: raw.rescore_step.unwrap_or(0.1),
+        disabled,
     }
 }
 

@@ -43,7 +43,20 @@ pub struct RequestFeatures {
     pub user_chars: u32,
     /// The start of the user text, for evidence samples.
     pub excerpt: String,
+    /// The system prompt / instructions ask for reasoning or training data (whatever its
+    /// length: such a prompt is not a product persona and earns no product discount).
+    pub system_elicits: bool,
+    /// Hash of the model named (0 = none): part of the client's fingerprint.
+    pub model_hash: u64,
+    pub stream: bool,
+    /// A cheap fixed embedding of the user text: masked word unigrams and bigrams hashed
+    /// into [`EMBED_DIMS`] signed buckets (a random projection of the n-gram counts),
+    /// L2-normalised and scaled to ±127. No model weights.
+    pub embed: [i8; EMBED_DIMS],
 }
+
+/// Dimensions of [`RequestFeatures::embed`].
+pub const EMBED_DIMS: usize = 32;
 
 impl RequestFeatures {
     /// Soft labels: token probabilities, several samples, or biased logits.
@@ -72,7 +85,11 @@ pub const REASONING_PATTERNS: &[(&str, &str)] = &[
     ),
     (
         "en:intermediate",
-        r"intermediate (steps|reasoning|results|calculations)|each step of|every step|all (the )?steps",
+        r"intermediate (steps|reasoning|results|calculations|work)|each step of|every step|all (the )?steps|(each|every) (logical|single) step",
+    ),
+    (
+        "en:visible_reasoning",
+        r"(transparent|exhaustive|explicit|visible|complete|full|entire|detailed|thorough)[\w\s,]{0,24}\b(reasoning|derivation|thought process|chain of thought|thinking|working|deliberation)|think(ing)? out loud|(reasoning|thinking|work|working) (visible|in full|explicitly)|show (your|the|all) (thinking|work|working|calculations)|(reason|think)(ing)? (exhaustively|transparently|explicitly)",
     ),
     (
         "fr",
@@ -82,7 +99,7 @@ pub const REASONING_PATTERNS: &[(&str, &str)] = &[
     ("pt", r"passo a passo|raciocínio|raciocine|mostre (seu|o) raciocínio"),
     (
         "de",
-        r"schritt für schritt|schritt-für-schritt|schrittweise|denk(e|en|t)? (gründlich|sorgfältig|schrittweise|nach)|begründ|gedankengang|überlegung",
+        r"schritt für schritt|schritt-für-schritt|schrittweise|denk(e|en|t)? (gründlich|sorgfältig|schrittweise|nach)|begründ|gedankengang|überlegung|denkweg|zwischenschritt",
     ),
     ("it", r"passo dopo passo|passo passo|ragiona(mento)?\b|spiega il (tuo )?ragionamento"),
     ("nl", r"stap voor stap|redeneer|redenering"),
@@ -101,6 +118,10 @@ pub const REASONING_PATTERNS: &[(&str, &str)] = &[
     ("he", r"צעד אחר צעד|שלב אחר שלב"),
     ("th", r"ทีละขั้นตอน"),
     ("sv", r"steg för steg|resonera"),
+    (
+        "en:training_data",
+        r"training (data|examples|set|corpus)|fine-?tun(e|ing) (data|set|corpus|examples)|for (a|my|our) (training )?dataset|synthetic (data|dataset|examples|training)|distill(ation|ing)? (data|dataset|a model)|as a teacher model|teacher (model|outputs)",
+    ),
 ];
 
 struct Reasoning {
@@ -382,9 +403,42 @@ pub fn template_keys(text: &str, words: &MaskedWords) -> [u64; 3] {
 /// Extracts the features of one request from its path and body.
 pub fn extract(path: &str, req: Option<&LlmRequest>) -> RequestFeatures {
     match req {
-        Some(req) => from_parts(path, conversation(req), params(&req.view)),
+        Some(req) => {
+            let mut f = from_parts(path, conversation(req), params(&req.view));
+            f.model_hash = req.model.as_deref().map(|m| text_hash(m.as_bytes()).max(1)).unwrap_or(0);
+            f.stream = req.stream;
+            // `/v1/responses` asking for the model's reasoning (`reasoning: {effort, summary}`).
+            if f.reasoning.is_none() && f.has_text && req.view.reasoning == (Scalar::Object { empty: false }) {
+                f.reasoning = Some("en:reasoning_param");
+            }
+            f
+        }
         None => RequestFeatures { n: 1, ..Default::default() },
     }
+}
+
+/// The embedding of a text from its words' hashes (see [`RequestFeatures::embed`]).
+pub fn embed(word_hashes: &[u64]) -> [i8; EMBED_DIMS] {
+    let mut acc = [0f32; EMBED_DIMS];
+    let mut add = |h: u64| {
+        let h = super::sketch::mix(h);
+        let i = (h as usize) % EMBED_DIMS;
+        acc[i] += if h & (1 << 40) == 0 { 1.0 } else { -1.0 };
+    };
+    for (i, &w) in word_hashes.iter().enumerate() {
+        add(w);
+        if i > 0 {
+            add(word_hashes[i - 1].rotate_left(17) ^ w.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+    }
+    let norm = acc.iter().map(|v| v * v).sum::<f32>().sqrt();
+    let mut out = [0i8; EMBED_DIMS];
+    if norm > 0.0 {
+        for (o, v) in out.iter_mut().zip(acc) {
+            *o = (v / norm * 127.0).round().clamp(-127.0, 127.0) as i8;
+        }
+    }
+    out
 }
 
 /// The prompt and its context, as the detector reads them.
@@ -512,15 +566,12 @@ fn from_parts(path: &str, c: Conversation, p: Params) -> RequestFeatures {
             .map(|w| w[0].rotate_left(42) ^ w[1].rotate_left(21) ^ w[2].wrapping_mul(0x9e37_79b9_7f4a_7c15)),
     );
     f.template_keys = template_keys(&user, &words);
-    // A short system message is an instruction like any other; a long one is a product's
-    // persona, whose wording says nothing about the account's intent.
-    f.reasoning = reasoning_match(&user).or_else(|| {
-        if system.is_empty() || f.system_chars >= PERSONA_CHARS {
-            None
-        } else {
-            reasoning_match(&system)
-        }
-    });
+    f.embed = embed(&word_hashes);
+    // Intent wherever it is written: a system prompt (any length) that asks for reasoning
+    // or training data counts as the user turn would, and is no product persona.
+    let system_match = if system.is_empty() { None } else { reasoning_match(&system) };
+    f.system_elicits = system_match.is_some();
+    f.reasoning = reasoning_match(&user).or(system_match);
     f.user_chars = user.chars().count().min(u32::MAX as usize) as u32;
     f.excerpt = excerpt(&user, 160).to_owned();
 

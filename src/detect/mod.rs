@@ -18,6 +18,7 @@ pub mod backtest;
 pub mod cluster;
 pub mod config;
 pub mod features;
+pub mod population;
 pub mod sketch;
 
 // foldhash instead of SipHash: keys are account ids and alert ids, and every request
@@ -33,6 +34,7 @@ use account::{round3, AccountState};
 use cluster::{ClusterIndex, Finding};
 use config::{Action, DetectConfig};
 use features::RequestFeatures;
+use population::Population;
 use sketch::fnv1a;
 
 use crate::clock::rfc3339_millis;
@@ -199,6 +201,8 @@ pub struct Engine {
     cfg: Arc<DetectConfig>,
     accounts: HashMap<Arc<str>, AccountState>,
     clusters: ClusterIndex,
+    /// The active accounts' sketches, rebuilt every cluster pass.
+    population: Population,
     open: HashMap<String, OpenAlert>,
     /// Open per-account alert of each account.
     account_alert: HashMap<Arc<str>, String>,
@@ -223,6 +227,7 @@ impl Engine {
             cfg,
             accounts: HashMap::new(),
             clusters: ClusterIndex::default(),
+            population: Population::default(),
             open: HashMap::new(),
             account_alert: HashMap::new(),
             cluster_alert: HashMap::new(),
@@ -246,6 +251,39 @@ impl Engine {
         self.accounts.get(id)
     }
 
+    /// Every tracked account's standing now, in id order: score, every signal, where it
+    /// stands among the active accounts (for `warden backtest --accounts`).
+    pub fn account_reports(&self) -> Vec<Value> {
+        let mut ids: Vec<&Arc<str>> = self.accounts.keys().collect();
+        ids.sort();
+        ids.into_iter()
+            .map(|id| {
+                let s = &self.accounts[id];
+                let a = s.assess(&self.cfg, self.now_ms, &self.population);
+                json!({
+                    "account_id": &**id,
+                    "score": round3(a.score),
+                    "corroborated": a.corroborated,
+                    "confident": a.confident,
+                    "requests": s.total,
+                    "signals": a.signals,
+                    "population": self.population.evidence(s, self.now_ms),
+                })
+            })
+            .collect()
+    }
+
+    /// The active population as of the last pass.
+    pub fn population(&self) -> &Population {
+        &self.population
+    }
+
+    /// Every link between tracked accounts as of now (for `warden backtest --links`: the
+    /// false-link rate of each link kind, measured on labelled traffic).
+    pub fn links(&self) -> Vec<cluster::LinkRecord> {
+        self.clusters.all_links(&self.accounts, &self.cfg, &self.population, self.now_ms)
+    }
+
     /// Bytes of per-account state, heap included (for the memory bench and metrics).
     pub fn memory_bytes(&self) -> usize {
         self.accounts.iter().map(|(k, v)| k.len() + 16 + v.memory_bytes()).sum::<usize>()
@@ -267,16 +305,22 @@ impl Engine {
         state.observe(obs);
         self.clusters.observe(&key, state, obs.ts_ms);
         if state.total >= self.cfg.min_requests as u64 {
-            let (score, corroborated) = state.score(&self.cfg, obs.ts_ms);
-            state.score = score as f32;
-            let action = if corroborated { self.cfg.action_for(score) } else { Action::Observe };
+            let verdict = state.score(&self.cfg, obs.ts_ms, &self.population);
+            state.score = verdict.score as f32;
+            let action = match (verdict.corroborated, verdict.confident) {
+                (false, _) => Action::Observe,
+                (true, true) => self.cfg.action_for(verdict.score),
+                // Weaker evidence opens a review alert; acting needs confidence.
+                (true, false) => self.cfg.action_for(verdict.score).min(Action::Alert),
+            };
             // One open alert per account or cluster: a cluster member's evidence goes to
             // the cluster alert.
             let in_cluster = self.cluster_alert.contains_key(&key);
             if action >= Action::Alert && !in_cluster && !self.is_suppressed(&key, obs.ts_ms) {
                 let state = &self.accounts[&key];
-                let assessment = state.assess(&self.cfg, obs.ts_ms);
-                let evidence = account_evidence(state, &assessment);
+                let assessment = state.assess(&self.cfg, obs.ts_ms, &self.population);
+                let mut evidence = account_evidence(state, &assessment);
+                evidence["population"] = self.population.evidence(state, obs.ts_ms);
                 if let Some(c) = self.raise_account(&key, assessment.score, action, evidence, obs.ts_ms) {
                     changes.push(c);
                 }
@@ -288,7 +332,8 @@ impl Engine {
         } else if obs.ts_ms - self.last_pass_ms >= interval {
             self.last_pass_ms = obs.ts_ms;
             self.evict(obs.ts_ms);
-            let findings = self.clusters.find(&self.accounts, &self.cfg);
+            self.population.rebuild(self.accounts.values(), obs.ts_ms);
+            let findings = self.clusters.find(&self.accounts, &self.cfg, &self.population, obs.ts_ms);
             for f in findings {
                 changes.extend(self.raise_cluster(f, obs.ts_ms));
             }
@@ -379,7 +424,9 @@ impl Engine {
         if members.len() < self.cfg.cluster_min_accounts {
             return Vec::new();
         }
-        let action = self.cfg.action_for(finding.score).max(Action::Alert);
+        // Acting on a whole group needs confidence; weaker evidence opens a review alert.
+        let action =
+            if finding.confident { self.cfg.action_for(finding.score).max(Action::Alert) } else { Action::Alert };
         let samples: Vec<Value> = members
             .iter()
             .take(3)

@@ -260,6 +260,55 @@ impl Welford {
     }
 }
 
+/// Running correlation of two quantities (Welford's co-moments), halvable like
+/// [`Welford`].
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Comoment {
+    pub n: f32,
+    mx: f32,
+    my: f32,
+    sxx: f32,
+    syy: f32,
+    sxy: f32,
+}
+
+impl Comoment {
+    pub fn push(&mut self, x: f64, y: f64) {
+        let (x, y) = (x as f32, y as f32);
+        self.n += 1.0;
+        let dx = x - self.mx;
+        self.mx += dx / self.n;
+        let dy = y - self.my;
+        self.my += dy / self.n;
+        self.sxx += dx * (x - self.mx);
+        self.syy += dy * (y - self.my);
+        self.sxy += dx * (y - self.my);
+    }
+    /// Standard deviation of x.
+    pub fn sd_x(&self) -> f64 {
+        if self.n < 2.0 {
+            0.0
+        } else {
+            (self.sxx / (self.n - 1.0)).max(0.0).sqrt() as f64
+        }
+    }
+    /// Pearson's r (0 when either quantity does not vary).
+    pub fn r(&self) -> f64 {
+        let d = (self.sxx * self.syy).sqrt();
+        if self.n < 3.0 || d <= 1e-9 {
+            0.0
+        } else {
+            (self.sxy / d).clamp(-1.0, 1.0) as f64
+        }
+    }
+    pub fn halve(&mut self) {
+        self.n /= 2.0;
+        self.sxx /= 2.0;
+        self.syy /= 2.0;
+        self.sxy /= 2.0;
+    }
+}
+
 /// Counts per time bucket over the last N buckets (a sliding window of event time).
 #[derive(Clone)]
 pub struct BucketRing<const N: usize> {
@@ -355,6 +404,11 @@ impl MinuteSet {
 
     pub fn heap_bytes(&self) -> usize {
         self.minutes.capacity() * 4
+    }
+
+    /// The minutes, ascending.
+    pub fn minutes(&self) -> &[u32] {
+        &self.minutes
     }
 }
 
@@ -499,6 +553,233 @@ mod tests {
             changed[0] = fnv1a(b"zzzzzz");
             let d = (simhash(base.into_iter()) ^ simhash(changed.into_iter())).count_ones();
             prop_assert!(d <= 16, "distance {}", d);
+        }
+    }
+}
+
+/// Sums of an amount over the last N time buckets (e.g. tokens per hour over a day):
+/// like [`BucketRing`], with 32-bit sums.
+#[derive(Clone)]
+pub struct SumRing<const N: usize> {
+    idx: [u32; N],
+    sums: [u32; N],
+}
+
+impl<const N: usize> Default for SumRing<N> {
+    fn default() -> Self {
+        SumRing { idx: [u32::MAX; N], sums: [0; N] }
+    }
+}
+
+impl<const N: usize> SumRing<N> {
+    pub fn add(&mut self, bucket: u32, amount: u64) {
+        let slot = bucket as usize % N;
+        if self.idx[slot] != bucket {
+            self.idx[slot] = bucket;
+            self.sums[slot] = 0;
+        }
+        self.sums[slot] = self.sums[slot].saturating_add(amount.min(u32::MAX as u64) as u32);
+    }
+    /// Sum over buckets in `(now - N, now]`.
+    pub fn sum(&self, now: u32) -> u64 {
+        (0..N)
+            .filter(|&i| self.idx[i] != u32::MAX && self.idx[i] <= now && now - self.idx[i] < N as u32)
+            .map(|i| self.sums[i] as u64)
+            .sum()
+    }
+}
+
+/// A fixed-size histogram of one quantity over a population (e.g. every active account's
+/// requests per day): 64 bins between `lo` and `hi`, logarithmic or linear, values outside
+/// clamped to the end bins. Bounded whatever the population, and mergeable: the detector
+/// rebuilds it from the active accounts every pass and reads quantiles off it.
+#[derive(Clone, Debug)]
+pub struct Histogram {
+    lo: f64,
+    hi: f64,
+    log: bool,
+    bins: [u32; HIST_BINS],
+    n: u64,
+}
+
+/// Bins of a [`Histogram`].
+pub const HIST_BINS: usize = 64;
+
+impl Histogram {
+    /// Logarithmic bins over `[lo, hi]` (`lo > 0`); values below `lo` count in bin 0.
+    pub fn log(lo: f64, hi: f64) -> Histogram {
+        assert!(lo > 0.0 && hi > lo);
+        Histogram { lo: lo.ln(), hi: hi.ln(), log: true, bins: [0; HIST_BINS], n: 0 }
+    }
+
+    /// Linear bins over `[lo, hi]`.
+    pub fn linear(lo: f64, hi: f64) -> Histogram {
+        assert!(hi > lo);
+        Histogram { lo, hi, log: false, bins: [0; HIST_BINS], n: 0 }
+    }
+
+    fn bin_of(&self, v: f64) -> usize {
+        let x = if self.log { v.max(f64::MIN_POSITIVE).ln() } else { v };
+        if x.is_nan() {
+            return 0;
+        }
+        let f = (x - self.lo) / (self.hi - self.lo) * HIST_BINS as f64;
+        (f.floor().max(0.0) as usize).min(HIST_BINS - 1)
+    }
+
+    /// The value at the lower edge of bin `i` (and `hi` for `i == HIST_BINS`).
+    fn edge(&self, i: usize) -> f64 {
+        let x = self.lo + (self.hi - self.lo) * i as f64 / HIST_BINS as f64;
+        if self.log {
+            x.exp()
+        } else {
+            x
+        }
+    }
+
+    pub fn add(&mut self, v: f64) {
+        let b = self.bin_of(v);
+        self.bins[b] = self.bins[b].saturating_add(1);
+        self.n += 1;
+    }
+
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    pub fn clear(&mut self) {
+        self.bins = [0; HIST_BINS];
+        self.n = 0;
+    }
+
+    /// Adds another histogram of the same bins (from another shard or replica).
+    pub fn merge(&mut self, other: &Histogram) {
+        debug_assert!(self.lo == other.lo && self.hi == other.hi && self.log == other.log);
+        for (a, b) in self.bins.iter_mut().zip(other.bins.iter()) {
+            *a = a.saturating_add(*b);
+        }
+        self.n += other.n;
+    }
+
+    /// Share of the population strictly above `v`'s bin, plus half of its own bin (a
+    /// mid-rank): 0.001 means "top 0.1%". 1.0 when empty.
+    pub fn share_above(&self, v: f64) -> f64 {
+        if self.n == 0 {
+            return 1.0;
+        }
+        let b = self.bin_of(v);
+        let above: u64 = self.bins[b + 1..].iter().map(|&c| c as u64).sum();
+        (above as f64 + self.bins[b] as f64 / 2.0) / self.n as f64
+    }
+
+    /// The value at quantile `q` in [0, 1], interpolated within its bin (None when empty).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.n == 0 {
+            return None;
+        }
+        let target = q.clamp(0.0, 1.0) * self.n as f64;
+        let mut seen = 0.0;
+        for (i, &c) in self.bins.iter().enumerate() {
+            let c = c as f64;
+            if c > 0.0 && seen + c >= target {
+                let within = ((target - seen) / c).clamp(0.0, 1.0);
+                let (a, b) = (self.edge(i), self.edge(i + 1));
+                return Some(a + (b - a) * within);
+            }
+            seen += c;
+        }
+        Some(self.edge(HIST_BINS))
+    }
+}
+
+#[cfg(test)]
+mod population_sketch_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn comoment_reads_correlation_and_survives_halving() {
+        let mut c = Comoment::default();
+        for i in 0..100 {
+            let x = i as f64;
+            c.push(x, 2.0 * x + 1.0);
+        }
+        assert!(c.r() > 0.999, "{}", c.r());
+        c.halve();
+        assert!(c.r() > 0.999);
+        let mut u = Comoment::default();
+        for i in 0..200u64 {
+            // y independent of x (a fixed pseudo-random sequence).
+            u.push((i % 17) as f64, (mix(i) % 1000) as f64);
+        }
+        assert!(u.r().abs() < 0.2, "{}", u.r());
+        let mut flat = Comoment::default();
+        for _ in 0..10 {
+            flat.push(3.0, 5.0);
+        }
+        assert_eq!(flat.r(), 0.0);
+    }
+
+    #[test]
+    fn sum_ring_keeps_the_window_only() {
+        let mut r = SumRing::<24>::default();
+        r.add(10, 100);
+        r.add(11, 50);
+        r.add(11, 50);
+        assert_eq!(r.sum(11), 200);
+        assert_eq!(r.sum(33), 200, "(33 - 24, 33] holds buckets 10 and 11");
+        assert_eq!(r.sum(34), 100, "bucket 10 has left the window at 34, 11 is still in");
+        assert_eq!(r.sum(35), 0);
+        r.add(35, u64::MAX);
+        assert_eq!(r.sum(35), u32::MAX as u64, "saturates");
+    }
+
+    #[test]
+    fn histogram_quantiles_and_shares() {
+        let mut h = Histogram::log(1.0, 10_000.0);
+        for v in 1..=1000 {
+            h.add(v as f64);
+        }
+        let median = h.quantile(0.5).unwrap();
+        assert!((400.0..=600.0).contains(&median), "{median}");
+        assert!(h.share_above(5000.0) < 0.01);
+        assert!(h.share_above(0.5) > 0.99);
+        assert!(Histogram::log(1.0, 2.0).quantile(0.5).is_none());
+        assert_eq!(Histogram::log(1.0, 2.0).share_above(1.5), 1.0);
+    }
+
+    proptest! {
+        #[test]
+        fn histogram_bounds_and_merge(xs in proptest::collection::vec(0.0f64..2e6, 1..300),
+                                      ys in proptest::collection::vec(0.0f64..2e6, 0..300)) {
+            let mut a = Histogram::log(0.1, 1e6);
+            let mut b = Histogram::log(0.1, 1e6);
+            let mut all = Histogram::log(0.1, 1e6);
+            for &x in &xs { a.add(x); all.add(x); }
+            for &y in &ys { b.add(y); all.add(y); }
+            a.merge(&b);
+            prop_assert_eq!(a.len(), all.len());
+            for q in [0.0, 0.1, 0.5, 0.9, 1.0] {
+                prop_assert_eq!(a.quantile(q), all.quantile(q));
+            }
+            // Quantiles are monotone and within the histogram's range.
+            let mut last = 0.0;
+            for i in 0..=20 {
+                let v = a.quantile(i as f64 / 20.0).unwrap();
+                prop_assert!(v >= last - 1e-9);
+                prop_assert!((0.1 - 1e-9..=1e6 * (1.0 + 1e-9)).contains(&v));
+                last = v;
+            }
+            // The share above any value is a fraction, and does not grow with the value.
+            for &x in xs.iter().take(20) {
+                let s = a.share_above(x);
+                prop_assert!((0.0..=1.0).contains(&s));
+                prop_assert!(a.share_above(x * 2.0 + 1.0) <= s + 1e-12);
+            }
         }
     }
 }

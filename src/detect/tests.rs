@@ -437,3 +437,131 @@ fn alert_states_are_written_as_ever() {
     assert_eq!(Verdict::parse("False_Positive"), None);
     assert_eq!(Verdict::parse("falsepositive"), None);
 }
+
+/// A stream of free-form prompts with no fixed prefix or suffix (a dataset, not a template).
+fn free_prompt(seed: u64) -> String {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut words = Vec::new();
+    for _ in 0..(8 + seed % 7) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        words.push(WORDS[(x % WORDS.len() as u64) as usize]);
+    }
+    words.join(" ")
+}
+
+fn observe_one(
+    e: &mut Engine,
+    ts_ms: i64,
+    account: &str,
+    ip: &str,
+    ua: &str,
+    body: &Map<String, Value>,
+    out_tokens: u64,
+) -> Vec<AlertChange> {
+    let obs = Observation {
+        ts_ms,
+        request_id: "r",
+        account_id: account,
+        client_ip: ip.parse().ok(),
+        user_agent: Some(ua),
+        path: "/v1/chat/completions",
+        status: 200,
+        prompt_tokens: 30,
+        completion_tokens: out_tokens,
+        features: features::extract("/v1/chat/completions", Some(&request_of(body))),
+    };
+    e.observe(&obs)
+}
+
+#[test]
+fn a_round_robin_over_a_proxy_pool_is_one_cluster() {
+    let mut e = engine();
+    let mut changes = Vec::new();
+    // 30 accounts, one request at a time from the next account, a fresh /24 each time.
+    for i in 0..(30 * 16) {
+        let account = format!("rr-{:02}", i % 30);
+        let ip = format!("{}.{}.{}.9", 60 + (i * 7) % 150, (i * 13) % 250, (i * 29) % 250);
+        let body = chat(json!([{"role": "user", "content": free_prompt(i as u64)}]), json!({"max_tokens": 2048}));
+        changes.extend(observe_one(&mut e, T0 + i as i64 * 90_000, &account, &ip, "aiohttp/3.9.5", &body, 700));
+    }
+    let cluster = changes
+        .iter()
+        .filter(|c| c.alert.kind == AlertKind::CoordinatedCluster)
+        .max_by_key(|c| c.alert.account_ids.len())
+        .expect("a cluster alert");
+    assert!(cluster.alert.account_ids.len() >= 25, "{:?}", cluster.alert.account_ids);
+    let pool =
+        cluster.alert.evidence["features"].as_array().unwrap().iter().find(|f| f["name"] == "proxy_pool").unwrap();
+    assert!(pool["value"].as_f64().unwrap() >= 0.5, "{pool}");
+    // Every member churns networks: that is what a link kind records.
+    assert!(e.links().iter().any(|l| l.kinds.contains(&"proxy_pool")));
+    // The same campaign with the infrastructure links switched off is not linked at all.
+    let raw = RawDetection { disable_families: Some(vec!["infrastructure_links".into()]), ..Default::default() };
+    let mut problems = Vec::new();
+    let mut off = Engine::new(Arc::new(config::validate(raw, &mut problems)));
+    assert!(problems.is_empty(), "{problems:?}");
+    let mut off_changes = Vec::new();
+    for i in 0..(30 * 16) {
+        let account = format!("rr-{:02}", i % 30);
+        let ip = format!("{}.{}.{}.9", 60 + (i * 7) % 150, (i * 13) % 250, (i * 29) % 250);
+        let body = chat(json!([{"role": "user", "content": free_prompt(i as u64)}]), json!({"max_tokens": 2048}));
+        off_changes.extend(observe_one(&mut off, T0 + i as i64 * 90_000, &account, &ip, "aiohttp/3.9.5", &body, 700));
+    }
+    assert!(off_changes.iter().all(|c| c.alert.kind != AlertKind::CoordinatedCluster));
+}
+
+#[test]
+fn a_company_behind_one_nat_is_linked_but_not_reported() {
+    let mut e = engine();
+    let mut changes = Vec::new();
+    // 20 employees, one NAT address, one internal tool, the same office hours: they share
+    // a subnet, a fingerprint and busy minutes, and hold ordinary conversations.
+    for day in 0..3i64 {
+        for step in 0..(8 * 30) {
+            let ts = T0 + day * 86_400_000 + 9 * 3_600_000 + step * 120_000;
+            let who = (step * 7 + day) % 20;
+            let first = free_prompt((day * 1000 + step) as u64);
+            let body = chat(
+                json!([
+                    {"role": "user", "content": first},
+                    {"role": "assistant", "content": "Here is a draft."},
+                    {"role": "user", "content": "thanks, can you make it shorter?"}
+                ]),
+                json!({}),
+            );
+            changes.extend(observe_one(
+                &mut e,
+                ts,
+                &format!("emp-{who:02}"),
+                "198.51.100.7",
+                "acme-internal/2.1",
+                &body,
+                40,
+            ));
+        }
+    }
+    assert!(!e.links().is_empty(), "the link kinds see the shared NAT");
+    assert!(changes.is_empty(), "{:?}", changes.iter().map(|c| (&c.alert.kind, c.alert.score)).collect::<Vec<_>>());
+}
+
+#[test]
+fn reasoning_asked_for_in_a_long_system_prompt_earns_no_product_discount() {
+    let system = "You are a meticulous tutor. Always provide complete and transparent reasoning: every \
+                  intermediate step, every assumption and every calculation must be written out before the answer.";
+    let body = chat(
+        json!([{"role": "system", "content": system}, {"role": "user", "content": "What is 17 times 23?"}]),
+        json!({}),
+    );
+    let f = features::extract("/v1/chat/completions", Some(&request_of(&body)));
+    assert!(f.system_elicits);
+    assert!(f.reasoning.is_some());
+    let persona = chat(
+        json!([{"role": "system", "content": "You are the help-desk assistant of Northwind Traders. Answer questions about orders, shipping and returns politely."},
+               {"role": "user", "content": "Where is my parcel?"}]),
+        json!({}),
+    );
+    let p = features::extract("/v1/chat/completions", Some(&request_of(&persona)));
+    assert!(!p.system_elicits && p.reasoning.is_none());
+}

@@ -133,6 +133,8 @@ pub struct View {
     pub logprobs: Scalar,
     pub top_logprobs: Scalar,
     pub logit_bias: Scalar,
+    /// `reasoning` of `/v1/responses` (`{"effort", "summary"}`): its shape only.
+    pub reasoning: Scalar,
 }
 
 /// A parameter that should be a count (see [`Scalar::count`]) is not one.
@@ -251,6 +253,7 @@ impl<'de> Visitor<'de> for Top<'_> {
                 "logprobs" => v.logprobs = map.next_value_seed(ScalarSeed)?,
                 "top_logprobs" => v.top_logprobs = map.next_value_seed(ScalarSeed)?,
                 "logit_bias" => v.logit_bias = map.next_value_seed(ScalarSeed)?,
+                "reasoning" => v.reasoning = map.next_value_seed(ScalarSeed)?,
                 _ => {
                     map.next_value::<Ignored>()?;
                 }
