@@ -475,17 +475,22 @@ fn observe_one(
     e.observe(&obs)
 }
 
-#[test]
-fn a_round_robin_over_a_proxy_pool_is_one_cluster() {
-    let mut e = engine();
+/// 30 accounts, one request at a time from the next account, a fresh /24 each time.
+fn round_robin(e: &mut Engine) -> Vec<AlertChange> {
     let mut changes = Vec::new();
-    // 30 accounts, one request at a time from the next account, a fresh /24 each time.
     for i in 0..(30 * 16) {
         let account = format!("rr-{:02}", i % 30);
         let ip = format!("{}.{}.{}.9", 60 + (i * 7) % 150, (i * 13) % 250, (i * 29) % 250);
         let body = chat(json!([{"role": "user", "content": free_prompt(i as u64)}]), json!({"max_tokens": 2048}));
-        changes.extend(observe_one(&mut e, T0 + i as i64 * 90_000, &account, &ip, "aiohttp/3.9.5", &body, 700));
+        changes.extend(observe_one(e, T0 + i as i64 * 90_000, &account, &ip, "aiohttp/3.9.5", &body, 700));
     }
+    changes
+}
+
+#[test]
+fn a_round_robin_over_a_proxy_pool_is_one_cluster() {
+    let mut e = engine();
+    let changes = round_robin(&mut e);
     let cluster = changes
         .iter()
         .filter(|c| c.alert.kind == AlertKind::CoordinatedCluster)
@@ -502,14 +507,7 @@ fn a_round_robin_over_a_proxy_pool_is_one_cluster() {
     let mut problems = Vec::new();
     let mut off = Engine::new(Arc::new(config::validate(raw, &mut problems)));
     assert!(problems.is_empty(), "{problems:?}");
-    let mut off_changes = Vec::new();
-    for i in 0..(30 * 16) {
-        let account = format!("rr-{:02}", i % 30);
-        let ip = format!("{}.{}.{}.9", 60 + (i * 7) % 150, (i * 13) % 250, (i * 29) % 250);
-        let body = chat(json!([{"role": "user", "content": free_prompt(i as u64)}]), json!({"max_tokens": 2048}));
-        off_changes.extend(observe_one(&mut off, T0 + i as i64 * 90_000, &account, &ip, "aiohttp/3.9.5", &body, 700));
-    }
-    assert!(off_changes.iter().all(|c| c.alert.kind != AlertKind::CoordinatedCluster));
+    assert!(round_robin(&mut off).iter().all(|c| c.alert.kind != AlertKind::CoordinatedCluster));
 }
 
 #[test]
