@@ -8,7 +8,7 @@
 #
 # Usage: eval/run.sh            (from anywhere; works from a fresh clone)
 # Environment (optional):
-#   SEED_A_TUNE (1), SEED_A_FRESH (7), SEED_B_TUNE (101), SEED_B_FRESH (107), DAYS (5),
+#   SEED_A_TUNE (1), SEED_A_FRESH (13), SEED_B_TUNE (101), SEED_B_FRESH (113), DAYS (5),
 #   FAMILIES ("A B"; "A" or "B" for one family: LOFO then needs both and is skipped),
 #   DETECTOR_CONFIG (eval/detector.toml), SKIP_BUILD=1 (reuse the built binary),
 #   WARDEN_BIN (target/release/warden), OUT_DIR (eval/out), REPORT (eval/REPORT.md),
@@ -20,9 +20,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 SEED_A_TUNE="${SEED_A_TUNE:-1}"
-SEED_A_FRESH="${SEED_A_FRESH:-7}"
+SEED_A_FRESH="${SEED_A_FRESH:-13}"
 SEED_B_TUNE="${SEED_B_TUNE:-101}"
-SEED_B_FRESH="${SEED_B_FRESH:-107}"
+SEED_B_FRESH="${SEED_B_FRESH:-113}"
 DAYS="${DAYS:-5}"
 FAMILIES="${FAMILIES:-A B}"
 CONFIG="${DETECTOR_CONFIG:-eval/detector.toml}"

@@ -69,6 +69,11 @@ class InputError(Exception):
     """A missing or unreadable input file (exit status 2)."""
 
 
+# The detector's default `min_requests` (eval/detector.toml): an account with fewer
+# requests is never scored, so a miss among them says so.
+MIN_REQUESTS = 20
+
+
 def warn(msg):
     print(f"score.py: warning: {msg}", file=sys.stderr)
 
@@ -321,6 +326,8 @@ def score(labels, traffic, alerts):
                 "median_req_before_action": median(act_reqs),
                 "tokens_before_detection_share": (tok_before / tok_all) if tok_all else None,
                 "missed_accounts": [a for a in accts if a not in first],
+                "missed_below_min": [a for a in accts if a not in first
+                                     and len(traffic.get(a, ([], []))[0]) < MIN_REQUESTS],
                 "target": f"recall ≥ {RECALL_TARGET}, median ≤ {limit} req"
                           + (" per account" if clustered[prof] else ""),
                 "pass": recall >= RECALL_TARGET and med_req is not None and med_req <= limit,
@@ -468,6 +475,11 @@ def markdown(res):
     if missed:
         notes.append(f"Missed harvesting accounts ({len(missed)}): " + ", ".join(missed[:40])
                      + (" …" if len(missed) > 40 else "") + ".")
+        few = [a for r in rows if r["label"] != "benign" for a in r.get("missed_below_min", [])]
+        if few:
+            notes.append(f"Of these, sent fewer than {MIN_REQUESTS} requests in the whole split "
+                         f"(the detector's `min_requests`, below which no account is scored) "
+                         f"({len(few)}): " + ", ".join(few[:40]) + (" …" if len(few) > 40 else "") + ".")
     return "\n".join(out) + "\n" + "\n".join(notes) + "\n"
 
 

@@ -27,6 +27,7 @@ use dashmap::DashMap;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 /// The failure budget of one listener.
 pub struct AuthFailures {
@@ -154,38 +155,47 @@ fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// Counters by listener: one metric family each, so `/metrics` names it once.
+type ByListener = Family<Vec<(String, String)>, Counter>;
+
 /// The two listeners' budgets.
 pub struct AuthThrottle {
     pub proxy: AuthFailures,
     pub admin: AuthFailures,
+    failures: ByListener,
+    throttled: ByListener,
 }
 
 impl AuthThrottle {
     /// Registers the failed-authentication counters of both listeners (labelled by
     /// listener).
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
-        for (name, f) in [("proxy", &self.proxy), ("admin", &self.admin)] {
-            let sub = registry.sub_registry_with_label(("listener".into(), name.into()));
-            sub.register(
-                "auth_failures",
-                "Failed authentications (unknown key, wrong admin token)",
-                f.failures.clone(),
-            );
-            sub.register(
-                "auth_throttled",
-                "Failed authentications refused with 429: their address was over its budget",
-                f.throttled.clone(),
-            );
-        }
+        registry.register(
+            "auth_failures",
+            "Failed authentications (unknown key, wrong admin token)",
+            self.failures.clone(),
+        );
+        registry.register(
+            "auth_throttled",
+            "Failed authentications refused with 429: their address was over its budget",
+            self.throttled.clone(),
+        );
     }
 }
 
 impl AuthThrottle {
     pub fn new(per_minute: u32, burst: u32) -> AuthThrottle {
-        AuthThrottle {
-            proxy: AuthFailures::new("proxy", per_minute, burst),
-            admin: AuthFailures::new("admin", per_minute, burst),
-        }
+        let (failures, throttled) = (ByListener::default(), ByListener::default());
+        let listener = |name: &'static str| {
+            let mut f = AuthFailures::new(name, per_minute, burst);
+            // The listener's counters are its family members (a counter's clone shares
+            // its value).
+            let label = vec![("listener".to_string(), name.to_string())];
+            f.failures = failures.get_or_create(&label).clone();
+            f.throttled = throttled.get_or_create(&label).clone();
+            f
+        };
+        AuthThrottle { proxy: listener("proxy"), admin: listener("admin"), failures, throttled }
     }
 
     pub fn housekeeping(&self) {

@@ -649,10 +649,11 @@ async fn simulate(http: &HttpClient, admin: &AdminClient, proxy: &str, tier: &Ti
     }
     for h in 0..10 {
         // A paraphrased hydra: one script, each account on its own network with its own
-        // wording of the instruction, each quiet (a request every third round).
+        // wording of the instruction, each quiet: a request every other round, 25 in all
+        // (just above the detector's `min_requests`).
         let ip = format!("100.{}.{}.{}", 72 + h, 3 * h + 11, 20 + h);
         let s = add(&mut sims, format!("para-{h:02}"), "paraphrased", ip, 1);
-        (sims[s].every, sims[s].offset, sims[s].user_agent) = (3, h % 3, Some("python-requests/2.31.0"));
+        (sims[s].every, sims[s].offset, sims[s].user_agent) = (2, h % 2, Some("python-requests/2.31.0"));
     }
     for h in 0..12 {
         // A round robin: one orchestrator sends each request from the next account, over

@@ -182,9 +182,9 @@ fn the_demo_prints_commands_that_work_while_it_keeps_running() {
         assert_eq!(column(row), Some(header_col), "status column aligned in {row:?}\n{}", totals.join("\n"));
     }
     // Where the simulated accounts ended up: the translation product (a fixed persona,
-    // outputs as long as its inputs, at volume) is left alone, and the round robin over a
-    // proxy pool is caught as a cluster. (The paraphrased hydra, `para-*`, is not asserted:
-    // the detector does not link it in the demo yet.)
+    // outputs as long as its inputs, at volume) is left alone, the round robin over a
+    // proxy pool is caught as a cluster, and every member of the paraphrased hydra
+    // (`para-*`: no shared template, own network each) is caught, alone or as a cluster.
     let ended: Vec<Vec<&str>> = text
         .lines()
         .skip_while(|l| !l.contains("where each simulated account ended up"))
@@ -198,6 +198,11 @@ fn the_demo_prints_commands_that_work_while_it_keeps_running() {
         ended.iter().any(|r| r[0].starts_with("rr-") && r[7] == "cluster"),
         "a round-robin account is in a coordinated_cluster alert:\n{text}"
     );
+    let para: Vec<&Vec<&str>> = ended.iter().filter(|r| r[0].starts_with("para-")).collect();
+    assert_eq!(para.len(), 10, "{text}");
+    for r in para {
+        assert!(r[7] == "own" || r[7] == "cluster", "the paraphrased hydra's {} is caught:\n{text}", r[0]);
+    }
     // The printed commands, run as a shell script, all succeed.
     let script = format!("set -euo pipefail\n{}", block.join("\n"));
     let (ok, out, err) = run_bash(&script, dir.path(), &path_with_binaries(), None, Duration::from_secs(60));

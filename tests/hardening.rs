@@ -554,6 +554,16 @@ async fn failed_authentication_is_throttled_per_address() {
     assert_eq!(metric(&w, "warden_auth_failures_total{listener=\"proxy\"}").await, 20.0);
     assert_eq!(metric(&w, "warden_auth_throttled_total{listener=\"proxy\"}").await, 15.0);
     assert_eq!(metric(&w, "warden_auth_throttled_total{listener=\"admin\"}").await, 4.0);
+    // Both listeners' counters are one family each: Prometheus rejects a scrape that
+    // describes a metric twice, so every family is described once.
+    let r = w.http.send(Method::GET, &format!("http://{}/metrics", w.admin_addr), &[], None).await.unwrap();
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    let mut described = std::collections::HashSet::new();
+    for l in text.lines().filter(|l| l.starts_with("# TYPE ") || l.starts_with("# HELP ")) {
+        let key: Vec<&str> = l.splitn(4, ' ').take(3).collect();
+        assert!(described.insert(key.join(" ")), "described twice: {l}\n{text}");
+    }
+    assert!(described.contains("# TYPE warden_auth_failures"), "{text}");
     // The budget refills at the rate: a second later the token works again.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _) = w.admin.call(Method::GET, "/admin/v1/accounts", None).await.unwrap();

@@ -312,6 +312,14 @@ impl AccountState {
         self.share(self.templated, self.text_n)
     }
 
+    /// Share of prompts filling the account's one most used template, counted from half
+    /// of its prompts (nothing) to 80% (in full). A product or a batch job fills one
+    /// template with nearly everything it sends; a person who wraps some questions in a
+    /// habit, or a harvester rotating several wrappers, keeps its breadth.
+    pub fn one_template_share(&self) -> f64 {
+        self.top_template().map(|(_, s)| s * ramp(s, 0.5, 0.8)).unwrap_or(0.0)
+    }
+
     pub fn reasoning_share(&self) -> f64 {
         self.share(self.reasoning, self.text_n)
     }
@@ -377,7 +385,7 @@ impl AccountState {
         let fresh = 1.0 - self.share(self.repeat + self.near_dup, self.text_n);
         self.single_turn_share()
             * fresh
-            * (1.0 - self.templated_share())
+            * (1.0 - self.one_template_share())
             * (1.0 - self.share(self.fixed_system, self.text_n))
             * self.expansion()
             * self.not_transformation()
@@ -463,7 +471,7 @@ impl AccountState {
                 // Distinct single-turn prompts a day, answered at length, that are not
                 // users' input behind a product's persona nor work on the user's material.
                 self.fresh_day(now_ms) as f64
-                    * (1.0 - self.templated_share())
+                    * (1.0 - self.one_template_share())
                     * (1.0 - self.share(self.fixed_system, self.text_n))
                     * self.expansion()
                     * self.not_transformation()
@@ -474,7 +482,7 @@ impl AccountState {
                 let z = pop.content_z(self)?;
                 // A template or a product's persona moves the centroid by itself; those
                 // have signals of their own.
-                z * (1.0 - self.templated_share()) * (1.0 - self.share(self.fixed_system, self.text_n))
+                z * (1.0 - self.one_template_share()) * (1.0 - self.share(self.fixed_system, self.text_n))
             }
             SignalName::TracksInput => self.tracks_input()?,
         })
@@ -516,7 +524,7 @@ impl AccountState {
         let mut score = 0.0;
         let (mut intents, mut automation) = (0u32, false);
         let (mut full_automation, mut benign) = (false, false);
-        let mut full_content_intent = false;
+        let (mut full_content_intent, mut long_in_full) = (false, false);
         for &name in SignalName::ALL {
             let p = cfg.signal(name);
             if p.weight == 0.0 {
@@ -534,6 +542,7 @@ impl AccountState {
                     intents += 1;
                     full_content_intent |= strength >= 0.99 && name != SignalName::TemplateReuse;
                 }
+                SignalGroup::Intent if name == SignalName::LongOutputs => long_in_full |= strength >= 0.99,
                 SignalGroup::Automation if fired => {
                     automation = true;
                     full_automation |= strength >= 0.99;
@@ -544,9 +553,11 @@ impl AccountState {
             each(name, p, value, strength, contribution);
         }
         // At a person's pace: two kinds of intent, one of them in full and not a template,
-        // on a steady daily volume. Enough for a review alert, never for an action.
+        // on a steady daily volume. Outputs long in full count as the second kind here (a
+        // person-paced harvester takes long answers to broad questions). Enough for a
+        // review alert, never for an action.
         let paced = !automation
-            && intents >= 2
+            && intents + long_in_full as u32 >= 2
             && full_content_intent
             && self.requests_day(now_ms) >= PACED_MIN_PER_DAY
             && cfg.enabled(super::config::Family::DayScale);
@@ -594,6 +605,11 @@ fn push_recent<const N: usize>(slots: &mut [u64; N], v: u64) {
         slots.rotate_right(1);
         slots[0] = v;
     }
+}
+
+/// 0 at `lo`, 1 at `hi`, linear between.
+pub(super) fn ramp(v: f64, lo: f64, hi: f64) -> f64 {
+    ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
 }
 
 fn hour_of(now_ms: i64) -> u32 {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::account::{round3, AccountState};
+use super::account::{ramp, round3, AccountState};
 use super::config::{DetectConfig, Family};
 use super::population::Population;
 
@@ -35,6 +35,9 @@ use super::population::Population;
 const BUCKET_CAP: usize = 256;
 /// Minutes of slack when comparing activity times.
 const SYNC_SLACK_MIN: u32 = 1;
+/// Shared minutes count as a `sync` link only when chance would share as many at most
+/// this often (the binomial tail under independence).
+const SYNC_CHANCE: f64 = 1e-3;
 /// Accounts active within this long take part in the pass-time buckets.
 const ACTIVE_MS: i64 = 24 * 3_600_000;
 /// A network change on at least this share of requests makes a proxy-pool member.
@@ -47,6 +50,9 @@ const FAMILY_COSINE: f64 = 0.8;
 const POOL_INTENT: f64 = 0.4;
 /// Harvesting intent a cluster member needs itself ([`harvest_intent`]).
 const MEMBER_INTENT: f64 = 0.15;
+/// A client fingerprint links harvesters by itself when at least this share of its
+/// active holders ask for what harvesters ask for.
+const HARVESTING_HOLDERS: f64 = 0.5;
 /// Share of an account's requests under its top fingerprint to be compared on it.
 const FINGERPRINT_SHARE: f64 = 0.6;
 
@@ -111,6 +117,10 @@ struct Links {
     sync: bool,
     subnet: bool,
     proxy_pool: bool,
+    /// Both use a client fingerprint whose active holders mostly ask, in so many words,
+    /// for what harvesters ask for, and both do (not counted among the kinds: it is the
+    /// fingerprint read with the intent).
+    harvesting_fingerprint: bool,
 }
 
 impl Links {
@@ -129,6 +139,7 @@ impl Links {
             (self.sync, "sync"),
             (self.subnet, "subnet"),
             (self.proxy_pool, "proxy_pool"),
+            (self.harvesting_fingerprint, "harvesting_fingerprint"),
         ] {
             if on {
                 k.push(name);
@@ -190,9 +201,12 @@ fn links(a: &Facts<'_>, b: &Facts<'_>, cfg: &DetectConfig) -> Links {
     // Timing is compared last, and only where another kind already agrees: alone it
     // links nothing, and it is the costliest comparison.
     if cfg.enabled(Family::BehaviourLinks) && l.count() >= 1 {
-        let (shared, _) = sa.active_minutes.overlap(&sb.active_minutes, SYNC_SLACK_MIN);
-        let smaller = sa.active_minutes.len().min(sb.active_minutes.len()).max(1);
-        l.sync = shared >= 3 && shared as f64 / smaller as f64 >= 0.2;
+        // The sparser account's minutes against the busier's: shared often enough, and
+        // far more often than chance would have them (a busy account shares minutes with
+        // everyone; a student beside a campaign's members is no member).
+        let (sparse, busy) = if sa.active_minutes.len() <= sb.active_minutes.len() { (sa, sb) } else { (sb, sa) };
+        let o = sparse.active_minutes.overlap(&busy.active_minutes, SYNC_SLACK_MIN);
+        l.sync = o.shared >= 3 && o.shared as f64 / o.compared.max(1) as f64 >= 0.2 && o.by_chance() <= SYNC_CHANCE;
     }
     l
 }
@@ -337,6 +351,21 @@ impl ClusterIndex {
             .filter(|(_, s)| s.last_ms >= now_ms - cfg.idle_evict.as_millis() as i64)
             .map(|(id, s)| (id.clone(), facts(s, pop)))
             .collect();
+        // Per client fingerprint among the active accounts: holders, and holders whose
+        // prompts ask for reasoning, soft labels or generative templates.
+        let mut holders: HashMap<u64, (u32, u32)> = HashMap::new();
+        for f in facts.values().filter(|f| f.state.last_ms >= now_ms - ACTIVE_MS) {
+            if let Some(fp) = f.fingerprint {
+                let h = holders.entry(fp).or_default();
+                h.0 += 1;
+                h.1 += (content_intent(f.state, cfg) >= POOL_INTENT) as u32;
+            }
+        }
+        let harvesters_fingerprint = |f: &Facts<'_>| {
+            f.fingerprint.and_then(|fp| holders.get(&fp)).is_some_and(|&(n, harvesting)| {
+                n as usize >= cfg.cluster_min_accounts && harvesting as f64 >= HARVESTING_HOLDERS * n as f64
+            })
+        };
         let mut index: HashMap<Arc<str>, usize> = HashMap::new();
         let mut ids: Vec<Arc<str>> = Vec::new();
         let mut edges: Vec<(usize, usize, Links)> = Vec::new();
@@ -357,13 +386,23 @@ impl ClusterIndex {
                     if !seen_pairs.insert((ia.min(ib), ia.max(ib))) {
                         continue;
                     }
-                    let l = links(fa, fb, cfg);
+                    let mut l = links(fa, fb, cfg);
                     // Two kinds agree; or both come through a proxy pool and both harvest
-                    // (a round robin over fresh addresses shares little else).
+                    // (a round robin over fresh addresses shares little else); or both
+                    // use a client that, among the active accounts, mostly harvesters
+                    // use, and both ask for what harvesters ask for (a campaign that
+                    // words its template differently for every member, from addresses
+                    // of its own: its script is what the members share). The default
+                    // client of an SDK is held mostly by people, and links nobody so.
                     let pooled = l.proxy_pool
                         && harvest_intent(fa.state, cfg) >= POOL_INTENT
                         && harvest_intent(fb.state, cfg) >= POOL_INTENT;
-                    if l.count() >= 2 || pooled {
+                    l.harvesting_fingerprint = l.fingerprint
+                        && cfg.enabled(Family::BehaviourLinks)
+                        && content_intent(fa.state, cfg) >= POOL_INTENT
+                        && content_intent(fb.state, cfg) >= POOL_INTENT
+                        && harvesters_fingerprint(fa);
+                    if l.count() >= 2 || pooled || l.harvesting_fingerprint {
                         edges.push((ia, ib, l));
                     }
                 }
@@ -447,13 +486,15 @@ impl UnionFind {
     }
 }
 
-fn ramp(v: f64, lo: f64, hi: f64) -> f64 {
-    ((v - lo) / (hi - lo)).clamp(0.0, 1.0)
+/// What one member asks for, 0 to 1: the largest of its [`content_intent`] and
+/// [`breadth_intent`].
+fn harvest_intent(s: &AccountState, cfg: &DetectConfig) -> f64 {
+    content_intent(s, cfg).max(breadth_intent(s, cfg))
 }
 
-/// What one member asks for, 0 to 1: the largest of its reasoning, soft-label and
-/// generative-template shares and its breadth.
-fn harvest_intent(s: &AccountState, cfg: &DetectConfig) -> f64 {
+/// What a member's prompts ask for in so many words: the largest of its reasoning,
+/// soft-label and generative-template shares.
+fn content_intent(s: &AccountState, cfg: &DetectConfig) -> f64 {
     let mut v: f64 = 0.0;
     if cfg.enabled(Family::Reasoning) {
         v = v.max(s.reasoning_share());
@@ -464,10 +505,18 @@ fn harvest_intent(s: &AccountState, cfg: &DetectConfig) -> f64 {
     if cfg.enabled(Family::Templates) {
         v = v.max(s.generative_template_share());
     }
-    if cfg.enabled(Family::Breadth) {
-        v = v.max(s.breadth());
-    }
     v
+}
+
+/// A member's breadth (wide, single-turn, generative coverage), read from 0.4 (nothing)
+/// to 0.8 (in full): a class of students asking for steps under one shared homework
+/// wrapper has some breadth each, and that alone is no campaign.
+fn breadth_intent(s: &AccountState, cfg: &DetectConfig) -> f64 {
+    if cfg.enabled(Family::Breadth) {
+        ramp(s.breadth(), 0.4, 0.8)
+    } else {
+        0.0
+    }
 }
 
 /// How regular the members' activity is taken together (0 = Poisson or burstier, 1 =
@@ -504,18 +553,24 @@ fn score_group(
     let sync_share = share(&|l| l.sync);
     let subnet_share = share(&|l| l.subnet);
     let pool_share = share(&|l| l.proxy_pool);
+    let harvesting_fingerprint_share = share(&|l| l.harvesting_fingerprint);
     let kinds_per_link = edges.iter().map(|e| e.2.count() as f64).sum::<f64>() / pairs;
     let infrastructure_share = share(&|l| l.infrastructure());
     let mean = |f: &dyn Fn(&AccountState) -> f64| states.iter().map(|s| f(s)).sum::<f64>() / n;
     let reasoning = mean(&|s| s.reasoning_share());
     let template_use = mean(&|s| s.templated_share());
     let conversation = mean(&|s| 1.0 - s.single_turn_share());
-    let intent = mean(&|s| harvest_intent(s, cfg));
     let per_day = mean(&|s| {
         let days = ((s.last_ms - s.first_ms) as f64 / 86_400_000.0).max(1.0);
         s.total as f64 / days
     });
     let regularity = if cfg.enabled(Family::BehaviourLinks) { union_regularity(states) } else { 0.0 };
+    // Wide single-turn questions answered at length are what the employees of a company
+    // behind one NAT send too. In a group, breadth is harvesting intent only as far as
+    // the group is coordinated beyond sharing a place and a tool: a proxy pool, one
+    // clock, or activity that is regular only taken together (a round robin).
+    let breadth_counted = pool_share.max(sync_share).max(ramp(regularity, 0.3, 0.7));
+    let intent = mean(&|s| content_intent(s, cfg).max(breadth_intent(s, cfg) * breadth_counted));
     let mut subnets: HashMap<u64, usize> = HashMap::new();
     let mut agents: HashMap<u64, usize> = HashMap::new();
     for s in states {
@@ -527,7 +582,11 @@ fn score_group(
     // How strongly the group is one operator: its size, how many kinds of evidence link
     // each pair, and timing that is regular only taken together.
     let size = ramp(n, cfg.cluster_min_accounts as f64 - 1.0, 12.0);
-    let linkage = ramp(kinds_per_link, 1.5, 3.0).max(ramp(pool_share, 0.5, 0.9));
+    let linkage = ramp(kinds_per_link, 1.5, 3.0).max(ramp(pool_share, 0.5, 0.9)).max(ramp(
+        harvesting_fingerprint_share,
+        0.5,
+        0.9,
+    ));
     let coordination = (0.45 * size + 0.45 * linkage + 0.1 * ramp(regularity, 0.3, 0.7)).clamp(0.0, 1.0);
     let parts = [
         ("members", n, size),
@@ -537,6 +596,7 @@ fn score_group(
         ("synchronised_activity", sync_share, sync_share),
         ("shared_subnet", subnet_share, subnet_share),
         ("proxy_pool", pool_share, pool_share),
+        ("harvesting_fingerprint", harvesting_fingerprint_share, harvesting_fingerprint_share),
         ("complementary_activity", regularity, ramp(regularity, 0.3, 0.7)),
         ("link_kinds_per_pair", kinds_per_link, linkage),
         ("harvesting_intent", intent, intent_strength),
@@ -564,6 +624,7 @@ fn score_group(
         "mean_reasoning_share": round3(reasoning),
         "mean_top_template_share": round3(template_use),
         "mean_harvest_intent": round3(intent),
+        "breadth_counted": round3(breadth_counted),
         "mean_requests_per_day": round3(per_day),
         "confident": confident,
     });

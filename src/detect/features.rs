@@ -139,7 +139,13 @@ fn reasoning() -> &'static Reasoning {
         let ascii = |p: &str| p.replace(r"\b", r"(?-u:\b)");
         let any = REASONING_PATTERNS.iter().map(|(_, p)| format!("(?:{})", ascii(p))).collect::<Vec<_>>().join("|");
         Reasoning {
-            any: Regex::new(&format!("(?i){any}")).expect("reasoning patterns compile"),
+            // The alternation's lazy DFA outgrows the default 2 MiB cache on long texts,
+            // which it then clears and rebuilds over and over (backtest: 30k records/s
+            // with the default, 42k with this).
+            any: regex::RegexBuilder::new(&format!("(?i){any}"))
+                .dfa_size_limit(32 << 20)
+                .build()
+                .expect("reasoning patterns compile"),
             each: REASONING_PATTERNS
                 .iter()
                 .map(|(_, p)| Regex::new(&format!("(?i){}", ascii(p))).expect("reasoning pattern compiles"))
@@ -368,12 +374,18 @@ fn joined_hash<'a>(tag: &[u8], words: impl Iterator<Item = &'a str>) -> u64 {
 
 /// Template keys: the masked first and last `EDGE_WORDS` words (a fixed instruction
 /// before or after the filled-in input), and the shape of the lines (list layouts).
+///
+/// A short instruction on a line of its own ("Summarize:", "Translate to German:") is the
+/// fixed part by itself: its first words are followed by the input's, which differ on
+/// every request, so the four-word edge would never repeat.
 pub fn template_keys(text: &str, words: &MaskedWords) -> [u64; 3] {
     let mut keys = [0u64; 3];
     let n = words.len();
     if n >= 2 * EDGE_WORDS {
-        keys[0] = joined_hash(b"p:", (0..EDGE_WORDS).map(|i| words.get(i)));
-        keys[1] = joined_hash(b"s:", (n - EDGE_WORDS..n).map(|i| words.get(i)));
+        keys[0] = short_line_key(b"p1:", text.lines().find(|l| !l.trim().is_empty()))
+            .unwrap_or_else(|| joined_hash(b"p:", (0..EDGE_WORDS).map(|i| words.get(i))));
+        keys[1] = short_line_key(b"s1:", text.lines().rev().find(|l| !l.trim().is_empty()))
+            .unwrap_or_else(|| joined_hash(b"s:", (n - EDGE_WORDS..n).map(|i| words.get(i))));
     }
     if text.lines().nth(2).is_some() {
         // Shape: per line, empty / list item / short / long.
@@ -398,6 +410,17 @@ pub fn template_keys(text: &str, words: &MaskedWords) -> [u64; 3] {
         }
     }
     keys
+}
+
+/// The key of a first or last line shorter than [`EDGE_WORDS`] words, masked as the
+/// whole text is; `None` for a longer line or a text of one line.
+fn short_line_key(tag: &[u8], line: Option<&str>) -> Option<u64> {
+    let line = line?.trim();
+    if line.split_whitespace().nth(EDGE_WORDS - 1).is_some() {
+        return None;
+    }
+    let w = masked_words(line);
+    (!w.is_empty()).then(|| joined_hash(tag, (0..w.len()).map(|i| w.get(i))))
 }
 
 /// Extracts the features of one request from its path and body.
@@ -946,6 +969,18 @@ mod tests {
         let c = "Q: what is 12 + 30? Answer with a number only please";
         let d = "Q: what is 7 + 1? Answer with a number only please";
         assert_eq!(template_keys(c, &masked_words(c)), template_keys(d, &masked_words(d)));
+        // A short instruction on its own line is the fixed part, before or after.
+        let e = "Summarize:\nThe council met on Tuesday to discuss the new bridge over the river.";
+        let f = "Summarize:\nQuarterly revenue rose as shipments of the new phone doubled.";
+        let (ke, kf) = (template_keys(e, &masked_words(e)), template_keys(f, &masked_words(f)));
+        assert_eq!(ke[0], kf[0], "same short first line");
+        assert_ne!(ke[1], kf[1]);
+        let g = "The council met on Tuesday to discuss the new bridge over the river.\nTL;DR please:";
+        let h = "Quarterly revenue rose as shipments of the new phone doubled.\nTL;DR please:";
+        assert_eq!(template_keys(g, &masked_words(g))[1], template_keys(h, &masked_words(h))[1]);
+        // A one-line prompt keeps the four-word edges.
+        let i = "Summarize: the council met on Tuesday to discuss the new bridge.";
+        assert_ne!(template_keys(i, &masked_words(i))[0], ke[0]);
     }
 
     #[test]

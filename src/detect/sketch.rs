@@ -347,6 +347,51 @@ impl<const N: usize> BucketRing<N> {
     }
 }
 
+/// Minutes each side of a minute over which an account's local activity density is read.
+const LOCAL_WINDOW_MIN: u32 = 30;
+
+/// Two accounts' active minutes compared ([`MinuteSet::overlap`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Overlap {
+    /// The first set's minutes (in the common span) with one of the other's within the slack.
+    pub shared: usize,
+    /// The first set's minutes in the common span.
+    pub compared: usize,
+    /// The probability that one of them is shared by chance, were the two independent
+    /// (the other's activity density in the hour about each minute, averaged).
+    pub chance: f64,
+}
+
+impl Overlap {
+    /// The probability of sharing at least `shared` of `compared` minutes by chance
+    /// (the binomial upper tail): small when the two accounts keep one clock.
+    pub fn by_chance(&self) -> f64 {
+        let (n, k, p) = (self.compared, self.shared, self.chance);
+        if k == 0 {
+            return 1.0;
+        }
+        if p <= 0.0 {
+            return 0.0;
+        }
+        if p >= 1.0 {
+            return 1.0;
+        }
+        // Sum of C(n, i) p^i (1-p)^(n-i) for i >= k, terms built from the first by ratio.
+        let ln_first = ln_choose(n, k) + k as f64 * p.ln() + (n - k) as f64 * (1.0 - p).ln();
+        let mut term = ln_first.exp();
+        let mut sum = term;
+        for i in k..n {
+            term *= (n - i) as f64 / (i + 1) as f64 * p / (1.0 - p);
+            sum += term;
+        }
+        sum.min(1.0)
+    }
+}
+
+fn ln_choose(n: usize, k: usize) -> f64 {
+    (0..k).map(|i| ((n - i) as f64).ln() - ((i + 1) as f64).ln()).sum()
+}
+
 /// The last N distinct active minutes, kept sorted for Jaccard comparisons between
 /// accounts (synchronised activity).
 #[derive(Clone, Default)]
@@ -377,29 +422,52 @@ impl MinuteSet {
     /// Shared minutes, counting a minute as shared when the other set has one within
     /// `slack` minutes (schedulers fire in the same minute, give or take queueing).
     /// Only minutes inside both sets' overlapping time span are compared.
-    pub fn overlap(&self, other: &MinuteSet, slack: u32) -> (usize, usize) {
+    pub fn overlap(&self, other: &MinuteSet, slack: u32) -> Overlap {
+        let none = Overlap { shared: 0, compared: 0, chance: 0.0 };
         if self.minutes.is_empty() || other.minutes.is_empty() {
-            return (0, 0);
+            return none;
         }
         let lo = self.minutes[0].max(other.minutes[0]);
         let hi = self.minutes[self.minutes.len() - 1].min(other.minutes[other.minutes.len() - 1]);
         if lo > hi {
-            return (0, 0);
+            return none;
         }
         let a: Vec<u32> = self.minutes.iter().copied().filter(|&m| m >= lo && m <= hi).collect();
-        let b: Vec<u32> = other.minutes.iter().copied().filter(|&m| m >= lo && m <= hi).collect();
-        let mut shared = 0;
-        let mut j = 0;
+        // For each of `a`'s minutes: is one of `b`'s within the slack, and how busy is `b`
+        // around it (the hour about it, the slack left out)? Chance is read against that
+        // local density, not the whole span's: two people who keep office hours are
+        // active in the same hours, not in the same minutes, while schedulers on one
+        // clock fire in the same minutes.
+        // The density is read on all of `b`'s minutes (not only those in the common span),
+        // over the part of the hour that `b`'s record covers.
+        let all_b = &other.minutes;
+        let (b_first, b_last) = (all_b[0], all_b[all_b.len() - 1]);
+        let (mut shared, mut chance_sum) = (0, 0.0);
+        let (mut near, mut lo_w, mut hi_w) = (0, 0, 0);
+        let window = LOCAL_WINDOW_MIN.max(slack + 1);
         for &m in &a {
-            while j < b.len() && b[j] + slack < m {
-                j += 1;
+            while near < all_b.len() && all_b[near] + slack < m {
+                near += 1;
             }
-            if j < b.len() && b[j] <= m + slack {
+            let in_slack = all_b[near..].iter().take_while(|&&x| x <= m + slack).count();
+            if in_slack > 0 {
                 shared += 1;
             }
+            while lo_w < all_b.len() && all_b[lo_w] + window < m {
+                lo_w += 1;
+            }
+            while hi_w < all_b.len() && all_b[hi_w] <= m + window {
+                hi_w += 1;
+            }
+            // Minutes of the window (the slack left out) inside `b`'s record.
+            let covered = (m + window).min(b_last) as i64 - m.saturating_sub(window).max(b_first) as i64 + 1;
+            let background = (covered - (2 * slack + 1) as i64).max(2 * slack as i64 + 1) as f64;
+            let around = (hi_w - lo_w).saturating_sub(in_slack) as f64;
+            let density = (around / background).min(1.0);
+            chance_sum += 1.0 - (1.0 - density).powi(2 * slack as i32 + 1);
         }
-        let union = a.len() + b.len() - shared.min(b.len());
-        (shared, union)
+        let chance = if a.is_empty() { 0.0 } else { chance_sum / a.len() as f64 };
+        Overlap { shared, compared: a.len(), chance }
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -481,8 +549,84 @@ mod tests {
         for m in [10, 21, 35, 40] {
             b.add(m);
         }
-        assert_eq!(a.overlap(&b, 0).0, 2);
-        assert_eq!(a.overlap(&b, 1).0, 3);
+        assert_eq!(a.overlap(&b, 0).shared, 2);
+        assert_eq!(a.overlap(&b, 1).shared, 3);
+        assert_eq!(a.overlap(&b, 1).compared, 4);
+    }
+
+    #[test]
+    fn one_clock_is_told_from_chance() {
+        // Two schedulers firing on one 10-minute grid, each in most of its waves.
+        let (mut a, mut b) = (MinuteSet::default(), MinuteSet::default());
+        for w in 0..60u32 {
+            if w % 5 != 0 {
+                a.add(w * 10);
+            }
+            if w % 7 != 3 {
+                b.add(w * 10 + (w % 2));
+            }
+        }
+        let o = a.overlap(&b, 1);
+        assert!(o.shared >= 40, "{o:?}");
+        assert!(o.by_chance() < 1e-9, "{o:?} {}", o.by_chance());
+        // A person active now and then beside a busy account: a few shared minutes, as
+        // expected by chance.
+        let (mut busy, mut person) = (MinuteSet::default(), MinuteSet::default());
+        for m in (0..600).step_by(9) {
+            busy.add(m);
+        }
+        for m in [5, 50, 51, 120, 200, 201, 202, 333, 400, 471, 530, 531] {
+            person.add(m);
+        }
+        let o = person.overlap(&busy, 1);
+        assert!(o.shared >= 3, "{o:?}");
+        assert!(o.by_chance() > 0.05, "{o:?} {}", o.by_chance());
+    }
+
+    #[test]
+    fn office_hours_are_not_one_clock() {
+        // Two people active in the same hours of the same days, each at their own
+        // minutes: busy hours shared, minutes only by chance.
+        let (mut a, mut b) = (MinuteSet::default(), MinuteSet::default());
+        let mut x: u64 = 12345;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for day in 0..5u32 {
+            for _ in 0..40 {
+                a.add(day * 1440 + 540 + (next() % 480) as u32);
+                b.add(day * 1440 + 540 + (next() % 480) as u32);
+            }
+        }
+        let o = a.overlap(&b, 1);
+        assert!(o.by_chance() > 1e-3, "{o:?} {}", o.by_chance());
+        // A new account's first quarter hour beside a product busy in most minutes: the
+        // common span is short, the product's density is read over its whole hour.
+        let (mut fresh, mut product) = (MinuteSet::default(), MinuteSet::default());
+        for m in 1000..1015 {
+            fresh.add(m);
+        }
+        for m in (950..1015).filter(|m| m % 3 != 0) {
+            product.add(m);
+        }
+        let o = fresh.overlap(&product, 1);
+        // The product's last minute is 1013: fresh's 1000..=1013 are compared, all shared.
+        assert_eq!((o.compared, o.shared), (14, 14));
+        assert!(o.by_chance() > 1e-3, "{o:?} {}", o.by_chance());
+    }
+
+    #[test]
+    fn binomial_tail_matches_direct_sums() {
+        for (n, k, p) in [(10usize, 3usize, 0.2f64), (64, 10, 0.05), (5, 5, 0.5), (20, 1, 0.01)] {
+            let direct: f64 =
+                (k..=n).map(|i| ln_choose(n, i).exp() * p.powi(i as i32) * (1.0 - p).powi((n - i) as i32)).sum();
+            let got = Overlap { shared: k, compared: n, chance: p }.by_chance();
+            assert!((got - direct).abs() < 1e-9 * direct.max(1e-12) + 1e-15, "{n} {k} {p}: {got} vs {direct}");
+        }
+        assert_eq!(Overlap { shared: 0, compared: 10, chance: 0.3 }.by_chance(), 1.0);
     }
 
     proptest! {
