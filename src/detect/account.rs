@@ -57,7 +57,10 @@ pub struct AccountState {
     /// Share counters (halved every HALF_LIFE requests).
     n: u32,
     text_n: u32,
+    /// Lone requests: single-turn, or with a history the account did not send.
     single_turn: u32,
+    /// Single-turn requests as the bodies say (histories taken at their word).
+    raw_single_turn: u32,
     reasoning: u32,
     soft: u32,
     repeat: u32,
@@ -204,6 +207,15 @@ impl AccountState {
         if f.has_text {
             self.text_n += 1;
             if f.single_turn {
+                self.raw_single_turn += 1;
+            }
+            // A request counts as continuing a conversation only when the account held
+            // it: its first or previous user message, or (an agent's loop) its prompt
+            // itself, was sent recently. Small talk made up in front of a new question
+            // is a lone request in disguise.
+            let held = f.history.iter().any(|&h| self.recent.contains(h)) || self.recent.contains(f.prompt_hash);
+            let lone = f.single_turn || !held;
+            if lone {
                 self.single_turn += 1;
             }
             let mut marks = Vec::new();
@@ -221,7 +233,7 @@ impl AccountState {
                 Novelty::NearDuplicate => self.near_dup += 1,
                 Novelty::New => {}
             }
-            if novelty != Novelty::Repeat && f.single_turn {
+            if novelty != Novelty::Repeat && lone {
                 self.fresh_per_hour.add(hour);
             }
             self.distinct.insert(f.prompt_hash);
@@ -270,6 +282,7 @@ impl AccountState {
             &mut self.n,
             &mut self.text_n,
             &mut self.single_turn,
+            &mut self.raw_single_turn,
             &mut self.reasoning,
             &mut self.soft,
             &mut self.repeat,
@@ -323,8 +336,14 @@ impl AccountState {
     pub fn reasoning_share(&self) -> f64 {
         self.share(self.reasoning, self.text_n)
     }
+    /// Share of lone requests: single-turn, or continuing a conversation the account
+    /// never held.
     pub fn single_turn_share(&self) -> f64 {
         self.share(self.single_turn, self.text_n)
+    }
+    /// Share of single-turn requests as the bodies say.
+    pub fn raw_single_turn_share(&self) -> f64 {
+        self.share(self.raw_single_turn, self.text_n)
     }
     pub fn output_ratio(&self) -> f64 {
         self.completion_tokens as f64 / self.prompt_tokens.max(1) as f64
@@ -524,7 +543,7 @@ impl AccountState {
         let mut score = 0.0;
         let (mut intents, mut automation) = (0u32, false);
         let (mut full_automation, mut benign) = (false, false);
-        let (mut full_content_intent, mut long_in_full) = (false, false);
+        let (mut full_content_intent, mut long_in_full, mut coverage_in_full) = (false, false, false);
         for &name in SignalName::ALL {
             let p = cfg.signal(name);
             if p.weight == 0.0 {
@@ -546,6 +565,7 @@ impl AccountState {
                 SignalGroup::Automation if fired => {
                     automation = true;
                     full_automation |= strength >= 0.99;
+                    coverage_in_full |= name == SignalName::DailyBreadth && strength >= 0.99;
                 }
                 SignalGroup::Benign if fired => benign = true,
                 _ => {}
@@ -561,7 +581,13 @@ impl AccountState {
             && full_content_intent
             && self.requests_day(now_ms) >= PACED_MIN_PER_DAY
             && cfg.enabled(super::config::Family::DayScale);
-        let corroborated = (intents > 0 && automation) || paced;
+        // Coverage at scale: hundreds of fresh, broad, single-turn questions a day (the
+        // day-scale breadth in full, which already leaves out templates, personas and
+        // work on the user's material), answered at length in full. No one reads that
+        // many answers; it corroborates a review alert by itself, never an action
+        // (acting still counts intents as above).
+        let coverage = coverage_in_full && long_in_full && cfg.enabled(super::config::Family::DayScale);
+        let corroborated = (intents > 0 && automation) || paced || coverage;
         Verdict {
             score: score.clamp(0.0, 1.0),
             corroborated,

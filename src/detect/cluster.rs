@@ -559,7 +559,10 @@ fn score_group(
     let mean = |f: &dyn Fn(&AccountState) -> f64| states.iter().map(|s| f(s)).sum::<f64>() / n;
     let reasoning = mean(&|s| s.reasoning_share());
     let template_use = mean(&|s| s.templated_share());
-    let conversation = mean(&|s| 1.0 - s.single_turn_share());
+    // Conversation as the bodies say. The lone-request reading (made-up history counts
+    // as none) is the per-account signal's; a group's score already needs coordination
+    // and intent, and its discount keeps to what its members send.
+    let conversation = mean(&|s| 1.0 - s.raw_single_turn_share());
     let per_day = mean(&|s| {
         let days = ((s.last_ms - s.first_ms) as f64 / 86_400_000.0).max(1.0);
         s.total as f64 / days

@@ -26,6 +26,10 @@ pub struct RequestFeatures {
     pub system_chars: u32,
     /// Hash of the normalised user text (exact repeats).
     pub prompt_hash: u64,
+    /// The exact hashes of the conversation's first and previous user messages (0 when
+    /// there are none), as [`RequestFeatures::prompt_hash`] hashed them when they were
+    /// the prompt: a conversation the account held has sent them before.
+    pub history: [u64; 2],
     /// SimHash of the user text's word shingles (near-duplicates).
     pub simhash: u64,
     /// Template keys of the user text: fixed prefix, fixed suffix, line shape (0 = none).
@@ -473,6 +477,8 @@ struct Conversation {
     system: String,
     user_turns: u32,
     assistant_turns: u32,
+    /// [`message_hash`] of the first and of the previous user message (0: none).
+    history: [u64; 2],
 }
 
 /// The parameters the detector reads.
@@ -501,9 +507,11 @@ fn conversation(req: &LlmRequest) -> Conversation {
     let mut system = String::new();
     let mut user_turns = 0u32;
     let mut assistant_turns = 0u32;
+    let mut history = [0u64; 2];
     let mut visit_messages = |items: &[Item], user: &mut String, system: &mut String| {
         // The last user message is the prompt; earlier turns only count as history.
-        let mut last_user: Option<&Item> = None;
+        let (mut first_user, mut previous_user, mut last_user): (Option<&Item>, Option<&Item>, Option<&Item>) =
+            (None, None, None);
         for m in items {
             match m.role.as_deref().unwrap_or("user") {
                 "system" | "developer" => append(system, &m.content),
@@ -511,12 +519,22 @@ fn conversation(req: &LlmRequest) -> Conversation {
                 "tool" | "function" => {}
                 _ => {
                     user_turns += 1;
+                    first_user = first_user.or(Some(m));
+                    previous_user = last_user;
                     last_user = Some(m);
                 }
             }
         }
         if let Some(m) = last_user {
             append(user, &m.content);
+        }
+        if let Some(prev) = previous_user {
+            let hash_of = |m: &Item| {
+                let mut t = String::new();
+                append(&mut t, &m.content);
+                message_hash(&t)
+            };
+            history = [first_user.map(hash_of).unwrap_or(0), hash_of(prev)];
         }
     };
     if let Some(Items::List(items)) = &v.messages {
@@ -543,7 +561,12 @@ fn conversation(req: &LlmRequest) -> Conversation {
     for r in [&v.instructions, &v.system].into_iter().flatten() {
         append(&mut system, r);
     }
-    Conversation { user, system, user_turns, assistant_turns }
+    Conversation { user, system, user_turns, assistant_turns, history }
+}
+
+/// The exact hash of a message's text, as the detector keys prompts.
+fn message_hash(text: &str) -> u64 {
+    text_hash(text.trim().as_bytes()).max(1)
 }
 
 fn params(v: &View) -> Params {
@@ -567,7 +590,8 @@ fn params(v: &View) -> Params {
 
 fn from_parts(path: &str, c: Conversation, p: Params) -> RequestFeatures {
     let mut f = RequestFeatures { n: 1, ..Default::default() };
-    let Conversation { user, system, user_turns, assistant_turns } = c;
+    let Conversation { user, system, user_turns, assistant_turns, history } = c;
+    f.history = history;
     if path.ends_with("/embeddings") {
         // Embeddings return vectors, not text: nothing to harvest in the text sense.
         return f;
@@ -579,7 +603,7 @@ fn from_parts(path: &str, c: Conversation, p: Params) -> RequestFeatures {
         f.system_chars = system.chars().count().min(u32::MAX as usize) as u32;
     }
     let words = masked_words(&user);
-    f.prompt_hash = text_hash(user.trim().as_bytes()).max(1);
+    f.prompt_hash = message_hash(&user);
     // Word 3-shingles, hashed without building strings: each word hashed once, shingles
     // combined arithmetically.
     let word_hashes: Vec<u64> = words.byte_words().map(text_hash).collect();
@@ -619,7 +643,7 @@ mod tests {
     /// How the detector and the token counter read a body before the one-pass reader
     /// (from a JSON tree): the reference the one-pass reader must agree with.
     mod tree {
-        use super::super::{Conversation, Params};
+        use super::super::{message_hash, Conversation, Params};
         use serde_json::{Map, Value};
 
         fn visit(v: &Value, f: &mut impl FnMut(&str)) {
@@ -651,8 +675,9 @@ mod tests {
             let mut system = String::new();
             let mut user_turns = 0u32;
             let mut assistant_turns = 0u32;
+            let mut history = [0u64; 2];
             let mut visit_messages = |items: &[Value], user: &mut String, system: &mut String| {
-                let mut last_user: Option<&Value> = None;
+                let mut users: Vec<&Value> = Vec::new();
                 for m in items {
                     let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
                     let content = m.get("content").unwrap_or(&Value::Null);
@@ -662,12 +687,20 @@ mod tests {
                         "tool" | "function" => {}
                         _ => {
                             user_turns += 1;
-                            last_user = Some(content);
+                            users.push(content);
                         }
                     }
                 }
-                if let Some(c) = last_user {
+                if let Some(c) = users.last() {
                     collect_text(c, user);
+                }
+                if users.len() >= 2 {
+                    let hash_of = |c: &Value| {
+                        let mut t = String::new();
+                        collect_text(c, &mut t);
+                        message_hash(&t)
+                    };
+                    history = [hash_of(users[0]), hash_of(users[users.len() - 2])];
                 }
             };
             if let Some(Value::Array(items)) = body.get("messages") {
@@ -691,7 +724,7 @@ mod tests {
                     collect_text(v, &mut system);
                 }
             }
-            Conversation { user, system, user_turns, assistant_turns }
+            Conversation { user, system, user_turns, assistant_turns, history }
         }
 
         /// The keys of the counts, in the order `LlmRequest::parse_bytes` checks them.

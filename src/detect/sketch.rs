@@ -229,6 +229,11 @@ impl<const N: usize> RecentRing<N> {
         self.len = (self.len + 1).min(N);
         novelty
     }
+
+    /// Whether `exact` is among the recent prompts (0 never is).
+    pub fn contains(&self, exact: u64) -> bool {
+        exact != 0 && self.exact[..self.len].contains(&exact)
+    }
 }
 
 /// Welford's running mean and variance, with halving for forgetting.

@@ -160,7 +160,8 @@ fn student_asking_for_steps_at_human_pace_is_not_flagged() {
     for i in 0..300 {
         // A few questions per evening, follow-ups in conversation, days apart.
         t += if i % 6 == 0 { 20 * 3_600_000 } else { 60_000 + (i as i64 * 7_919 % 400) * 1_000 };
-        let first = format!("Can you explain step by step how to solve this? {}", question(i));
+        // A follow-up resends the conversation it continues (the opener sent before it).
+        let first = format!("Can you explain step by step how to solve this? {}", question(i / 3 * 3));
         let messages = if i % 3 == 0 {
             json!([{"role": "user", "content": first}])
         } else {
@@ -178,6 +179,44 @@ fn student_asking_for_steps_at_human_pace_is_not_flagged() {
     }
     let changes = feed(&mut e, &reqs);
     assert!(changes.is_empty(), "{:?}", changes.first().map(|c| &c.alert.evidence));
+}
+
+#[test]
+fn only_a_conversation_the_account_held_counts_as_one() {
+    let mut e = engine();
+    let mut reqs = Vec::new();
+    for i in 0..60usize {
+        let t = T0 + i as i64 * 90_000;
+        let q = format!("Explain how {} works, in detail (part {i})", TOPICS[i % TOPICS.len()]);
+        // A person: an opener, then two follow-ups that resend it.
+        let opener = format!("Explain how {} works, in detail", TOPICS[i / 3 * 3 % TOPICS.len()]);
+        let person = if i % 3 == 0 {
+            json!([{"role": "user", "content": opener}])
+        } else {
+            json!([{"role": "user", "content": opener}, {"role": "assistant", "content": "Sure: ..."},
+                   {"role": "user", "content": format!("and what about case {i}?")}])
+        };
+        // A harvester: small talk it never sent, made up in front of every new question.
+        let disguised = json!([{"role": "user", "content": format!("hey there, quick one ({i})")},
+                               {"role": "assistant", "content": "Of course, ask away."},
+                               {"role": "user", "content": q}]);
+        for (account, messages) in [("person", person), ("disguised", disguised)] {
+            reqs.push(Req {
+                ts_ms: t,
+                account: account.into(),
+                ip: "203.0.113.9",
+                body: chat(messages, json!({})),
+                prompt_tokens: 40,
+                completion_tokens: 400,
+            });
+        }
+    }
+    feed(&mut e, &reqs);
+    let lone = |id: &str| e.account(id).unwrap().single_turn_share();
+    assert!(lone("person") < 0.4, "the person's follow-ups continue what it sent: {}", lone("person"));
+    assert!(lone("disguised") > 0.95, "made-up histories are lone requests: {}", lone("disguised"));
+    // The bodies' own word is kept beside it.
+    assert_eq!(e.account("disguised").unwrap().raw_single_turn_share(), 0.0);
 }
 
 #[test]
@@ -508,6 +547,61 @@ fn a_round_robin_over_a_proxy_pool_is_one_cluster() {
     let mut off = Engine::new(Arc::new(config::validate(raw, &mut problems)));
     assert!(problems.is_empty(), "{problems:?}");
     assert!(round_robin(&mut off).iter().all(|c| c.alert.kind != AlertKind::CoordinatedCluster));
+}
+
+/// An account asking hundreds of fresh, broad questions a day, answered at length, at
+/// Poisson times around the clock, a third of them follow-ups of what it just asked:
+/// no single intent signal fires (breadth is diluted by the follow-ups).
+fn wide_coverage(account: &str, days: i64) -> Vec<Req> {
+    let mut reqs = Vec::new();
+    let (mut t, mut x) = (T0, 0x2545_f491_4f6c_dd1du64);
+    let mut last = String::new();
+    for i in 0..(days * 450) as usize {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        // Exponential gaps with a mean of 192 s (450 a day).
+        t += (-((x % 10_000) as f64 / 10_000.0 + 1e-4).ln() * 192_000.0) as i64;
+        let messages = if i % 3 == 2 {
+            json!([{"role": "user", "content": last}, {"role": "assistant", "content": "Here is an overview ..."},
+                   {"role": "user", "content": format!("go deeper on point {}", i % 5 + 1)}])
+        } else {
+            last = format!("{} ({i})", free_prompt(i as u64 * 31 + 7));
+            json!([{"role": "user", "content": last}])
+        };
+        reqs.push(Req {
+            ts_ms: t,
+            account: account.into(),
+            ip: "203.0.113.44",
+            body: chat(messages, json!({})),
+            prompt_tokens: 30,
+            completion_tokens: 700,
+        });
+    }
+    reqs
+}
+
+#[test]
+fn coverage_at_scale_opens_a_review_alert_and_no_action() {
+    let mut e = engine();
+    let changes = feed(&mut e, &wide_coverage("wide", 2));
+    let first = changes.iter().find(|c| c.created).expect("an alert");
+    assert_eq!(first.alert.kind, AlertKind::Extraction);
+    // The evidence lists the signals that count.
+    let fired = |name: &str| {
+        first.alert.evidence["signals"].as_array().unwrap().iter().any(|s| s["name"] == name && s["fired"] == true)
+    };
+    assert!(fired("daily_breadth") && fired("long_outputs"), "{}", first.alert.evidence);
+    assert!(
+        !fired("breadth") && !fired("reasoning_elicitation"),
+        "no intent signal carries it: {}",
+        first.alert.evidence
+    );
+    assert!(
+        changes.iter().all(|c| c.action == Action::Alert || c.action == Action::Observe),
+        "coverage alone never acts: {:?}",
+        changes.iter().map(|c| c.action).collect::<Vec<_>>()
+    );
 }
 
 #[test]
