@@ -8,7 +8,7 @@
 #
 # Usage: eval/run.sh            (from anywhere; works from a fresh clone)
 # Environment (optional):
-#   SEED_A_TUNE (1), SEED_A_FRESH (13), SEED_B_TUNE (101), SEED_B_FRESH (113), DAYS (5),
+#   SEED_A_TUNE (1), SEED_A_FRESH (19), SEED_B_TUNE (101), SEED_B_FRESH (119), DAYS (5),
 #   FAMILIES ("A B"; "A" or "B" for one family: LOFO then needs both and is skipped),
 #   DETECTOR_CONFIG (eval/detector.toml), SKIP_BUILD=1 (reuse the built binary),
 #   WARDEN_BIN (target/release/warden), OUT_DIR (eval/out), REPORT (eval/REPORT.md),
@@ -20,9 +20,9 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 SEED_A_TUNE="${SEED_A_TUNE:-1}"
-SEED_A_FRESH="${SEED_A_FRESH:-13}"
+SEED_A_FRESH="${SEED_A_FRESH:-19}"
 SEED_B_TUNE="${SEED_B_TUNE:-101}"
-SEED_B_FRESH="${SEED_B_FRESH:-113}"
+SEED_B_FRESH="${SEED_B_FRESH:-119}"
 DAYS="${DAYS:-5}"
 FAMILIES="${FAMILIES:-A B}"
 CONFIG="${DETECTOR_CONFIG:-eval/detector.toml}"
@@ -193,11 +193,14 @@ tmp="$REPORT.tmp"
   [ "$SKIP_GEN" = "1" ] && echo "- Traffic reused from an earlier generation (SKIP_GEN=1); the command above reproduces it only if that used the same seeds and DAYS."
   echo
   echo "**How the splits were used.** The detector's shipped defaults (the signal weights compiled into"
-  echo "warden and the thresholds in \`$CONFIG\`) were chosen looking at family A's *tune* split only."
-  echo "Family A's *fresh* split (holdout-style traffic, seed $SEED_A_FRESH) and both family B splits"
-  echo "(an independent generator, seeds $SEED_B_TUNE and $SEED_B_FRESH) are scored without any tuning on"
-  echo "them. The leave-one-family-out section picks global thresholds on one family's tune split"
-  echo "and scores them on the other family's fresh split."
+  echo "warden and the thresholds in \`$CONFIG\`) were chosen on family A's *tune* split. While the"
+  echo "detector was developed, its failures were also read on family B's tune split (seed 101) and on"
+  echo "earlier fresh seeds (7, 107, 13, 113), which are therefore not blind any more; the mechanisms"
+  echo "added for them (chance-calibrated sync, held conversations, harvesting fingerprints) are"
+  echo "general, and no threshold was fitted to a seed. The default fresh seeds ($SEED_A_FRESH and $SEED_B_FRESH)"
+  echo "were generated for the first time for this report, after the last change to the detector."
+  echo "The leave-one-family-out section picks global thresholds on one family's tune split and"
+  echo "scores them on the other family's fresh split."
   echo
   echo "## Summary"
   echo
