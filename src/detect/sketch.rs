@@ -672,6 +672,30 @@ mod tests {
             prop_assert!(s.minutes.windows(2).all(|w| w[0] < w[1]));
         }
 
+        /// The overlap's counts are bounded by the sets, its chance is a probability, the
+        /// tail is one too and falls as more minutes are shared; a set against itself
+        /// shares every compared minute.
+        #[test]
+        fn minute_overlap_bounds(a in proptest::collection::vec(0u32..5_000, 0..120),
+                                 b in proptest::collection::vec(0u32..5_000, 0..120),
+                                 slack in 0u32..3) {
+            let (mut sa, mut sb) = (MinuteSet::default(), MinuteSet::default());
+            for m in a { sa.add(m); }
+            for m in b { sb.add(m); }
+            let o = sa.overlap(&sb, slack);
+            prop_assert!(o.shared <= o.compared && o.compared <= sa.len());
+            prop_assert!((0.0..=1.0).contains(&o.chance), "{:?}", o);
+            let tail = o.by_chance();
+            prop_assert!((0.0..=1.0).contains(&tail), "{:?} {}", o, tail);
+            if o.shared < o.compared {
+                let more = Overlap { shared: o.shared + 1, ..o }.by_chance();
+                prop_assert!(more <= tail + 1e-12, "{:?}: {} then {}", o, tail, more);
+            }
+            let own = sa.overlap(&sa, slack);
+            prop_assert_eq!(own.shared, own.compared);
+            prop_assert_eq!(own.compared, sa.len());
+        }
+
         /// The bit-sliced counting gives the fingerprint of the bit-by-bit definition: on
         /// distinct features, and on thousands of features from a few values (large counts
         /// carrying into high planes, and exact ties).

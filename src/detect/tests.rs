@@ -604,6 +604,86 @@ fn coverage_at_scale_opens_a_review_alert_and_no_action() {
     );
 }
 
+/// A campaign whose members each word the reasoning request their own way, from their own
+/// addresses, at a person's pace (25 requests in a working day each: no member is caught
+/// alone), all through one script's client; with `people` more accounts on that same
+/// client asking for nothing in particular.
+fn paraphrased_campaign(e: &mut Engine, people: usize) -> Vec<AlertChange> {
+    const NAMES: [&str; 12] =
+        ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima"];
+    // (time, account, client address, body, completion tokens)
+    type Event = (i64, String, String, Map<String, Value>, u64);
+    let mut events: Vec<Event> = Vec::new();
+    let client = json!({"max_tokens": 3072, "temperature": 0.55});
+    for (m, name) in NAMES.iter().enumerate() {
+        let mut t = T0 + 9 * 3_600_000 + m as i64 * 41_000;
+        for i in 0..25u64 {
+            t += 600_000 + ((i * 7919 + m as u64 * 104_729) % 900) as i64 * 1_000;
+            let q = question(m * 100 + i as usize);
+            let text = format!("{name} asks: reason step by step about this. {q} Show all working, {name} here.");
+            let ip = format!("100.{}.{}.{}", 64 + m, i % 7, 10 + i);
+            let body = chat(json!([{"role": "user", "content": text}]), client.clone());
+            events.push((t, format!("para-{name}"), ip, body, 900));
+        }
+    }
+    // People on the same client since the early morning: short conversations, short answers.
+    for p in 0..people {
+        let mut t = T0 + 7 * 3_600_000 + p as i64 * 13_000;
+        let mut opener = String::new();
+        for i in 0..30u64 {
+            t += 600_000 + ((i * 6007 + p as u64 * 7_151) % 900) as i64 * 1_000;
+            let messages = if i % 3 == 0 {
+                opener = free_prompt(p as u64 * 1000 + i);
+                json!([{"role": "user", "content": opener}])
+            } else {
+                json!([{"role": "user", "content": opener}, {"role": "assistant", "content": "Done."},
+                       {"role": "user", "content": format!("thanks, and item {i}?")}])
+            };
+            events.push((t, format!("person-{p:02}"), format!("198.18.{p}.1"), chat(messages, client.clone()), 25));
+        }
+    }
+    events.sort_by_key(|e| e.0);
+    let mut changes = Vec::new();
+    for (t, account, ip, body, out) in &events {
+        changes.extend(observe_one(e, *t, account, ip, "campaign-runner/0.9", body, *out));
+    }
+    changes
+}
+
+#[test]
+fn a_client_mostly_harvesters_hold_links_its_holders() {
+    let mut e = engine();
+    let changes = paraphrased_campaign(&mut e, 0);
+    assert!(
+        !changes.iter().any(|c| c.alert.kind == AlertKind::Extraction),
+        "no member is caught alone: {:?}",
+        changes.iter().map(|c| &c.alert.account_ids).collect::<Vec<_>>()
+    );
+    let cluster = changes.iter().rev().find(|c| c.alert.kind == AlertKind::CoordinatedCluster).expect("a cluster");
+    assert_eq!(cluster.alert.account_ids.len(), 12, "{:?}", cluster.alert.account_ids);
+    assert!(cluster.alert.account_ids.iter().all(|a| a.starts_with("para-")));
+    let feature = |name: &str| {
+        cluster.alert.evidence["features"].as_array().unwrap().iter().find(|f| f["name"] == name).unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(feature("harvesting_fingerprint"), 1.0, "{}", cluster.alert.evidence);
+    assert_eq!(feature("shared_template"), 0.0, "no wording is shared: {}", cluster.alert.evidence);
+    assert!(e.links().iter().all(|l| l.kinds.contains(&"harvesting_fingerprint")), "{:?}", e.links());
+
+    // The same client in many people's hands links nobody through it (beside a crowd the
+    // campaign's content stands out, and the content-direction link finds it instead),
+    // and none of the people is reported.
+    let mut crowd = engine();
+    let changes = paraphrased_campaign(&mut crowd, 30);
+    assert!(crowd.links().iter().all(|l| !l.kinds.contains(&"harvesting_fingerprint")), "{:?}", crowd.links());
+    assert!(
+        changes.iter().all(|c| c.alert.account_ids.iter().all(|a| a.starts_with("para-"))),
+        "{:?}",
+        changes.iter().map(|c| (&c.alert.kind, &c.alert.account_ids)).collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn a_company_behind_one_nat_is_linked_but_not_reported() {
     let mut e = engine();
