@@ -398,7 +398,6 @@ impl ClusterIndex {
                         && harvest_intent(fa.state, cfg) >= POOL_INTENT
                         && harvest_intent(fb.state, cfg) >= POOL_INTENT;
                     l.harvesting_fingerprint = l.fingerprint
-                        && cfg.enabled(Family::BehaviourLinks)
                         && content_intent(fa.state, cfg) >= POOL_INTENT
                         && content_intent(fb.state, cfg) >= POOL_INTENT
                         && harvesters_fingerprint(fa);
@@ -585,11 +584,7 @@ fn score_group(
     // How strongly the group is one operator: its size, how many kinds of evidence link
     // each pair, and timing that is regular only taken together.
     let size = ramp(n, cfg.cluster_min_accounts as f64 - 1.0, 12.0);
-    let linkage = ramp(kinds_per_link, 1.5, 3.0).max(ramp(pool_share, 0.5, 0.9)).max(ramp(
-        harvesting_fingerprint_share,
-        0.5,
-        0.9,
-    ));
+    let linkage = ramp(kinds_per_link, 1.5, 3.0).max(ramp(pool_share.max(harvesting_fingerprint_share), 0.5, 0.9));
     let coordination = (0.45 * size + 0.45 * linkage + 0.1 * ramp(regularity, 0.3, 0.7)).clamp(0.0, 1.0);
     let parts = [
         ("members", n, size),

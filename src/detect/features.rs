@@ -529,10 +529,18 @@ fn conversation(req: &LlmRequest) -> Conversation {
             append(user, &m.content);
         }
         if let Some(prev) = previous_user {
+            // A message of one text piece is hashed where it lies; only a message of
+            // several pieces is joined first, as the prompt is.
             let hash_of = |m: &Item| {
-                let mut t = String::new();
-                append(&mut t, &m.content);
-                message_hash(&t)
+                let mut pieces = v.texts_in(raw, &m.content);
+                match (pieces.next(), pieces.next()) {
+                    (Some(only), None) => message_hash(only),
+                    _ => {
+                        let mut t = String::new();
+                        append(&mut t, &m.content);
+                        message_hash(&t)
+                    }
+                }
             };
             history = [first_user.map(hash_of).unwrap_or(0), hash_of(prev)];
         }
