@@ -1,18 +1,28 @@
-//! An OpenAI-compatible mock LLM upstream, for the demo, the integration tests and the
-//! benchmarks. It stands for the outside world: answers shaped exactly like OpenAI's (so the
-//! official SDKs parse them), deterministic text, self-consistent `usage`, streaming with
-//! configurable latency and pacing, and fault injection through request headers.
+//! An OpenAI- and Anthropic-compatible mock LLM upstream, for the demo, the integration
+//! tests and the benchmarks. It stands for the outside world: answers shaped exactly like
+//! OpenAI's and Anthropic's (so the official SDKs parse them), deterministic text,
+//! self-consistent `usage`, streaming with configurable latency and pacing, and fault
+//! injection through request headers.
+//!
+//! # Routes
+//! OpenAI: `/v1/chat/completions`, `/v1/completions`, `/v1/responses`, `/v1/embeddings`,
+//! `/v1/models`, Files and Batches. Anthropic: `POST /v1/messages` (`max_tokens` required,
+//! as Anthropic's) and `POST /v1/messages/count_tokens` (`{"input_tokens": P}`), which
+//! answer errors in Anthropic's shape (`{"type":"error","error":{"type":…,"message":…}}`).
+//! `/echo…` returns what it received.
 //!
 //! # Per-request overrides
 //! Headers, which warden forwards as-is, override [`MockOptions`] for one request:
 //! - `x-mock-latency-ms`: delay before the response headers;
-//! - `x-mock-chunks`: content chunks, i.e. completion tokens when `max_tokens` does not cap;
+//! - `x-mock-chunks`: content chunks, i.e. answer words when `max_tokens` does not cap;
 //! - `x-mock-chunk-interval-ms`: pause between two content chunks;
 //! - `x-mock-pause-after-first-ms`: pause after the first content chunk of a stream, so a
 //!   test can check the first chunk arrives before the pause ends (nothing buffers it);
 //! - `x-mock-status`: answer with that status (400–999: 600 and above are not HTTP
 //!   statuses, for testing what a proxy does with them; other values are ignored) and an
-//!   OpenAI-shaped error body;
+//!   OpenAI-shaped error body (Anthropic-shaped on Anthropic's routes, its type following
+//!   the status: 401 `authentication_error`, 429 `rate_limit_error`, 529
+//!   `overloaded_error`, other 4xx `invalid_request_error`, the rest `api_error`, …);
 //! - `x-mock-event-bytes`: the first content chunk of a stream carries this many bytes of
 //!   extra content (one event that large);
 //! - `x-mock-split-first-ms`: the first content chunk of a stream is written in two halves
@@ -27,9 +37,32 @@
 //!
 //! Prompt tokens are not a real tokenizer's either, but a count anyone can redo by hand:
 //! the whitespace-separated words of all prompt text (message contents, text parts,
-//! `prompt`, Responses `instructions` and `input`; a token-id array counts one per id),
-//! plus 3 per chat message or Responses input item (OpenAI's per-message overhead), and
-//! at least 1.
+//! `prompt`, Responses `instructions` and `input`, Anthropic `system` and the text and
+//! `tool_result` blocks of `messages`, not images, tool inputs or thinking; a token-id
+//! array counts one per id), plus 3 per chat message, Responses input item or Anthropic
+//! message (OpenAI's per-message overhead), and at least 1.
+//!
+//! The Messages API answers the same `k` words in one `text` block (`stop_reason`
+//! `max_tokens` when capped, else `end_turn`). With `tools` (and `tool_choice` not
+//! `none`), unless the last message carries a `tool_result` or the answer was capped, a
+//! `tool_use` block follows (the first tool, or `tool_choice`'s, with `input` `{}`; one
+//! token) and `stop_reason` is `tool_use`. Streamed, each content chunk is one
+//! `text_delta`.
+//!
+//! # Reasoning
+//! A reasoning text is 12 words: `Let me think step by step. ` and 6 words picked like the
+//! answer's but from a hash apart, so it never changes the answer. Its words count as
+//! output tokens on top of the answer's, and it streams in deltas of 4 words, without
+//! pauses, before the first content chunk. Who gets one:
+//! - Messages with `thinking` `enabled` (or `adaptive`): a first `thinking` block with a
+//!   deterministic `signature`; a `budget_tokens` below 12 cuts it to that many words.
+//! - Chat completions for a model named `…reason…` (e.g. `mock-reasoner`) or with a
+//!   `reasoning_effort` (not `"none"`): `message.reasoning_content` (streamed:
+//!   `delta.reasoning_content`) and `usage.completion_tokens_details.reasoning_tokens`.
+//! - Responses for a `…reason…` model or with `reasoning` set (not to effort `none`): a
+//!   `reasoning` item (its `summary_text`, and `encrypted_content` when `include` asks)
+//!   before the message, which moves to output index 1;
+//!   `output_tokens_details.reasoning_tokens`.
 //!
 //! # Speed
 //! Benchmarks put it behind nginx and behind warden and compare the two, so it must never
@@ -225,14 +258,15 @@ async fn handle(req: Request<Incoming>, b: Behaviour) -> Response<Body> {
     if !b.latency.is_zero() {
         tokio::time::sleep(b.latency).await;
     }
+    let path = parts.uri.path();
     if let Some(status) = b.status {
+        let body = if anthropic::owns(path) { anthropic::injected(status) } else { MOCK_ERROR };
         return Response::builder()
             .status(status)
             .header(http::header::CONTENT_TYPE, "application/json")
-            .body(full(Bytes::from_static(MOCK_ERROR.as_bytes())))
+            .body(full(Bytes::from_static(body.as_bytes())))
             .expect("static response parts are valid");
     }
-    let path = parts.uri.path();
     if path.starts_with("/echo") {
         return echo(&parts, &body);
     }
@@ -265,6 +299,18 @@ async fn handle(req: Request<Incoming>, b: Behaviour) -> Response<Body> {
                 _ => responses(&req, &b),
             }
         }
+        (&Method::POST, "/v1/messages" | "/v1/messages/count_tokens") => {
+            let req = match serde_json::from_slice::<Value>(&body) {
+                Ok(v) if v.is_object() => v,
+                _ => return anthropic::invalid("There was an error parsing the body of your request as JSON."),
+            };
+            if path == "/v1/messages" {
+                anthropic::messages(&req, &b)
+            } else {
+                anthropic::count_tokens(&req)
+            }
+        }
+        (_, p) if anthropic::owns(p) => anthropic::error(StatusCode::NOT_FOUND, "not_found_error", "Not Found"),
         _ => error(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -537,6 +583,57 @@ impl Words {
     }
 }
 
+/// How every reasoning text opens; then come words of the reasoning sequence.
+const REASONING_LEAD: [&str; 6] = ["Let", "me", "think", "step", "by", "step."];
+/// Words (tokens) of a reasoning text; an Anthropic `budget_tokens` below it caps it.
+const REASONING_WORDS: usize = 12;
+/// Reasoning streams in deltas of this many words.
+const REASONING_DELTA_WORDS: usize = 4;
+
+/// The deterministic reasoning text of one choice: [`REASONING_LEAD`], then words hashed
+/// from the prompt and choice apart from the answer's, each followed by a space.
+struct Reasoning {
+    said: usize,
+    words: Words,
+}
+
+impl Reasoning {
+    fn new(prompt: &Prompt, choice: usize) -> Reasoning {
+        let block = Sha256::new()
+            .chain_update(prompt.digest)
+            .chain_update((choice as u64).to_le_bytes())
+            .chain_update(b"reasoning")
+            .finalize();
+        Reasoning { said: 0, words: Words { block: block.into(), at: 0 } }
+    }
+
+    /// Appends the next `n` words, each followed by a space.
+    fn push(&mut self, n: usize, out: &mut String) {
+        for _ in 0..n {
+            let word = match REASONING_LEAD.get(self.said) {
+                Some(lead) => lead,
+                None => self.words.word(),
+            };
+            self.said += 1;
+            out.push_str(word);
+            out.push(' ');
+        }
+    }
+
+    /// The first `n` words of the reasoning of `choice`.
+    fn text(prompt: &Prompt, choice: usize, n: usize) -> String {
+        let mut text = String::with_capacity(n * 8);
+        Reasoning::new(prompt, choice).push(n, &mut text);
+        text
+    }
+}
+
+/// A deterministic opaque string for the prompt (a thinking signature, encrypted
+/// reasoning): base64 of a hash.
+fn opaque(prompt: &Prompt, tag: &[u8]) -> String {
+    base64_encode(&Sha256::new().chain_update(prompt.digest).chain_update(tag).finalize())
+}
+
 /// The log probability reported for every chosen token; alternatives get lower ones.
 const CHOSEN_LOGPROB: f64 = -0.25;
 
@@ -588,6 +685,14 @@ fn model_of(req: &Value) -> String {
     req.get("model").and_then(Value::as_str).unwrap_or("mock-small").to_owned()
 }
 
+/// Whether an OpenAI-style request reasons: a model named `…reason…`, or a reasoning
+/// setting (`reasoning_effort`, Responses `reasoning`) other than null or `"none"`.
+fn reasons(model: &str, setting: Option<&Value>) -> bool {
+    model.contains("reason")
+        || setting
+            .is_some_and(|s| !s.is_null() && s.as_str() != Some("none") && s.get("effort") != Some(&json!("none")))
+}
+
 fn is_stream(req: &Value) -> bool {
     req.get("stream").and_then(Value::as_bool).unwrap_or(false)
 }
@@ -631,9 +736,14 @@ fn completion(api: Api, req: &Value, b: &Behaviour) -> Response<Body> {
     };
     let (k, finish) = capped(b.chunks, max);
     let n = u64_field(req, "n").unwrap_or(1).clamp(1, MAX_N) as usize;
-    let completion_tokens = (k * n) as u64;
-    let usage = json!({"prompt_tokens": prompt.tokens, "completion_tokens": completion_tokens,
+    // Reasoning words per choice: a reasoning model (or effort) on chat only.
+    let reasoning = if api == Api::Chat && reasons(&model, req.get("reasoning_effort")) { REASONING_WORDS } else { 0 };
+    let completion_tokens = ((k + reasoning) * n) as u64;
+    let mut usage = json!({"prompt_tokens": prompt.tokens, "completion_tokens": completion_tokens,
         "total_tokens": prompt.tokens + completion_tokens});
+    if reasoning > 0 {
+        usage["completion_tokens_details"] = json!({"reasoning_tokens": reasoning * n});
+    }
     let (id, object) = match api {
         Api::Chat => (new_id("chatcmpl-"), "chat.completion"),
         Api::Legacy => (new_id("cmpl-"), "text_completion"),
@@ -657,13 +767,10 @@ fn completion(api: Api, req: &Value, b: &Behaviour) -> Response<Body> {
             finish,
             logprobs,
             usage: include_usage.then(|| usage.to_string()),
-            interval: b.interval,
-            pause_after_first: b.pause_after_first,
-            carry: Duration::ZERO,
+            reasoning: if reasoning > 0 { (0..n).map(|i| Reasoning::new(&prompt, i)).collect() } else { Vec::new() },
+            reasoning_words: reasoning,
+            pacing: Pacing::of(b),
             phase: if api == Api::Chat { Phase::Role } else { Phase::Content(0) },
-            pad: b.event_bytes,
-            split_first: b.split_first,
-            rest: None,
         };
         return sse(events);
     }
@@ -682,8 +789,11 @@ fn completion(api: Api, req: &Value, b: &Behaviour) -> Response<Body> {
                     let logprobs = logprobs.map_or(Value::Null, |top| {
                         json!({"content": words.iter().map(|w| chat_logprob(w, top)).collect::<Vec<_>>(), "refusal": null})
                     });
-                    json!({"index": i, "message": {"role": "assistant", "content": text, "refusal": null},
-                        "logprobs": logprobs, "finish_reason": finish})
+                    let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+                    if reasoning > 0 {
+                        message["reasoning_content"] = json!(Reasoning::text(&prompt, i, reasoning));
+                    }
+                    json!({"index": i, "message": message, "logprobs": logprobs, "finish_reason": finish})
                 }
                 Api::Legacy => {
                     let logprobs = logprobs.map_or(Value::Null, |top| legacy_logprobs(&words, top, 0));
@@ -704,6 +814,8 @@ fn completion(api: Api, req: &Value, b: &Behaviour) -> Response<Body> {
 enum Phase {
     /// The chat opener: `{"role":"assistant","content":""}`.
     Role,
+    /// Reasoning chunk `r` (`delta.reasoning_content`), before the content.
+    Reasoning(usize),
     /// Content chunk `j` (of `k`); at `k`, the chunk with the finish reason.
     Content(usize),
     /// The usage-only chunk, when `stream_options.include_usage` asked for it.
@@ -727,17 +839,12 @@ struct CompletionEvents {
     logprobs: Option<usize>,
     /// The serialized usage object for the closing usage chunk.
     usage: Option<String>,
-    interval: Duration,
-    pause_after_first: Duration,
-    /// Delay owed to the next event (the pause after the first content chunk).
-    carry: Duration,
+    /// Each choice's reasoning (chat with a reasoning model), else empty.
+    reasoning: Vec<Reasoning>,
+    /// Reasoning words per choice.
+    reasoning_words: usize,
+    pacing: Pacing,
     phase: Phase,
-    /// Extra content bytes in the first content chunk.
-    pad: usize,
-    /// Write the first content chunk in two halves, this long apart.
-    split_first: Option<Duration>,
-    /// The second half, when it is owed.
-    rest: Option<Bytes>,
 }
 
 impl CompletionEvents {
@@ -756,7 +863,7 @@ impl CompletionEvents {
 
     fn content_choice(&mut self, out: &mut String, i: usize) {
         let word = self.choices[i].word();
-        let pad = "x".repeat(std::mem::take(&mut self.pad));
+        let pad = self.pacing.take_pad();
         // Writing into a String cannot fail.
         let _ = match self.api {
             Api::Chat => write!(out, r#"{{"index":{i},"delta":{{"content":"{word} {pad}"}},"logprobs":"#),
@@ -780,13 +887,13 @@ impl Iterator for CompletionEvents {
     type Item = (Duration, Bytes);
 
     fn next(&mut self) -> Option<(Duration, Bytes)> {
-        if let Some(rest) = self.rest.take() {
-            return Some((self.split_first.unwrap_or_default(), rest));
+        if let Some(rest) = self.pacing.rest() {
+            return Some(rest);
         }
-        let mut delay = std::mem::take(&mut self.carry);
+        let mut delay = self.pacing.owed();
         let event = match self.phase {
             Phase::Role => {
-                self.phase = Phase::Content(0);
+                self.phase = if self.reasoning_words > 0 { Phase::Reasoning(0) } else { Phase::Content(0) };
                 self.chunk(|_, out, i| {
                     let _ = write!(
                         out,
@@ -794,21 +901,21 @@ impl Iterator for CompletionEvents {
                     );
                 })
             }
+            Phase::Reasoning(r) => {
+                let (from, to) =
+                    (r * REASONING_DELTA_WORDS, ((r + 1) * REASONING_DELTA_WORDS).min(self.reasoning_words));
+                self.phase = if to < self.reasoning_words { Phase::Reasoning(r + 1) } else { Phase::Content(0) };
+                self.chunk(|me, out, i| {
+                    let _ = write!(out, r#"{{"index":{i},"delta":{{"reasoning_content":""#);
+                    me.reasoning[i].push(to - from, out);
+                    out.push_str(r#""},"logprobs":null,"finish_reason":null}"#);
+                })
+            }
             Phase::Content(j) if j < self.k => {
-                if j == 0 {
-                    self.carry = self.pause_after_first;
-                } else {
-                    delay += self.interval;
-                }
+                delay += self.pacing.content(j);
                 self.phase = Phase::Content(j + 1);
                 let event = self.chunk(Self::content_choice);
-                if j == 0 && self.split_first.is_some() {
-                    let half = event.len() / 2;
-                    self.rest = Some(event.slice(half..));
-                    event.slice(..half)
-                } else {
-                    event
-                }
+                self.pacing.split(j, event)
             }
             Phase::Content(_) => {
                 self.phase = if self.usage.is_some() { Phase::Usage } else { Phase::Done };
@@ -836,6 +943,72 @@ impl Iterator for CompletionEvents {
             Phase::End => return None,
         };
         Some((delay, event))
+    }
+}
+
+/// How the content chunks of a stream are paced and shaped (the request's headers), the
+/// same for every kind of stream.
+struct Pacing {
+    interval: Duration,
+    pause_after_first: Duration,
+    /// Delay owed to the next event (the pause after the first content chunk).
+    carry: Duration,
+    /// Extra content bytes in the first content chunk.
+    pad: usize,
+    /// Write the first content chunk in two halves, this long apart.
+    split_first: Option<Duration>,
+    /// The second half, when it is owed.
+    rest: Option<Bytes>,
+}
+
+impl Pacing {
+    fn of(b: &Behaviour) -> Pacing {
+        Pacing {
+            interval: b.interval,
+            pause_after_first: b.pause_after_first,
+            carry: Duration::ZERO,
+            pad: b.event_bytes,
+            split_first: b.split_first,
+            rest: None,
+        }
+    }
+
+    /// The second half of a split first chunk, when it is owed: it goes before anything else.
+    fn rest(&mut self) -> Option<(Duration, Bytes)> {
+        self.rest.take().map(|rest| (self.split_first.unwrap_or_default(), rest))
+    }
+
+    /// The delay owed to the next event.
+    fn owed(&mut self) -> Duration {
+        std::mem::take(&mut self.carry)
+    }
+
+    /// The extra delay of content chunk `j`: none for the first, whose pause is owed to the
+    /// event after it instead, so that nothing holds the first one back.
+    fn content(&mut self, j: usize) -> Duration {
+        if j == 0 {
+            self.carry = self.pause_after_first;
+            Duration::ZERO
+        } else {
+            self.interval
+        }
+    }
+
+    /// The padding of the first content chunk (empty after it).
+    fn take_pad(&mut self) -> String {
+        "x".repeat(std::mem::take(&mut self.pad))
+    }
+
+    /// What to write of content chunk `j`: the first half of the first one when it is to be
+    /// split (the other half is then owed), else all of it.
+    fn split(&mut self, j: usize, event: Bytes) -> Bytes {
+        if j == 0 && self.split_first.is_some() {
+            let half = event.len() / 2;
+            self.rest = Some(event.slice(half..));
+            event.slice(..half)
+        } else {
+            event
+        }
     }
 }
 
@@ -963,12 +1136,17 @@ fn base64_encode(bytes: &[u8]) -> String {
 struct ResponseMeta {
     id: String,
     message_id: String,
+    reasoning_id: String,
     created_at: u64,
     model: String,
     instructions: Value,
     max_output_tokens: Value,
     temperature: Value,
     top_p: Value,
+    /// The `reasoning` settings echoed back.
+    reasoning: Value,
+    /// The reasoning item's `encrypted_content`, when `include` asked for it.
+    encrypted: Option<String>,
 }
 
 impl ResponseMeta {
@@ -980,7 +1158,7 @@ impl ResponseMeta {
             "error": null, "incomplete_details": incomplete, "instructions": self.instructions,
             "max_output_tokens": self.max_output_tokens, "model": self.model, "output": output,
             "parallel_tool_calls": true, "previous_response_id": null,
-            "reasoning": {"effort": null, "summary": null}, "store": false,
+            "reasoning": self.reasoning, "store": false,
             "temperature": self.temperature, "text": {"format": {"type": "text"}}, "tool_choice": "auto",
             "tools": [], "top_p": self.top_p, "truncation": "disabled", "usage": usage, "user": null,
             "metadata": {}
@@ -990,10 +1168,26 @@ impl ResponseMeta {
     fn message(&self, status: &str, content: Value) -> Value {
         json!({"id": self.message_id, "type": "message", "status": status, "role": "assistant", "content": content})
     }
+
+    /// The reasoning item: with its summary once known (`None`: just added, empty).
+    fn reasoning_item(&self, summary: Option<&str>) -> Value {
+        let Some(text) = summary else {
+            return json!({"id": self.reasoning_id, "type": "reasoning", "summary": []});
+        };
+        let mut item = json!({"id": self.reasoning_id, "type": "reasoning", "summary": [summary_text(text)]});
+        if let Some(encrypted) = &self.encrypted {
+            item["encrypted_content"] = json!(encrypted);
+        }
+        item
+    }
 }
 
 fn output_text(text: &str) -> Value {
     json!({"type": "output_text", "text": text, "annotations": []})
+}
+
+fn summary_text(text: &str) -> Value {
+    json!({"type": "summary_text", "text": text})
 }
 
 fn responses(req: &Value, b: &Behaviour) -> Response<Body> {
@@ -1002,19 +1196,34 @@ fn responses(req: &Value, b: &Behaviour) -> Response<Body> {
     let (k, finish) = capped(b.chunks, u64_field(req, "max_output_tokens"));
     // Capped by max_output_tokens, OpenAI marks the response (and its message) incomplete.
     let status = if finish == "length" { "incomplete" } else { "completed" };
+    let model = model_of(req);
+    let reasoning = if reasons(&model, req.get("reasoning")) { REASONING_WORDS } else { 0 };
+    let output_tokens = k + reasoning;
     let usage = json!({"input_tokens": prompt.tokens, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-        "output_tokens": k, "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": prompt.tokens + k as u64});
+        "output_tokens": output_tokens, "output_tokens_details": {"reasoning_tokens": reasoning},
+        "total_tokens": prompt.tokens + output_tokens as u64});
     let id = new_id("resp_");
+    let setting = |key: &str| req.get("reasoning").and_then(|r| r.get(key)).cloned().unwrap_or(Value::Null);
+    let encrypted = req
+        .get("include")
+        .and_then(Value::as_array)
+        .is_some_and(|include| reasoning > 0 && include.iter().any(|i| i == "reasoning.encrypted_content"));
     let meta = ResponseMeta {
         message_id: format!("msg_{}", &id["resp_".len()..]),
+        reasoning_id: format!("rs_{}", &id["resp_".len()..]),
         id,
         created_at: now_secs(),
-        model: model_of(req),
+        model,
         instructions: req.get("instructions").cloned().unwrap_or(Value::Null),
         max_output_tokens: req.get("max_output_tokens").cloned().unwrap_or(Value::Null),
         temperature: req.get("temperature").cloned().unwrap_or(json!(1.0)),
         top_p: req.get("top_p").cloned().unwrap_or(json!(1.0)),
+        reasoning: if reasoning > 0 {
+            json!({"effort": setting("effort"), "summary": setting("summary")})
+        } else {
+            json!({"effort": null, "summary": null})
+        },
+        encrypted: encrypted.then(|| opaque(&prompt, b"encrypted_content")),
     };
     let mut words = Words::new(&prompt, 0);
     if !is_stream(req) {
@@ -1023,8 +1232,11 @@ fn responses(req: &Value, b: &Behaviour) -> Response<Body> {
             text.push_str(words.word());
             text.push(' ');
         }
-        let output = json!([meta.message(status, json!([output_text(&text)]))]);
-        return json_response(StatusCode::OK, &meta.object(status, output, &usage));
+        let mut output = vec![meta.message(status, json!([output_text(&text)]))];
+        if reasoning > 0 {
+            output.insert(0, meta.reasoning_item(Some(&Reasoning::text(&prompt, 0, reasoning))));
+        }
+        return json_response(StatusCode::OK, &meta.object(status, json!(output), &usage));
     }
     sse(ResponseEvents {
         meta,
@@ -1033,17 +1245,21 @@ fn responses(req: &Value, b: &Behaviour) -> Response<Body> {
         words,
         k,
         text: String::with_capacity(k * 8),
+        reasoning: (reasoning > 0).then(|| Reasoning::new(&prompt, 0)),
+        reasoning_words: reasoning,
+        summary: String::with_capacity(reasoning * 8),
         sequence: 0,
         step: 0,
-        interval: b.interval,
-        pause_after_first: b.pause_after_first,
-        carry: Duration::ZERO,
+        pacing: Pacing::of(b),
     })
 }
 
 /// The events of a streamed Responses API call, in OpenAI's order: created, in_progress,
-/// output item and content part added, one `output_text.delta` per word, then the
-/// matching `done` events and `response.completed` (or `response.incomplete`).
+/// then for a reasoning request the reasoning item at output index 0 (added, summary part
+/// added, a few `reasoning_summary_text.delta`, the matching `done` events); then the
+/// message item (output index 0, or 1 after reasoning): output item and content part
+/// added, one `output_text.delta` per word, the matching `done` events; and last
+/// `response.completed` (or `response.incomplete`).
 struct ResponseEvents {
     meta: ResponseMeta,
     status: &'static str,
@@ -1052,12 +1268,16 @@ struct ResponseEvents {
     k: usize,
     /// The text streamed so far.
     text: String,
+    /// The reasoning words, for a reasoning request.
+    reasoning: Option<Reasoning>,
+    reasoning_words: usize,
+    /// The reasoning summary streamed so far.
+    summary: String,
     sequence: u64,
-    /// 0–3: opening events; 4..4+k: deltas; then the closing events.
+    /// 0–1: response opening; then the reasoning item's events, if any; then the message
+    /// item's: 2–3 opening, 4..4+k deltas, then the closing events.
     step: usize,
-    interval: Duration,
-    pause_after_first: Duration,
-    carry: Duration,
+    pacing: Pacing,
 }
 
 /// Opening events before the first delta.
@@ -1070,6 +1290,60 @@ impl ResponseEvents {
         self.sequence += 1;
         Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
     }
+
+    /// Reasoning deltas.
+    fn summary_deltas(&self) -> usize {
+        self.reasoning_words.div_ceil(REASONING_DELTA_WORDS)
+    }
+
+    /// Events of the reasoning item: added, part added, the deltas, text done, part done,
+    /// item done.
+    fn reasoning_steps(&self) -> usize {
+        if self.reasoning.is_some() {
+            5 + self.summary_deltas()
+        } else {
+            0
+        }
+    }
+
+    /// Event `r` of the reasoning item (output index 0, summary index 0).
+    fn reasoning_event(&mut self, r: usize) -> Bytes {
+        let id = &self.meta.reasoning_id;
+        let part =
+            |text: &str| json!({"item_id": id, "output_index": 0, "summary_index": 0, "part": summary_text(text)});
+        let deltas = self.summary_deltas();
+        match r {
+            0 => {
+                let item = self.meta.reasoning_item(None);
+                self.event("response.output_item.added", json!({"output_index": 0, "item": item}))
+            }
+            1 => {
+                let added = part("");
+                self.event("response.reasoning_summary_part.added", added)
+            }
+            r if r < 2 + deltas => {
+                let from = self.summary.len();
+                let n = REASONING_DELTA_WORDS.min(self.reasoning_words - (r - 2) * REASONING_DELTA_WORDS);
+                if let Some(words) = &mut self.reasoning {
+                    words.push(n, &mut self.summary);
+                }
+                let data = json!({"item_id": id, "output_index": 0, "summary_index": 0, "delta": self.summary[from..]});
+                self.event("response.reasoning_summary_text.delta", data)
+            }
+            r if r == 2 + deltas => {
+                let data = json!({"item_id": id, "output_index": 0, "summary_index": 0, "text": self.summary});
+                self.event("response.reasoning_summary_text.done", data)
+            }
+            r if r == 3 + deltas => {
+                let done = part(&self.summary);
+                self.event("response.reasoning_summary_part.done", done)
+            }
+            _ => {
+                let item = self.meta.reasoning_item(Some(&self.summary));
+                self.event("response.output_item.done", json!({"output_index": 0, "item": item}))
+            }
+        }
+    }
 }
 
 impl Iterator for ResponseEvents {
@@ -1078,63 +1352,375 @@ impl Iterator for ResponseEvents {
     fn next(&mut self) -> Option<(Duration, Bytes)> {
         let step = self.step;
         self.step += 1;
-        let mut delay = std::mem::take(&mut self.carry);
-        let part = |text: &str| json!({"item_id": self.meta.message_id, "output_index": 0, "content_index": 0, "part": output_text(text)});
+        let mut delay = self.pacing.owed();
+        let reasoning_steps = self.reasoning_steps();
+        // The message item's output index: after the reasoning item, if any.
+        let out = usize::from(self.reasoning.is_some());
+        let part = |text: &str| json!({"item_id": self.meta.message_id, "output_index": out, "content_index": 0, "part": output_text(text)});
         let event = match step {
             0 | 1 => {
                 let response = self.meta.object("in_progress", json!([]), &Value::Null);
                 let name = if step == 0 { "response.created" } else { "response.in_progress" };
                 self.event(name, json!({"response": response}))
             }
-            2 => {
-                let item = self.meta.message("in_progress", json!([]));
-                self.event("response.output_item.added", json!({"output_index": 0, "item": item}))
-            }
-            3 => {
-                let added = part("");
-                self.event("response.content_part.added", added)
-            }
-            s if s < OPENING + self.k => {
-                let j = s - OPENING;
-                if j == 0 {
-                    self.carry = self.pause_after_first;
-                } else {
-                    delay += self.interval;
-                }
-                let word = self.words.word();
-                self.text.push_str(word);
-                self.text.push(' ');
-                let event = format!(
-                    "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{},\"item_id\":\"{}\",\"output_index\":0,\"content_index\":0,\"delta\":\"{word} \",\"logprobs\":[]}}\n\n",
-                    self.sequence, self.meta.message_id
-                );
-                self.sequence += 1;
-                Bytes::from(event)
-            }
-            s => match s - OPENING - self.k {
-                0 => {
-                    let data = json!({"item_id": self.meta.message_id, "output_index": 0, "content_index": 0,
-                        "text": self.text, "logprobs": []});
-                    self.event("response.output_text.done", data)
-                }
-                1 => {
-                    let done = part(&self.text);
-                    self.event("response.content_part.done", done)
-                }
+            s if s < 2 + reasoning_steps => self.reasoning_event(s - 2),
+            s => match s - reasoning_steps {
                 2 => {
-                    let item = self.meta.message(self.status, json!([output_text(&self.text)]));
-                    self.event("response.output_item.done", json!({"output_index": 0, "item": item}))
+                    let item = self.meta.message("in_progress", json!([]));
+                    self.event("response.output_item.added", json!({"output_index": out, "item": item}))
                 }
                 3 => {
-                    let item = self.meta.message(self.status, json!([output_text(&self.text)]));
-                    let response = self.meta.object(self.status, json!([item]), &self.usage);
-                    let name = if self.status == "completed" { "response.completed" } else { "response.incomplete" };
-                    self.event(name, json!({"response": response}))
+                    let added = part("");
+                    self.event("response.content_part.added", added)
                 }
-                _ => return None,
+                s if s < OPENING + self.k => {
+                    delay += self.pacing.content(s - OPENING);
+                    let word = self.words.word();
+                    self.text.push_str(word);
+                    self.text.push(' ');
+                    let event = format!(
+                        "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"sequence_number\":{},\"item_id\":\"{}\",\"output_index\":{out},\"content_index\":0,\"delta\":\"{word} \",\"logprobs\":[]}}\n\n",
+                        self.sequence, self.meta.message_id
+                    );
+                    self.sequence += 1;
+                    Bytes::from(event)
+                }
+                s => match s - OPENING - self.k {
+                    0 => {
+                        let data = json!({"item_id": self.meta.message_id, "output_index": out, "content_index": 0,
+                            "text": self.text, "logprobs": []});
+                        self.event("response.output_text.done", data)
+                    }
+                    1 => {
+                        let done = part(&self.text);
+                        self.event("response.content_part.done", done)
+                    }
+                    2 => {
+                        let item = self.meta.message(self.status, json!([output_text(&self.text)]));
+                        self.event("response.output_item.done", json!({"output_index": out, "item": item}))
+                    }
+                    3 => {
+                        let mut output = vec![self.meta.message(self.status, json!([output_text(&self.text)]))];
+                        if self.reasoning.is_some() {
+                            output.insert(0, self.meta.reasoning_item(Some(&self.summary)));
+                        }
+                        let response = self.meta.object(self.status, json!(output), &self.usage);
+                        let name =
+                            if self.status == "completed" { "response.completed" } else { "response.incomplete" };
+                        self.event(name, json!({"response": response}))
+                    }
+                    _ => return None,
+                },
             },
         };
         Some((delay, event))
+    }
+}
+
+/// Anthropic's Messages API: `POST /v1/messages` (plain and streamed, with extended
+/// thinking and tool use) and `POST /v1/messages/count_tokens`, with Anthropic's error
+/// shape.
+mod anthropic {
+    use std::fmt::Write as _;
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http::{Response, StatusCode};
+    use serde_json::{json, Value};
+
+    use super::{
+        capped, is_stream, new_id, opaque, sse, u64_field, Behaviour, Body, Pacing, Prompt, Reasoning, Words,
+        REASONING_DELTA_WORDS, REASONING_WORDS,
+    };
+    use crate::body::json_response;
+
+    /// Whether `path` is one of Anthropic's, which answer errors in Anthropic's shape.
+    pub fn owns(path: &str) -> bool {
+        path == "/v1/messages" || path.starts_with("/v1/messages/")
+    }
+
+    /// The body of an injected failure (`x-mock-status`); static because load tests hammer
+    /// it. The error type follows the status as Anthropic's do.
+    pub fn injected(status: StatusCode) -> &'static str {
+        macro_rules! body {
+            ($kind:literal) => {
+                concat!(r#"{"type":"error","error":{"type":""#, $kind, r#"","message":"mock error"}}"#)
+            };
+        }
+        match status.as_u16() {
+            401 => body!("authentication_error"),
+            403 => body!("permission_error"),
+            404 => body!("not_found_error"),
+            413 => body!("request_too_large"),
+            429 => body!("rate_limit_error"),
+            529 => body!("overloaded_error"),
+            400..=499 => body!("invalid_request_error"),
+            _ => body!("api_error"),
+        }
+    }
+
+    pub fn error(status: StatusCode, kind: &str, message: &str) -> Response<Body> {
+        json_response(status, &json!({"type": "error", "error": {"type": kind, "message": message}}))
+    }
+
+    pub fn invalid(message: &str) -> Response<Body> {
+        error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+    }
+
+    /// The system prompt and every text and tool result of the messages, 3 tokens a message.
+    fn prompt(req: &Value, messages: usize) -> Prompt {
+        Prompt::of([req.get("system"), req.get("messages")], messages)
+    }
+
+    pub fn count_tokens(req: &Value) -> Response<Body> {
+        let messages = req.get("messages").and_then(Value::as_array).map_or(0, Vec::len);
+        json_response(StatusCode::OK, &json!({"input_tokens": prompt(req, messages).tokens}))
+    }
+
+    /// The tool the answer calls: the named one of `tool_choice: {"type":"tool"}`, else the
+    /// first tool; none when there are no tools, `tool_choice` is `none`, or the last
+    /// message already brings a tool result.
+    fn called_tool(req: &Value, messages: &[Value]) -> Option<String> {
+        let first = req.get("tools")?.as_array()?.first()?;
+        let answered =
+            messages.last().and_then(|m| m.get("content")).and_then(Value::as_array).is_some_and(|blocks| {
+                blocks.iter().any(|b| b.get("type").and_then(Value::as_str) == Some("tool_result"))
+            });
+        if answered {
+            return None;
+        }
+        let name = match req.pointer("/tool_choice/type").and_then(Value::as_str) {
+            Some("none") => return None,
+            Some("tool") => req.pointer("/tool_choice/name"),
+            _ => first.get("name"),
+        };
+        name.and_then(Value::as_str).map(str::to_owned)
+    }
+
+    pub fn messages(req: &Value, b: &Behaviour) -> Response<Body> {
+        let Some(max_tokens) = u64_field(req, "max_tokens") else {
+            return invalid("max_tokens: Field required");
+        };
+        let Some(messages) = req.get("messages").and_then(Value::as_array) else {
+            return invalid("messages: Field required");
+        };
+        let prompt = prompt(req, messages.len());
+        let model = req.get("model").and_then(Value::as_str).unwrap_or("mock-small");
+        let (k, finish) = capped(b.chunks, Some(max_tokens));
+        // Thinking words: REASONING_WORDS, or the budget when it is smaller.
+        let thinking = match req.pointer("/thinking/type").and_then(Value::as_str) {
+            Some("enabled" | "adaptive") => {
+                let budget = req.pointer("/thinking/budget_tokens").and_then(Value::as_u64);
+                Some(budget.map_or(REASONING_WORDS, |b| usize::try_from(b).unwrap_or(usize::MAX).min(REASONING_WORDS)))
+            }
+            _ => None,
+        };
+        // An answer cut off by max_tokens never reaches its tool call.
+        let tool = if finish == "length" { None } else { called_tool(req, messages) };
+        let stop_reason = match (finish, &tool) {
+            ("length", _) => "max_tokens",
+            (_, Some(_)) => "tool_use",
+            _ => "end_turn",
+        };
+        // A tool call counts one token.
+        let output_tokens = thinking.unwrap_or(0) + k + usize::from(tool.is_some());
+        let id = new_id("msg_");
+        let tool = tool.map(|name| (new_id("toolu_"), name));
+        let signature = thinking.map(|_| opaque(&prompt, b"thinking signature"));
+
+        if is_stream(req) {
+            let start = json!({"type": "message_start", "message": {"id": id, "type": "message", "role": "assistant",
+                "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": prompt.tokens, "output_tokens": 1,
+                    "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}});
+            return sse(MessageEvents {
+                start: Some(start),
+                thinking: thinking.map(|words| (Reasoning::new(&prompt, 0), words)),
+                signature: signature.unwrap_or_default(),
+                text_index: usize::from(thinking.is_some()),
+                words: Words::new(&prompt, 0),
+                k,
+                tool,
+                stop_reason,
+                output_tokens,
+                pacing: Pacing::of(b),
+                phase: Phase::Start,
+            });
+        }
+
+        let mut content = Vec::with_capacity(3);
+        if let (Some(words), Some(signature)) = (thinking, signature) {
+            let thinking = Reasoning::text(&prompt, 0, words);
+            content.push(json!({"type": "thinking", "thinking": thinking, "signature": signature}));
+        }
+        let mut words = Words::new(&prompt, 0);
+        let mut text = String::with_capacity(k * 8);
+        for _ in 0..k {
+            text.push_str(words.word());
+            text.push(' ');
+        }
+        content.push(json!({"type": "text", "text": text}));
+        if let Some((id, name)) = tool {
+            content.push(json!({"type": "tool_use", "id": id, "name": name, "input": {}}));
+        }
+        json_response(
+            StatusCode::OK,
+            &json!({"id": id, "type": "message", "role": "assistant", "model": model, "content": content,
+                "stop_reason": stop_reason, "stop_sequence": null,
+                "usage": {"input_tokens": prompt.tokens, "output_tokens": output_tokens,
+                    "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}),
+        )
+    }
+
+    /// Where a Messages stream is.
+    #[derive(Clone, Copy)]
+    enum Phase {
+        Start,
+        Ping,
+        ThinkingStart,
+        /// Thinking delta `r`.
+        Thinking(usize),
+        Signature,
+        ThinkingStop,
+        TextStart,
+        /// Text delta `j` (of `k`): the content chunks; at `k`, the block's stop.
+        Text(usize),
+        ToolStart,
+        ToolInput,
+        ToolStop,
+        Delta,
+        Stop,
+        End,
+    }
+
+    /// The events of a streamed Messages call, in Anthropic's order: `message_start`,
+    /// `ping`, each content block (thinking, text, tool use) as `content_block_start`, its
+    /// deltas and `content_block_stop`, then `message_delta` and `message_stop`.
+    struct MessageEvents {
+        /// The `message_start` event, until it is sent.
+        start: Option<Value>,
+        /// The thinking words and their count, when thinking is on.
+        thinking: Option<(Reasoning, usize)>,
+        signature: String,
+        /// The text block's index: after the thinking block, if any.
+        text_index: usize,
+        words: Words,
+        k: usize,
+        /// The tool use block's id and tool name.
+        tool: Option<(String, String)>,
+        stop_reason: &'static str,
+        output_tokens: usize,
+        pacing: Pacing,
+        phase: Phase,
+    }
+
+    fn event(name: &str, data: &Value) -> Bytes {
+        Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+    }
+
+    fn delta(index: usize, delta: Value) -> Bytes {
+        event("content_block_delta", &json!({"type": "content_block_delta", "index": index, "delta": delta}))
+    }
+
+    fn block_start(index: usize, block: Value) -> Bytes {
+        event("content_block_start", &json!({"type": "content_block_start", "index": index, "content_block": block}))
+    }
+
+    fn block_stop(index: usize) -> Bytes {
+        event("content_block_stop", &json!({"type": "content_block_stop", "index": index}))
+    }
+
+    impl Iterator for MessageEvents {
+        type Item = (Duration, Bytes);
+
+        fn next(&mut self) -> Option<(Duration, Bytes)> {
+            if let Some(rest) = self.pacing.rest() {
+                return Some(rest);
+            }
+            let mut delay = self.pacing.owed();
+            let (text, tool) = (self.text_index, self.text_index + 1);
+            let event = match self.phase {
+                Phase::Start => {
+                    self.phase = Phase::Ping;
+                    event("message_start", &self.start.take().unwrap_or_default())
+                }
+                Phase::Ping => {
+                    self.phase = if self.thinking.is_some() { Phase::ThinkingStart } else { Phase::TextStart };
+                    event("ping", &json!({"type": "ping"}))
+                }
+                Phase::ThinkingStart => {
+                    self.phase = Phase::Thinking(0);
+                    block_start(0, json!({"type": "thinking", "thinking": "", "signature": ""}))
+                }
+                Phase::Thinking(r) => {
+                    let Some((words, total)) = &mut self.thinking else { return None };
+                    let from = r * REASONING_DELTA_WORDS;
+                    if from >= *total {
+                        self.phase = Phase::Signature;
+                        return self.next();
+                    }
+                    let n = REASONING_DELTA_WORDS.min(*total - from);
+                    let mut thinking = String::with_capacity(n * 8);
+                    words.push(n, &mut thinking);
+                    self.phase = Phase::Thinking(r + 1);
+                    delta(0, json!({"type": "thinking_delta", "thinking": thinking}))
+                }
+                Phase::Signature => {
+                    self.phase = Phase::ThinkingStop;
+                    delta(0, json!({"type": "signature_delta", "signature": self.signature}))
+                }
+                Phase::ThinkingStop => {
+                    self.phase = Phase::TextStart;
+                    block_stop(0)
+                }
+                Phase::TextStart => {
+                    self.phase = Phase::Text(0);
+                    block_start(text, json!({"type": "text", "text": ""}))
+                }
+                Phase::Text(j) if j < self.k => {
+                    delay += self.pacing.content(j);
+                    self.phase = Phase::Text(j + 1);
+                    let word = self.words.word();
+                    let pad = self.pacing.take_pad();
+                    let mut out = String::with_capacity(120 + pad.len());
+                    let _ = write!(
+                        out,
+                        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":{text},\"delta\":{{\"type\":\"text_delta\",\"text\":\"{word} {pad}\"}}}}\n\n"
+                    );
+                    self.pacing.split(j, Bytes::from(out))
+                }
+                Phase::Text(_) => {
+                    self.phase = if self.tool.is_some() { Phase::ToolStart } else { Phase::Delta };
+                    block_stop(text)
+                }
+                Phase::ToolStart => {
+                    self.phase = Phase::ToolInput;
+                    let (id, name) = self.tool.as_ref()?;
+                    block_start(tool, json!({"type": "tool_use", "id": id, "name": name, "input": {}}))
+                }
+                Phase::ToolInput => {
+                    self.phase = Phase::ToolStop;
+                    delta(tool, json!({"type": "input_json_delta", "partial_json": "{}"}))
+                }
+                Phase::ToolStop => {
+                    self.phase = Phase::Delta;
+                    block_stop(tool)
+                }
+                Phase::Delta => {
+                    self.phase = Phase::Stop;
+                    let data = json!({"type": "message_delta",
+                        "delta": {"stop_reason": self.stop_reason, "stop_sequence": null},
+                        "usage": {"output_tokens": self.output_tokens}});
+                    event("message_delta", &data)
+                }
+                Phase::Stop => {
+                    self.phase = Phase::End;
+                    event("message_stop", &json!({"type": "message_stop"}))
+                }
+                Phase::End => return None,
+            };
+            Some((delay, event))
+        }
     }
 }
 
@@ -1469,6 +2055,470 @@ mod tests {
             post(&server, "/v1/responses", json!({"model": "m", "input": "x", "max_output_tokens": 2})).await.json();
         assert_eq!(capped["status"], "incomplete");
         assert_eq!(capped["incomplete_details"]["reason"], "max_output_tokens");
+    }
+
+    /// The `(event name, data)` pairs of an SSE body whose events are named.
+    fn named_events(r: &Reply) -> Vec<(String, Value)> {
+        r.body
+            .split("\n\n")
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let (name, data) = e.split_once('\n').unwrap();
+                let name = name.strip_prefix("event: ").unwrap_or_else(|| panic!("unnamed event: {e}"));
+                let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+                assert_eq!(data["type"], name, "{e}");
+                (name.to_owned(), data)
+            })
+            .collect()
+    }
+
+    fn streamed(mut body: Value) -> Value {
+        body["stream"] = json!(true);
+        body
+    }
+
+    #[tokio::test]
+    async fn messages_usage_matches_the_content() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "claude-mock", "max_tokens": 1024,
+            "system": [{"type": "text", "text": "You are terse."}],
+            "messages": [
+                {"role": "user", "content": "What is two plus two?"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "not counted at all", "signature": "sig"},
+                    {"type": "text", "text": "Let me check."},
+                    {"type": "tool_use", "id": "toolu_1", "name": "calc", "input": {"text": "2 + 2"}}]},
+                {"role": "user", "content": [
+                    {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "four"}]},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "aGk="}},
+                    {"type": "text", "text": "So?"}]}]});
+        let r = post(&server, "/v1/messages", body.clone()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers["content-type"], "application/json");
+        let v = r.json();
+        assert!(v["id"].as_str().unwrap().starts_with("msg_"));
+        assert_eq!(v["type"], "message");
+        assert_eq!(v["role"], "assistant");
+        assert_eq!(v["model"], "claude-mock");
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert_eq!(v["stop_sequence"], Value::Null);
+        let content = v["content"].as_array().unwrap();
+        assert_eq!(content.len(), 1);
+        assert_eq!(content[0]["type"], "text");
+        let text = content[0]["text"].as_str().unwrap();
+        assert_eq!(text.split_whitespace().count(), 16);
+        // 3 system words; 5, 3 and 1 + 1 message words (not the thinking, tool input or
+        // image); 3 messages.
+        assert_eq!(
+            v["usage"],
+            json!({"input_tokens": 3 + 5 + 3 + 2 + 3 * 3, "output_tokens": 16,
+                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
+        );
+        assert_eq!(post(&server, "/v1/messages", body.clone()).await.json()["content"][0]["text"], text);
+
+        let mut capped = body.clone();
+        capped["max_tokens"] = json!(3);
+        let v = post(&server, "/v1/messages", capped).await.json();
+        assert_eq!(v["stop_reason"], "max_tokens");
+        assert_eq!(v["usage"]["output_tokens"], 3);
+        assert_eq!(v["content"][0]["text"].as_str().unwrap().split_whitespace().count(), 3);
+
+        let mut missing = body;
+        missing.as_object_mut().unwrap().remove("max_tokens");
+        let r = post(&server, "/v1/messages", missing).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            r.json(),
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: Field required"}})
+        );
+    }
+
+    #[tokio::test]
+    async fn messages_stream_in_anthropic_order_and_join_to_the_plain_text() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "claude-mock", "max_tokens": 100, "system": "be brief",
+            "messages": [{"role": "user", "content": "hello there"}]});
+        let headers = [("content-type", "application/json"), ("x-mock-chunks", "4")];
+        let plain = call(&server, Method::POST, "/v1/messages", &headers, &body.to_string()).await.json();
+        let r = call(&server, Method::POST, "/v1/messages", &headers, &streamed(body).to_string()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.headers["content-type"], "text/event-stream");
+        let events = named_events(&r);
+        let kinds: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "message_start",
+                "ping",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        let start = &events[0].1["message"];
+        assert!(start["id"].as_str().unwrap().starts_with("msg_"));
+        assert_eq!(start["content"], json!([]));
+        assert_eq!(start["stop_reason"], Value::Null);
+        assert_eq!(
+            start["usage"],
+            json!({"input_tokens": 2 + 2 + 3, "output_tokens": 1, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0})
+        );
+        assert_eq!(
+            events[2].1,
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        );
+        assert!(events[3..7].iter().all(|(_, d)| d["index"] == 0 && d["delta"]["type"] == "text_delta"));
+        let text: String = events[3..7].iter().map(|(_, d)| d["delta"]["text"].as_str().unwrap()).collect();
+        assert_eq!(text, plain["content"][0]["text"].as_str().unwrap());
+        assert_eq!(events[7].1, json!({"type": "content_block_stop", "index": 0}));
+        assert_eq!(
+            events[8].1,
+            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 4}})
+        );
+        assert_eq!(plain["usage"]["output_tokens"], 4);
+    }
+
+    #[tokio::test]
+    async fn messages_thinking_comes_first_with_a_signature() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "claude-mock", "max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "Why is the sky blue?"}]});
+        let plain = post(&server, "/v1/messages", body.clone()).await.json();
+        let content = plain["content"].as_array().unwrap();
+        assert_eq!(content.len(), 2);
+        assert_eq!(content[0]["type"], "thinking");
+        let thinking = content[0]["thinking"].as_str().unwrap();
+        assert!(thinking.starts_with("Let me think step by step. "), "{thinking}");
+        assert_eq!(thinking.split_whitespace().count(), REASONING_WORDS);
+        let signature = content[0]["signature"].as_str().unwrap();
+        assert!(!signature.is_empty());
+        assert_eq!(content[1]["type"], "text");
+        assert_eq!(plain["usage"]["output_tokens"], REASONING_WORDS + 16);
+        // Thinking does not change the answer.
+        let mut without = body.clone();
+        without.as_object_mut().unwrap().remove("thinking");
+        assert_eq!(post(&server, "/v1/messages", without).await.json()["content"][0]["text"], content[1]["text"]);
+
+        let events = named_events(&post(&server, "/v1/messages", streamed(body.clone())).await);
+        assert_eq!(events[2].1["index"], 0);
+        assert_eq!(events[2].1["content_block"], json!({"type": "thinking", "thinking": "", "signature": ""}));
+        let deltas: Vec<&Value> = events
+            .iter()
+            .filter(|(name, d)| name == "content_block_delta" && d["index"] == 0)
+            .map(|(_, d)| &d["delta"])
+            .collect();
+        let (sig, thoughts) = deltas.split_last().unwrap();
+        assert_eq!(thoughts.len(), REASONING_WORDS.div_ceil(REASONING_DELTA_WORDS));
+        assert!(thoughts.iter().all(|d| d["type"] == "thinking_delta"));
+        let streamed_thinking: String = thoughts.iter().map(|d| d["thinking"].as_str().unwrap()).collect();
+        assert_eq!(streamed_thinking, thinking);
+        assert_eq!(**sig, json!({"type": "signature_delta", "signature": signature}));
+        // Blocks in order, indices 0, 1; each opened, filled and closed before the next.
+        let blocks: Vec<(&str, &Value)> = events
+            .iter()
+            .filter(|(name, _)| name.starts_with("content_block_") && name != "content_block_delta")
+            .map(|(name, d)| (name.as_str(), &d["index"]))
+            .collect();
+        assert_eq!(
+            blocks,
+            [
+                ("content_block_start", &json!(0)),
+                ("content_block_stop", &json!(0)),
+                ("content_block_start", &json!(1)),
+                ("content_block_stop", &json!(1))
+            ]
+        );
+        let text: String = events
+            .iter()
+            .filter(|(_, d)| d["index"] == 1 && d["delta"]["type"] == "text_delta")
+            .map(|(_, d)| d["delta"]["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(text, content[1]["text"].as_str().unwrap());
+        assert_eq!(events[events.len() - 2].1["usage"]["output_tokens"], REASONING_WORDS + 16);
+
+        // A budget below the fixed count caps it.
+        let mut small = body;
+        small["thinking"]["budget_tokens"] = json!(5);
+        let v = post(&server, "/v1/messages", small).await.json();
+        assert_eq!(v["content"][0]["thinking"], "Let me think step by ");
+        assert_eq!(v["usage"]["output_tokens"], 5 + 16);
+    }
+
+    #[tokio::test]
+    async fn messages_call_the_first_tool_until_it_has_a_result() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let tools = json!([{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}},
+            {"name": "other", "input_schema": {"type": "object"}}]);
+        let body = json!({"model": "claude-mock", "max_tokens": 100, "tools": tools,
+            "messages": [{"role": "user", "content": "Weather in Paris?"}]});
+        let v = post(&server, "/v1/messages", body.clone()).await.json();
+        assert_eq!(v["stop_reason"], "tool_use");
+        let content = v["content"].as_array().unwrap();
+        assert_eq!(content.len(), 2);
+        assert_eq!(content[0]["type"], "text");
+        let tool = &content[1];
+        assert_eq!(tool["type"], "tool_use");
+        assert!(tool["id"].as_str().unwrap().starts_with("toolu_"));
+        assert_eq!(tool["name"], "get_weather");
+        assert_eq!(tool["input"], json!({}));
+        // The text, and one token for the call.
+        assert_eq!(v["usage"]["output_tokens"], 16 + 1);
+
+        let mut named = body.clone();
+        named["tool_choice"] = json!({"type": "tool", "name": "other"});
+        assert_eq!(post(&server, "/v1/messages", named).await.json()["content"][1]["name"], "other");
+        let mut none = body.clone();
+        none["tool_choice"] = json!({"type": "none"});
+        assert_eq!(post(&server, "/v1/messages", none).await.json()["stop_reason"], "end_turn");
+
+        // Streamed after thinking: blocks 0 thinking, 1 text, 2 tool use.
+        let mut thinking = streamed(body.clone());
+        thinking["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+        let events = named_events(&post(&server, "/v1/messages", thinking).await);
+        let starts: Vec<(&Value, &Value)> = events
+            .iter()
+            .filter(|(name, _)| name == "content_block_start")
+            .map(|(_, d)| (&d["index"], &d["content_block"]["type"]))
+            .collect();
+        assert_eq!(
+            starts,
+            [(&json!(0), &json!("thinking")), (&json!(1), &json!("text")), (&json!(2), &json!("tool_use"))]
+        );
+        let at = events.iter().position(|(_, d)| d["content_block"]["type"] == "tool_use").unwrap();
+        assert_eq!(events[at].1["content_block"]["name"], "get_weather");
+        assert_eq!(events[at].1["content_block"]["input"], json!({}));
+        assert_eq!(
+            events[at + 1].1,
+            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{}"}})
+        );
+        assert_eq!(events[at + 2].1, json!({"type": "content_block_stop", "index": 2}));
+        assert_eq!(events[at + 3].1["delta"]["stop_reason"], "tool_use");
+        assert_eq!(events[at + 3].1["usage"]["output_tokens"], REASONING_WORDS + 16 + 1);
+        assert_eq!(events[at + 4].0, "message_stop");
+
+        // With the tool's result, an answer.
+        let mut answered = body;
+        answered["messages"] = json!([
+            {"role": "user", "content": "Weather in Paris?"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny and warm"}]}]);
+        let v = post(&server, "/v1/messages", answered).await.json();
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert_eq!(v["content"].as_array().unwrap().len(), 1);
+        // 3 words, none in the tool call, 3 in its result; 3 messages.
+        assert_eq!(v["usage"]["input_tokens"], 3 + 3 + 3 * 3);
+    }
+
+    #[tokio::test]
+    async fn count_tokens_counts_like_messages() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "claude-mock", "system": "You are a poet.",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Write a haiku"}]}]});
+        let r = post(&server, "/v1/messages/count_tokens", body.clone()).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.json(), json!({"input_tokens": 4 + 3 + 3}));
+        let mut full = body;
+        full["max_tokens"] = json!(10);
+        assert_eq!(post(&server, "/v1/messages", full).await.json()["usage"]["input_tokens"], 10);
+    }
+
+    #[tokio::test]
+    async fn messages_errors_are_anthropic_shaped() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}).to_string();
+        for (status, kind) in [
+            ("400", "invalid_request_error"),
+            ("401", "authentication_error"),
+            ("403", "permission_error"),
+            ("404", "not_found_error"),
+            ("413", "request_too_large"),
+            ("429", "rate_limit_error"),
+            ("500", "api_error"),
+            ("529", "overloaded_error"),
+        ] {
+            for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+                let r = call(&server, Method::POST, path, &[("x-mock-status", status)], &body).await;
+                assert_eq!(r.status.as_str(), status);
+                assert_eq!(r.headers["content-type"], "application/json");
+                assert_eq!(r.json(), json!({"type": "error", "error": {"type": kind, "message": "mock error"}}));
+            }
+        }
+        let r = call(&server, Method::POST, "/v1/messages", &[], "{not json").await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+        assert_eq!(r.json()["type"], "error");
+        let r = call(&server, Method::GET, "/v1/messages/batches", &[], "").await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+        assert_eq!(r.json()["error"]["type"], "not_found_error");
+        // OpenAI routes keep OpenAI's shape.
+        let r = call(&server, Method::POST, "/v1/chat/completions", &[("x-mock-status", "529")], "{}").await;
+        assert_eq!(r.body, MOCK_ERROR);
+    }
+
+    #[tokio::test]
+    async fn messages_first_text_delta_is_not_held_back_by_the_pause() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "m", "max_tokens": 50, "stream": true, "thinking": {"type": "enabled", "budget_tokens": 1024},
+            "messages": [{"role": "user", "content": "x"}]})
+        .to_string();
+        let headers = [
+            ("x-mock-pause-after-first-ms", "1000"),
+            ("x-mock-chunks", "3"),
+            ("x-mock-event-bytes", "10"),
+            ("x-mock-split-first-ms", "50"),
+        ];
+        let start = Instant::now();
+        let resp = client().request(request(&server, Method::POST, "/v1/messages", &headers, &body)).await.unwrap();
+        let mut body = resp.into_body();
+        let mut seen = String::new();
+        let mut first_text_at = None;
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame.unwrap().into_data() {
+                seen.push_str(std::str::from_utf8(&data).unwrap());
+            }
+            if first_text_at.is_none() && seen.contains("xxxxxxxxxx\"}}\n\n") {
+                first_text_at = Some(start.elapsed());
+            }
+        }
+        let first_text_at = first_text_at.unwrap();
+        assert!(first_text_at >= Duration::from_millis(50), "{first_text_at:?}");
+        assert!(first_text_at < Duration::from_millis(700), "{first_text_at:?}");
+        assert!(start.elapsed() >= Duration::from_millis(1000));
+        assert!(seen.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"));
+        assert_eq!(seen.matches("\"text_delta\"").count(), 3);
+    }
+
+    #[tokio::test]
+    async fn chat_reasoning_content_for_reasoning_models() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "mock-reasoner", "messages": [{"role": "user", "content": "Prove it."}]});
+        let v = post(&server, "/v1/chat/completions", body.clone()).await.json();
+        let message = &v["choices"][0]["message"];
+        let reasoning = message["reasoning_content"].as_str().unwrap();
+        assert!(reasoning.starts_with("Let me think step by step. "));
+        assert_eq!(reasoning.split_whitespace().count(), REASONING_WORDS);
+        let content = message["content"].as_str().unwrap();
+        assert_eq!(content.split_whitespace().count(), 16);
+        assert_eq!(
+            v["usage"],
+            json!({"prompt_tokens": 2 + 3, "completion_tokens": 16 + REASONING_WORDS,
+                "total_tokens": 5 + 16 + REASONING_WORDS, "completion_tokens_details": {"reasoning_tokens": REASONING_WORDS}})
+        );
+
+        let mut stream = streamed(body);
+        stream["stream_options"] = json!({"include_usage": true});
+        let r = call(&server, Method::POST, "/v1/chat/completions", &[], &stream.to_string()).await;
+        let data = r.data();
+        assert_eq!(*data.last().unwrap(), "[DONE]");
+        let chunks: Vec<Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+        let deltas: Vec<&Value> = chunks.iter().filter_map(|c| c["choices"].get(0).map(|ch| &ch["delta"])).collect();
+        let thoughts = REASONING_WORDS.div_ceil(REASONING_DELTA_WORDS);
+        assert!(deltas[1..=thoughts].iter().all(|d| d.get("content").is_none()));
+        let streamed_reasoning: String =
+            deltas[1..=thoughts].iter().map(|d| d["reasoning_content"].as_str().unwrap()).collect();
+        assert_eq!(streamed_reasoning, reasoning);
+        let streamed_content: String = deltas[thoughts + 1..].iter().filter_map(|d| d["content"].as_str()).collect();
+        assert_eq!(streamed_content, content);
+        assert_eq!(chunks.last().unwrap()["usage"], v["usage"]);
+
+        // An effort asks for reasoning from any model; without, nothing changes.
+        let effort = json!({"model": "mock-small", "reasoning_effort": "low", "messages": [{"role": "user", "content": "Prove it."}]});
+        let v = post(&server, "/v1/chat/completions", effort).await.json();
+        assert_eq!(v["choices"][0]["message"]["reasoning_content"], reasoning);
+        let small = json!({"model": "mock-small", "messages": [{"role": "user", "content": "Prove it."}]});
+        let v = post(&server, "/v1/chat/completions", small.clone()).await.json();
+        assert!(v["choices"][0]["message"].get("reasoning_content").is_none());
+        assert!(v["usage"].get("completion_tokens_details").is_none());
+        assert_eq!(v["choices"][0]["message"]["content"], content);
+        let r = post(&server, "/v1/chat/completions", streamed(small)).await;
+        assert!(!r.body.contains("reasoning"));
+    }
+
+    #[tokio::test]
+    async fn responses_reasoning_item_plain_and_streamed() {
+        let server = spawn(MockOptions::default()).await.unwrap();
+        let body = json!({"model": "mock-small", "input": "Say hello.", "reasoning": {"effort": "low", "summary": "auto"},
+            "include": ["reasoning.encrypted_content"]});
+        let v = post(&server, "/v1/responses", body.clone()).await.json();
+        let output = v["output"].as_array().unwrap();
+        assert_eq!(output.len(), 2);
+        let item = &output[0];
+        assert_eq!(item["type"], "reasoning");
+        assert!(item["id"].as_str().unwrap().starts_with("rs_"));
+        let summary = item["summary"][0]["text"].as_str().unwrap().to_owned();
+        assert_eq!(item["summary"][0]["type"], "summary_text");
+        assert!(summary.starts_with("Let me think step by step. "));
+        assert!(item["encrypted_content"].is_string());
+        assert_eq!(output[1]["type"], "message");
+        let text = output[1]["content"][0]["text"].as_str().unwrap().to_owned();
+        assert_eq!(v["reasoning"], json!({"effort": "low", "summary": "auto"}));
+        assert_eq!(v["usage"]["output_tokens"], 16 + REASONING_WORDS);
+        assert_eq!(v["usage"]["output_tokens_details"]["reasoning_tokens"], REASONING_WORDS);
+        assert_eq!(v["usage"]["total_tokens"], 2 + 16 + REASONING_WORDS);
+        let plain =
+            post(&server, "/v1/responses", json!({"model": "mock-reasoner", "input": "Say hello."})).await.json();
+        assert!(plain["output"][0].get("encrypted_content").is_none());
+        assert_eq!(plain["output"][0]["summary"][0]["text"], summary);
+
+        let events: Vec<Value> = named_events(&post(&server, "/v1/responses", streamed(body)).await)
+            .into_iter()
+            .map(|(_, data)| data)
+            .collect();
+        assert!(events.iter().enumerate().all(|(i, e)| e["sequence_number"] == i));
+        let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        let thoughts = REASONING_WORDS.div_ceil(REASONING_DELTA_WORDS);
+        let mut expected = vec![
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.reasoning_summary_part.added",
+        ];
+        expected.extend(std::iter::repeat_n("response.reasoning_summary_text.delta", thoughts));
+        expected.extend([
+            "response.reasoning_summary_text.done",
+            "response.reasoning_summary_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+        ]);
+        expected.extend(std::iter::repeat_n("response.output_text.delta", 16));
+        expected.extend([
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]);
+        assert_eq!(kinds, expected);
+        let id = &events[2]["item"]["id"];
+        assert!(id.as_str().unwrap().starts_with("rs_"));
+        assert_eq!(events[2]["item"], json!({"id": id, "type": "reasoning", "summary": []}));
+        assert_eq!(events[3]["part"], json!({"type": "summary_text", "text": ""}));
+        let deltas = &events[4..4 + thoughts];
+        assert!(deltas.iter().all(|d| d["item_id"] == *id && d["output_index"] == 0 && d["summary_index"] == 0));
+        let streamed_summary: String = deltas.iter().map(|d| d["delta"].as_str().unwrap()).collect();
+        assert_eq!(streamed_summary, summary);
+        assert_eq!(events[4 + thoughts]["text"], summary);
+        assert_eq!(events[6 + thoughts]["item"]["summary"][0]["text"], summary);
+        assert!(events[6 + thoughts]["item"]["encrypted_content"].is_string());
+        // The message moves to output index 1.
+        let message_events = &events[7 + thoughts..events.len() - 1];
+        assert!(message_events.iter().all(|e| e["output_index"] == 1), "{message_events:?}");
+        let streamed_text: String = events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .map(|e| e["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(streamed_text, text);
+        let done = &events.last().unwrap()["response"];
+        assert_eq!(done["output"][0]["type"], "reasoning");
+        assert_eq!(done["output"][0]["summary"][0]["text"], summary);
+        assert_eq!(done["output"][1]["content"][0]["text"], text);
+        assert_eq!(done["usage"]["output_tokens_details"]["reasoning_tokens"], REASONING_WORDS);
     }
 
     #[tokio::test]

@@ -1,5 +1,5 @@
-//! `warden-mock-llm`: the mock OpenAI-compatible upstream ([`warden::mock_llm`]) as a
-//! process of its own, for local runs, scripts and benchmarks.
+//! `warden-mock-llm`: the mock OpenAI- and Anthropic-compatible upstream
+//! ([`warden::mock_llm`]) as a process of its own, for local runs, scripts and benchmarks.
 //!
 //! Once bound it prints exactly one line, `listening on http://ADDR`, so a script that
 //! asked for port 0 can read the port. SIGINT or SIGTERM stops it gracefully.
@@ -12,7 +12,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use warden::mock_llm::{self, MockOptions};
 
 #[derive(Parser)]
-#[command(name = "warden-mock-llm", about = "An OpenAI-compatible mock LLM upstream")]
+#[command(name = "warden-mock-llm", about = "An OpenAI- and Anthropic-compatible mock LLM upstream")]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:9000")]
