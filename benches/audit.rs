@@ -37,6 +37,7 @@ fn event(i: usize, completion: &str) -> RequestEvent {
         user_agent: Some("OpenAI/Python 1.54.0".into()),
         method: http::Method::POST,
         path: "/v1/chat/completions".into(),
+        dialect: Some(warden::llm::Dialect::OpenAi),
         model: Some("gpt-4o-mini".into()),
         status: 200,
         stream: true,

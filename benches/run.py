@@ -21,7 +21,8 @@ Targets:
                 profile-guided build of scripts/build-pgo.sh, when it can be made)
 
 Scenarios: small (a short chat completion), stream50 (a streamed completion of 50
-chunks), prompt32k (one new 32 KB prompt), history32k (a conversation in its 7th turn:
+chunks), messages50 (the same through Anthropic's Messages API: `/v1/messages`, 50 text
+deltas among Anthropic's stream events), prompt32k (one new 32 KB prompt), history32k (a conversation in its 7th turn:
 ~30 KB of system prompt and earlier turns resent, plus a short new question).
 
 Every scenario runs twice per target: at saturation (wrk, closed loop, 32 connections)
@@ -276,7 +277,14 @@ mode = "{'enforce' if variant['detect'] else 'off'}"
 
 # Fixed request rates, per scenario: well below what every target sustains here, so the
 # latency measured is the cost of each request rather than queueing.
-FIXED_RATES = {"small": 2000, "stream50": 400, "prompt32k": 150, "history32k": 150}
+FIXED_RATES = {"small": 2000, "stream50": 400, "messages50": 400, "prompt32k": 150, "history32k": 150}
+
+# The path of each scenario (the OpenAI chat route unless named here).
+SCENARIO_PATHS = {"messages50": "/v1/messages"}
+
+
+def scenario_url(port, sname):
+    return f"http://127.0.0.1:{port}{SCENARIO_PATHS.get(sname, '/v1/chat/completions')}"
 
 
 def scenario_bodies():
@@ -296,9 +304,12 @@ def scenario_bodies():
                     {"role": "assistant", "content": "The retries at this step come from a timeout. " * 50}]
     chat = {"model": "mock-small", "max_tokens": 16,
             "messages": history + [{"role": "user", "content": "So what should I change first?"}]}
+    messages = {"model": "mock-small", "stream": True, "max_tokens": 50,
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "Tell me a story in fifty words."}]}]}
     return {
         "small": (small, {}),
         "stream50": (stream, {"x-mock-chunks": "50"}),
+        "messages50": (messages, {"x-mock-chunks": "50", "anthropic-version": "2023-06-01"}),
         "prompt32k": (big, {}),
         "history32k": (chat, {}),
     }
@@ -412,10 +423,9 @@ def soak(port, pid, key, scenarios, seconds):
     target for `seconds`, sampling its RSS every 5 s. Returns the samples and the loads'
     results."""
     loads = []
-    url = f"http://127.0.0.1:{port}/v1/chat/completions"
     for sname, (body, headers) in scenarios.items():
         rate = max(10, FIXED_RATES[sname] // 2)
-        args = oha_args(url, body, headers, key, seconds, rate, 32, correct_latency=False)
+        args = oha_args(scenario_url(port, sname), body, headers, key, seconds, rate, 32, correct_latency=False)
         loads.append((sname, rate, subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)))
     samples = []
     t0 = time.time()
@@ -441,7 +451,8 @@ def main():
     ap.add_argument("--soak", type=int, default=300, help="seconds of the RSS soak run on warden-full (0: skip)")
     ap.add_argument("--quick", action="store_true", help="2 s runs and a 20 s soak, for a smoke run")
     ap.add_argument("--out", default=os.path.join(ROOT, "benches", "RESULTS.md"))
-    ap.add_argument("--scenarios", default="small,stream50,prompt32k,history32k", help="comma-separated subset")
+    ap.add_argument("--scenarios", default="small,stream50,messages50,prompt32k,history32k",
+                    help="comma-separated subset")
     ap.add_argument("--targets", default="", help="comma-separated subset of warden variants (default: all)")
     args = ap.parse_args()
     if args.quick:
@@ -495,7 +506,7 @@ def main():
 
         def saturate(sname, tname, body, headers):
             port, proc, key = targets[tname]
-            url = f"http://127.0.0.1:{port}/v1/chat/completions"
+            url = scenario_url(port, sname)
             cpu0, pre0 = cpu_seconds(proc.pid), preemptions(proc.pid)
             r = run_wrk(tmp, url, body, headers, key, args.duration, args.connections, args.threads)
             # CPU the target itself spent per request (for `direct`, the mock's).
@@ -511,7 +522,7 @@ def main():
                         continue
                     port, _, key = targets[tname]
                     r = saturate(sname, tname, body, headers)
-                    f = run_oha(f"http://127.0.0.1:{port}/v1/chat/completions", body, headers, key, args.duration,
+                    f = run_oha(scenario_url(port, sname), body, headers, key, args.duration,
                                 FIXED_RATES[sname])
                     fixed.setdefault((sname, tname), []).append(f)
                     print(f"round {rnd + 1} {sname:10} {tname:18} saturation {r['rps']:7.0f} req/s p99 "

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what the tests need (redis-server,
-# PostgreSQL, Chromium, Python's openai SDK, Playwright and pytest), builds, runs the Rust
+# PostgreSQL, Chromium, Python's openai and anthropic SDKs, Playwright and pytest), builds, runs the Rust
 # tests, the SDK compatibility tests and the dashboard's browser tests (Python tools in
 # a virtual environment, .venv). Tests start their own redis-server and PostgreSQL on free loopback
 # ports and stop them after.
@@ -25,13 +25,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# Python SDK for the compatibility tests, Playwright for the dashboard tests (it drives
+# Python SDKs (openai, anthropic) for the compatibility tests, Playwright for the dashboard tests (it drives
 # the Chromium installed above; no browser download). From PyPI into a virtual
 # environment (WARDEN_VENV, default .venv in the repository); quiet when installed.
 venv="${WARDEN_VENV:-$PWD/.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-if ! "$venv/bin/python" -c 'import openai, pytest, playwright' 2>/dev/null; then
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai pytest playwright
+if ! "$venv/bin/python" -c 'import openai, anthropic, pytest, playwright' 2>/dev/null; then
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check openai anthropic pytest playwright
 fi
 
 cargo build --bins

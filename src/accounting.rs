@@ -13,6 +13,10 @@
 //! not the usage chunk (its `choices` are not empty), and within an event only the few
 //! bytes that may begin a `"usage":null`.
 //!
+//! With reasoning stripped (see [`strip`]), each event is passed on once it is complete
+//! (rewritten or left out when it carries reasoning), and a JSON response once it is
+//! whole: the same bytes as before for everything that carries none.
+//!
 //! The outcome is handed over exactly once, through `on_finish`: at the end of the body,
 //! on an error, or when the body is dropped early because the client hung up (dropping it
 //! also drops the upstream body, which cancels the upstream request).
@@ -33,6 +37,8 @@ use tokio::time::{Instant, Sleep};
 use crate::body::BoxError;
 use crate::llm::LlmRoute;
 use crate::upstream::UpstreamBody;
+
+mod strip;
 
 /// Tokens a response used, as the upstream reported them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -76,6 +82,33 @@ pub struct TapOutcome {
     pub completion_text_bytes: u64,
     /// Bytes of body passed to the client.
     pub body_bytes: u64,
+    /// Prompt tokens the upstream reported before the stream was cut (Anthropic's
+    /// `message_start`), when no final usage came.
+    pub partial_prompt_tokens: Option<u64>,
+    /// Reasoning text seen (Anthropic `thinking_delta`s), up to the capture limit: counted
+    /// into a usage estimate, never recorded.
+    pub reasoning_text: String,
+    /// Bytes of reasoning text seen in all.
+    pub reasoning_text_bytes: u64,
+    /// Events or bodies changed to take reasoning out before the client saw them.
+    pub reasoning_stripped: u64,
+}
+
+impl TapOutcome {
+    /// An outcome that learned nothing but how the body ended and its size.
+    pub fn of(ending: Ending, body_bytes: u64) -> TapOutcome {
+        TapOutcome {
+            ending,
+            usage: None,
+            completion_text: String::new(),
+            completion_text_bytes: 0,
+            body_bytes,
+            partial_prompt_tokens: None,
+            reasoning_text: String::new(),
+            reasoning_text_bytes: 0,
+            reasoning_stripped: 0,
+        }
+    }
 }
 
 pub type OnFinish = Box<dyn FnOnce(TapOutcome) + Send>;
@@ -83,11 +116,12 @@ pub type OnFinish = Box<dyn FnOnce(TapOutcome) + Send>;
 /// How to read the body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFormat {
-    /// A JSON response of an LLM route: usage and text are read at the end.
-    Json(LlmRoute),
+    /// A JSON response of an LLM route: usage and text are read at the end;
+    /// `strip_reasoning` holds it until then and removes its reasoning.
+    Json { route: LlmRoute, strip_reasoning: bool },
     /// An SSE stream of an LLM route; `strip_usage` removes the usage chunk warden
-    /// requested on the client's behalf.
-    Sse { route: LlmRoute, strip_usage: bool },
+    /// requested on the client's behalf, `strip_reasoning` the reasoning events.
+    Sse { route: LlmRoute, strip_usage: bool, strip_reasoning: bool },
     /// Anything else: passed through, only counted.
     Opaque,
 }
@@ -131,12 +165,18 @@ impl TapBody {
     pub fn new(inner: UpstreamBody, format: BodyFormat, limits: TapLimits, on_finish: OnFinish) -> TapBody {
         let TapLimits { idle: idle_timeout, capture: capture_limit, max_event } = limits;
         let reader = match format {
-            BodyFormat::Json(route) => {
-                Reader::Json { route, frames: Vec::new(), kept: 0, overflow: false, capture_limit }
-            }
-            BodyFormat::Sse { route, strip_usage } => {
-                Reader::Sse(SseReader::new(route, strip_usage, capture_limit, max_event))
-            }
+            BodyFormat::Json { route, strip_reasoning } => Reader::Json {
+                route,
+                frames: Vec::new(),
+                kept: 0,
+                overflow: false,
+                capture_limit,
+                hold: strip_reasoning,
+                stripped: 0,
+            },
+            BodyFormat::Sse { route, strip_usage, strip_reasoning } => Reader::Sse(
+                SseReader::new(route, strip_usage, capture_limit, max_event).stripping_reasoning(strip_reasoning),
+            ),
             BodyFormat::Opaque => Reader::Opaque,
         };
         TapBody {
@@ -193,7 +233,7 @@ impl HttpBody for TapBody {
                                 // says why the stream ends; the upstream is not read further.
                                 *this.done = true;
                                 let message = format!("a server-sent event of the upstream passed {limit} bytes");
-                                this.out.push_back(error_event(&message));
+                                this.out.push_back(error_event(this.reader.dialect(), &message));
                                 let pending: u64 = this.out.iter().map(|b| b.len() as u64).sum();
                                 let ending = Ending::EventTooLarge(message);
                                 finish(this.on_finish, this.reader, ending, *this.body_bytes + pending);
@@ -237,7 +277,7 @@ impl HttpBody for TapBody {
 
     fn size_hint(&self) -> SizeHint {
         match self.reader {
-            Reader::Sse(_) => SizeHint::default(),
+            Reader::Sse(_) | Reader::Json { hold: true, .. } => SizeHint::default(),
             _ if self.done => SizeHint::with_exact(0),
             _ => self.inner.size_hint(),
         }
@@ -245,28 +285,49 @@ impl HttpBody for TapBody {
 }
 
 enum Reader {
-    Json { route: LlmRoute, frames: Vec<Bytes>, kept: usize, overflow: bool, capture_limit: usize },
+    /// `hold`: the body is forwarded only at its end, without its reasoning (`stripped`:
+    /// what was removed).
+    Json {
+        route: LlmRoute,
+        frames: Vec<Bytes>,
+        kept: usize,
+        overflow: bool,
+        capture_limit: usize,
+        hold: bool,
+        stripped: u64,
+    },
     Sse(SseReader),
     Opaque,
 }
 
 impl Reader {
+    fn dialect(&self) -> crate::llm::Dialect {
+        match self {
+            Reader::Json { route, .. } => route.dialect(),
+            Reader::Sse(sse) => sse.route.dialect(),
+            Reader::Opaque => crate::llm::Dialect::OpenAi,
+        }
+    }
+
     /// Takes one upstream chunk; returns what to forward now (the chunk itself, or its
     /// rewrite; possibly nothing yet).
     fn feed(&mut self, data: Bytes) -> Result<Bytes, EventTooLarge> {
         match self {
             Reader::Opaque => Ok(data),
-            Reader::Json { frames, kept, overflow, .. } => {
+            Reader::Json { frames, kept, overflow, hold, .. } => {
                 if !*overflow {
                     if *kept + data.len() <= MAX_JSON_KEPT {
                         *kept += data.len();
                         frames.push(data.clone()); // a refcount, not a copy
+                    } else if *hold {
+                        // Too large to hold whole: it is not passed on with its reasoning.
+                        return Err(EventTooLarge(MAX_JSON_KEPT));
                     } else {
                         *overflow = true;
                         frames.clear();
                     }
                 }
-                Ok(data)
+                Ok(if *hold { Bytes::new() } else { data })
             }
             Reader::Sse(sse) => sse.feed(data),
         }
@@ -276,16 +337,30 @@ impl Reader {
     fn flush(&mut self) -> Option<Bytes> {
         match self {
             Reader::Sse(sse) => sse.flush(),
+            Reader::Json { route, frames, hold: true, stripped, .. } => {
+                let whole = match frames.len() {
+                    0 => return None,
+                    1 => frames[0].clone(),
+                    _ => Bytes::from(frames.concat()),
+                };
+                match strip::strip_json(*route, &whole) {
+                    Some(out) => {
+                        *stripped += 1;
+                        Some(Bytes::from(out))
+                    }
+                    None => Some(whole),
+                }
+            }
             _ => None,
         }
     }
 
     fn finish(self, ending: Ending, body_bytes: u64) -> TapOutcome {
-        let mut outcome =
-            TapOutcome { ending, usage: None, completion_text: String::new(), completion_text_bytes: 0, body_bytes };
+        let mut outcome = TapOutcome::of(ending, body_bytes);
         match self {
             Reader::Opaque => {}
-            Reader::Json { route, frames, overflow, capture_limit, .. } => {
+            Reader::Json { route, frames, overflow, capture_limit, stripped, .. } => {
+                outcome.reasoning_stripped = stripped;
                 if !overflow {
                     let whole: Cow<[u8]> = match frames.len() {
                         1 => Cow::Borrowed(&frames[0][..]),
@@ -298,6 +373,10 @@ impl Reader {
                 outcome.usage = sse.usage;
                 outcome.completion_text = sse.text.text;
                 outcome.completion_text_bytes = sse.text.total_bytes;
+                outcome.partial_prompt_tokens = sse.messages.input;
+                outcome.reasoning_text = sse.reasoning.text;
+                outcome.reasoning_text_bytes = sse.reasoning.total_bytes;
+                outcome.reasoning_stripped = sse.strip.map_or(0, |s| s.changed);
             }
         }
         outcome
@@ -331,14 +410,22 @@ impl TextCapture {
 #[derive(Debug)]
 pub struct EventTooLarge(pub usize);
 
-/// The error event a stream ends with when warden cuts it, in the shape the OpenAI SDKs
-/// raise as an API error. It starts with a blank line, which ends any event the client
-/// has the start of.
-fn error_event(message: &str) -> Bytes {
-    let body = serde_json::json!({
-        "error": {"message": message, "type": "server_error", "param": null, "code": "event_too_large"}
-    });
-    Bytes::from(format!("\n\ndata: {body}\n\n"))
+/// The error event a stream ends with when warden cuts it, in the shape the SDKs of its
+/// dialect raise as an API error (OpenAI's `data: {"error"}`, Anthropic's `event: error`).
+/// It starts with a blank line, which ends any event the client has the start of.
+fn error_event(dialect: crate::llm::Dialect, message: &str) -> Bytes {
+    match dialect {
+        crate::llm::Dialect::OpenAi => {
+            let body = serde_json::json!({
+                "error": {"message": message, "type": "server_error", "param": null, "code": "event_too_large"}
+            });
+            Bytes::from(format!("\n\ndata: {body}\n\n"))
+        }
+        crate::llm::Dialect::Anthropic => {
+            let body = serde_json::json!({"type": "error", "error": {"type": "api_error", "message": message}});
+            Bytes::from(format!("\n\nevent: error\ndata: {body}\n\n"))
+        }
+    }
 }
 
 /// Reads SSE events as they pass (see the module docs).
@@ -355,6 +442,19 @@ struct SseReader {
     max_event: usize,
     usage: Option<Usage>,
     text: TextCapture,
+    /// Reasoning text (Anthropic `thinking_delta`s), for usage estimates.
+    reasoning: TextCapture,
+    /// What a Messages stream reported so far.
+    messages: MessagesUsage,
+    /// Reasoning removed from the events (`reasoning = "strip"`).
+    strip: Option<strip::Stripper>,
+}
+
+/// The usage of a Messages stream: the prompt in `message_start`, the output (a running
+/// total) in `message_delta`.
+#[derive(Debug, Default)]
+struct MessagesUsage {
+    input: Option<u64>,
 }
 
 /// Finds the end of the first SSE event in `buf` (just past its blank line).
@@ -405,21 +505,60 @@ fn event_data_by_lines(event: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 struct RawUsage {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
     input_tokens: Option<u64>,
     output_tokens: Option<u64>,
+    /// Anthropic's prompt caching: prompt tokens written to and read from the cache,
+    /// besides `input_tokens`.
+    #[serde(default)]
+    cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    cache_read_input_tokens: Option<u64>,
 }
 
 impl RawUsage {
     fn normalize(&self) -> Usage {
-        Usage {
-            prompt_tokens: self.prompt_tokens.or(self.input_tokens).unwrap_or(0),
-            completion_tokens: self.completion_tokens.or(self.output_tokens).unwrap_or(0),
-        }
+        Usage { prompt_tokens: self.prompt().unwrap_or(0), completion_tokens: self.completion().unwrap_or(0) }
     }
+
+    fn prompt(&self) -> Option<u64> {
+        let cached = self.cache_creation_input_tokens.unwrap_or(0) + self.cache_read_input_tokens.unwrap_or(0);
+        self.prompt_tokens.or(self.input_tokens).map(|p| p + cached)
+    }
+
+    fn completion(&self) -> Option<u64> {
+        self.completion_tokens.or(self.output_tokens)
+    }
+}
+
+/// A Messages API stream event, as far as accounting cares.
+#[derive(Deserialize)]
+struct MessagesEvent<'a> {
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    message: Option<MessagesStart>,
+    #[serde(borrow, default)]
+    delta: Option<MessagesDelta<'a>>,
+    #[serde(default)]
+    usage: Option<RawUsage>,
+}
+
+#[derive(Deserialize)]
+struct MessagesStart {
+    #[serde(default)]
+    usage: Option<RawUsage>,
+}
+
+#[derive(Deserialize)]
+struct MessagesDelta<'a> {
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    thinking: Option<Cow<'a, str>>,
 }
 
 /// A Responses API stream event, as far as accounting cares.
@@ -457,11 +596,35 @@ impl SseReader {
             max_event,
             usage: None,
             text: TextCapture { text: String::new(), limit: capture_limit, total_bytes: 0 },
+            reasoning: TextCapture { text: String::new(), limit: capture_limit, total_bytes: 0 },
+            messages: MessagesUsage::default(),
+            strip: None,
         }
+    }
+
+    /// With `on`, reasoning is taken out of the events (see [`strip`]).
+    fn stripping_reasoning(mut self, on: bool) -> SseReader {
+        self.strip = on.then(|| strip::Stripper::new(self.route));
+        self
     }
 
     /// Takes one chunk; returns what to forward now.
     fn feed(&mut self, data: Bytes) -> Result<Bytes, EventTooLarge> {
+        if let Some(mut stripper) = self.strip.take() {
+            // Whole events only: each is passed on, rewritten or left out once complete.
+            let mut out = BytesMut::with_capacity(data.len());
+            let strip_usage = self.strip_usage;
+            let taken = self.take(&data, &mut |kind, event, _| {
+                if !strip_usage {
+                    stripper.event(event, &mut out);
+                } else if !matches!(kind, EventKind::InjectedUsage) {
+                    stripper.event(&without_usage_null(event), &mut out);
+                }
+            });
+            self.strip = Some(stripper);
+            taken?;
+            return Ok(out.freeze());
+        }
         if !self.strip_usage {
             // Pass-through: the chunk goes out as it is; complete events are read.
             self.take(&data, &mut |_, _, _| {})?;
@@ -495,6 +658,16 @@ impl SseReader {
     /// At the end of the body, in rewrite mode: the part of an unfinished event not yet
     /// forwarded, as it is.
     fn flush(&mut self) -> Option<Bytes> {
+        if let Some(stripper) = self.strip.as_mut() {
+            // An event the body ended without its blank line: as the events before it.
+            if self.event.is_empty() {
+                return None;
+            }
+            let event = std::mem::take(&mut self.event);
+            let mut out = BytesMut::new();
+            stripper.event(&event, &mut out);
+            return Some(out.freeze());
+        }
         if !self.strip_usage || self.event.len() <= self.forwarded {
             return None;
         }
@@ -561,6 +734,37 @@ impl SseReader {
             return EventKind::Other;
         }
         match self.route {
+            LlmRoute::Messages | LlmRoute::CountTokens => {
+                if let Some(ev) = json::<MessagesEvent>(&data) {
+                    match ev.kind.as_deref() {
+                        Some("message_start") => {
+                            self.messages.input = ev.message.and_then(|m| m.usage).and_then(|u| u.prompt());
+                        }
+                        Some("content_block_delta") => {
+                            if let Some(d) = &ev.delta {
+                                if let Some(t) = &d.text {
+                                    self.text.push(t);
+                                }
+                                if let Some(t) = &d.thinking {
+                                    self.reasoning.push(t);
+                                }
+                            }
+                        }
+                        Some("message_delta") => {
+                            // A running total; newer streams repeat the prompt counts here.
+                            if let Some(u) = ev.usage {
+                                let prompt = u.prompt().or(self.messages.input).unwrap_or(0);
+                                self.usage = Some(Usage {
+                                    prompt_tokens: prompt,
+                                    completion_tokens: u.completion().unwrap_or(0),
+                                });
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                EventKind::Other
+            }
             LlmRoute::Responses => {
                 if let Some(ev) = json::<ResponseEvent>(&data) {
                     if ev.kind.as_deref() == Some("response.output_text.delta") {
@@ -723,7 +927,16 @@ mod scan {
                 usage = s.usage()?;
                 Some(())
             }
-            b"choices" if route != LlmRoute::Responses => s.array(|s| choice(s, b"message", &mut text)),
+            // Messages: the `text` of each content block (thinking blocks have none).
+            b"content" if route == LlmRoute::Messages => s.array(|s| {
+                s.object(|s, key| match key {
+                    b"text" => s.text(&mut text),
+                    _ => s.skip(),
+                })
+            }),
+            b"choices" if !matches!(route, LlmRoute::Responses | LlmRoute::Messages) => {
+                s.array(|s| choice(s, b"message", &mut text))
+            }
             b"output" if route == LlmRoute::Responses => s.array(|s| {
                 s.object(|s, key| match key {
                     b"content" => s.array(|s| {
@@ -883,14 +1096,15 @@ mod scan {
                 self.skip()?;
                 return Some(None);
             }
-            let mut u =
-                RawUsage { prompt_tokens: None, completion_tokens: None, input_tokens: None, output_tokens: None };
+            let mut u = RawUsage::default();
             self.object(|s, key| {
                 let field = match key {
                     b"prompt_tokens" => &mut u.prompt_tokens,
                     b"completion_tokens" => &mut u.completion_tokens,
                     b"input_tokens" => &mut u.input_tokens,
                     b"output_tokens" => &mut u.output_tokens,
+                    b"cache_creation_input_tokens" => &mut u.cache_creation_input_tokens,
+                    b"cache_read_input_tokens" => &mut u.cache_read_input_tokens,
                     _ => return s.skip(),
                 };
                 *field = s.count()?;
@@ -1023,10 +1237,25 @@ pub fn scan_sse(
     tap_chunks(Reader::Sse(SseReader::new(route, strip_usage, capture_limit, SCAN_MAX_EVENT)), chunks)
 }
 
+/// [`scan_sse`] with reasoning stripped (`reasoning = "strip"`).
+#[doc(hidden)]
+pub fn scan_sse_stripping(
+    route: LlmRoute,
+    strip_usage: bool,
+    chunks: &[&[u8]],
+    capture_limit: usize,
+) -> (Vec<u8>, Option<Usage>, String) {
+    let reader = SseReader::new(route, strip_usage, capture_limit, SCAN_MAX_EVENT).stripping_reasoning(true);
+    tap_chunks(Reader::Sse(reader), chunks)
+}
+
 /// Like [`scan_sse`], for a JSON response body (read by `read_json_response` at the end).
 #[doc(hidden)]
 pub fn scan_json_response(route: LlmRoute, chunks: &[&[u8]], capture_limit: usize) -> (Vec<u8>, Option<Usage>, String) {
-    tap_chunks(Reader::Json { route, frames: Vec::new(), kept: 0, overflow: false, capture_limit }, chunks)
+    tap_chunks(
+        Reader::Json { route, frames: Vec::new(), kept: 0, overflow: false, capture_limit, hold: false, stripped: 0 },
+        chunks,
+    )
 }
 
 /// The event limit of [`scan_sse`]: far above what its callers feed.
@@ -1039,7 +1268,7 @@ fn tap_chunks(mut reader: Reader, chunks: &[&[u8]]) -> (Vec<u8>, Option<Usage>, 
             Ok(now) => forwarded.extend_from_slice(&now),
             // As the tap does: what came before, then the error event, and no more.
             Err(EventTooLarge(limit)) => {
-                forwarded.extend_from_slice(&error_event(&format!("an event passed {limit} bytes")));
+                forwarded.extend_from_slice(&error_event(reader.dialect(), &format!("an event passed {limit} bytes")));
                 let outcome = reader.finish(Ending::Complete, forwarded.len() as u64);
                 return (forwarded, outcome.usage, outcome.completion_text);
             }
@@ -1164,7 +1393,7 @@ mod tests {
         let mut sse = SseReader::new(LlmRoute::ChatCompletions, false, 1024, 100);
         assert!(sse.feed(Bytes::from(format!("data: {}", "x".repeat(60)))).is_ok());
         assert!(sse.feed(Bytes::from(format!("{}\n\n", "y".repeat(60)))).is_err());
-        let e = error_event("too big");
+        let e = error_event(crate::llm::Dialect::OpenAi, "too big");
         let v: serde_json::Value = serde_json::from_slice(e.strip_prefix(b"\n\ndata: ").unwrap().trim_ascii()).unwrap();
         assert_eq!(v["error"]["code"], "event_too_large");
     }
@@ -1241,6 +1470,212 @@ mod tests {
         run(&mut sse, stream.as_bytes(), stream.len());
         assert_eq!(sse.usage, Some(Usage { prompt_tokens: 3, completion_tokens: 1 }));
         assert_eq!(sse.text.text, "ab");
+    }
+
+    /// A Messages stream as Anthropic sends it: a thinking block, then a text block.
+    const MESSAGES_STREAM: &str = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"content\":[],\"usage\":{\"input_tokens\":12,\"cache_read_input_tokens\":3,\"output_tokens\":1}}}\n\n",
+        "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Let me think step by step.\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"c2ln\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Ninety-one \"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"is 7 times 13.\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":21}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+
+    /// The `data:` of each event of a stream, parsed.
+    fn events_of(stream: &[u8]) -> Vec<serde_json::Value> {
+        std::str::from_utf8(stream)
+            .unwrap()
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter(|d| *d != "[DONE]")
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn messages_streams_report_usage_text_and_thinking() {
+        for size in [1, 7, 64, MESSAGES_STREAM.len()] {
+            let mut sse = SseReader::new(LlmRoute::Messages, false, 1024, 1 << 20);
+            let out = run(&mut sse, MESSAGES_STREAM.as_bytes(), size);
+            assert_eq!(out, MESSAGES_STREAM.as_bytes(), "untouched without strip");
+            // Cached prompt tokens are prompt tokens.
+            assert_eq!(sse.usage, Some(Usage { prompt_tokens: 15, completion_tokens: 21 }));
+            assert_eq!(sse.text.text, "Ninety-one is 7 times 13.");
+            assert_eq!(sse.reasoning.text, "Let me think step by step.");
+        }
+        // Cut before `message_delta`: no final usage, but the prompt the upstream counted.
+        let cut = MESSAGES_STREAM.find("event: message_delta").unwrap();
+        let mut sse = SseReader::new(LlmRoute::Messages, false, 1024, 1 << 20);
+        run(&mut sse, &MESSAGES_STREAM.as_bytes()[..cut], 13);
+        let o = Reader::Sse(sse).finish(Ending::ClientAborted, 0);
+        assert_eq!((o.usage, o.partial_prompt_tokens), (None, Some(15)));
+        assert_eq!(o.reasoning_text, "Let me think step by step.");
+    }
+
+    #[test]
+    fn stripped_messages_streams_lose_the_thinking_block_and_renumber_the_rest() {
+        for size in [1, 5, 100, MESSAGES_STREAM.len()] {
+            let mut sse = SseReader::new(LlmRoute::Messages, false, 1024, 1 << 20).stripping_reasoning(true);
+            let out = run(&mut sse, MESSAGES_STREAM.as_bytes(), size);
+            let text = String::from_utf8(out.clone()).unwrap();
+            assert!(!text.contains("thinking") && !text.contains("signature"), "{text}");
+            let events = events_of(&out);
+            let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+            assert_eq!(
+                kinds,
+                [
+                    "message_start",
+                    "ping",
+                    "content_block_start",
+                    "content_block_delta",
+                    "content_block_delta",
+                    "content_block_stop",
+                    "message_delta",
+                    "message_stop"
+                ]
+            );
+            assert!(events.iter().filter(|e| e.get("index").is_some()).all(|e| e["index"] == 0), "{text}");
+            // Each event keeps its `event:` line, and the usage is counted in full.
+            assert_eq!(text.matches("event: ").count(), kinds.len());
+            assert_eq!(sse.usage, Some(Usage { prompt_tokens: 15, completion_tokens: 21 }));
+            // Four events of the thinking block left out, four of the text block renumbered.
+            assert_eq!(sse.strip.as_ref().unwrap().changed, 8);
+            // Events without reasoning go byte for byte.
+            assert!(text.starts_with(&MESSAGES_STREAM[..MESSAGES_STREAM.find("event: content_block_start").unwrap()]));
+        }
+    }
+
+    /// Found by the `sse` fuzz target: an upstream that starts the same thinking block
+    /// twice made the renumbering count it twice and go below zero.
+    #[test]
+    fn a_hostile_messages_stream_cannot_break_the_renumbering_or_slip_thinking_through() {
+        let stream = concat!(
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\"}}\n\n",
+            "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\"}}\n\n",
+            "data: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\"}}\n\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":7,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"secret\"}}\n\n",
+            "data: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"ok\"}}\n\n",
+        );
+        let mut sse = SseReader::new(LlmRoute::Messages, false, 1024, 1 << 20).stripping_reasoning(true);
+        let out = run(&mut sse, stream.as_bytes(), 9);
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(!text.contains("secret") && !text.contains("thinking"), "{text}");
+        let events = events_of(&out);
+        assert_eq!(events.len(), 2);
+        assert!(events.iter().all(|e| e["index"] == 0), "{text}");
+    }
+
+    #[test]
+    fn stripped_chat_streams_lose_reasoning_content_and_keep_everything_else() {
+        let stream = concat!(
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"First, 91 = 7*13.\"}}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"No.\",\"reasoning\":null}}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":8}}\n\n",
+            "data: [DONE]\n\n",
+        );
+        for (strip_usage, size) in [(false, 3), (true, 3), (false, 1000), (true, 1000)] {
+            let mut sse =
+                SseReader::new(LlmRoute::ChatCompletions, strip_usage, 1024, 1 << 20).stripping_reasoning(true);
+            let out = run(&mut sse, stream.as_bytes(), size);
+            let text = String::from_utf8(out.clone()).unwrap();
+            assert!(!text.contains("reasoning") && !text.contains("7*13"), "{text}");
+            assert!(text.ends_with("data: [DONE]\n\n"));
+            let events = events_of(&out);
+            assert_eq!(events[0]["choices"][0]["delta"], serde_json::json!({"role": "assistant"}));
+            assert_eq!(events[1]["choices"][0]["delta"], serde_json::json!({"content": "No."}));
+            assert_eq!(events.len(), if strip_usage { 3 } else { 4 }, "{text}");
+            assert_eq!(sse.usage, Some(Usage { prompt_tokens: 9, completion_tokens: 8 }));
+            assert_eq!(sse.text.text, "No.");
+        }
+    }
+
+    #[test]
+    fn stripped_responses_streams_lose_reasoning_items_and_renumber_output() {
+        let stream = concat!(
+            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\",\"output\":[]}}\n\n",
+            "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"output_index\":0,\"item\":{\"id\":\"rs_1\",\"type\":\"reasoning\",\"summary\":[]}}\n\n",
+            "event: response.reasoning_summary_part.added\ndata: {\"type\":\"response.reasoning_summary_part.added\",\"item_id\":\"rs_1\",\"output_index\":0,\"summary_index\":0,\"part\":{\"type\":\"summary_text\",\"text\":\"\"}}\n\n",
+            "event: response.reasoning_summary_text.delta\ndata: {\"type\":\"response.reasoning_summary_text.delta\",\"item_id\":\"rs_1\",\"output_index\":0,\"summary_index\":0,\"delta\":\"7*13\"}\n\n",
+            "event: response.output_item.done\ndata: {\"type\":\"response.output_item.done\",\"output_index\":0,\"item\":{\"id\":\"rs_1\",\"type\":\"reasoning\",\"summary\":[{\"type\":\"summary_text\",\"text\":\"7*13\"}]}}\n\n",
+            "event: response.output_item.added\ndata: {\"type\":\"response.output_item.added\",\"output_index\":1,\"item\":{\"id\":\"msg_1\",\"type\":\"message\",\"content\":[]}}\n\n",
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"item_id\":\"msg_1\",\"output_index\":1,\"content_index\":0,\"delta\":\"No.\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r\",\"output\":[{\"id\":\"rs_1\",\"type\":\"reasoning\",\"summary\":[{\"type\":\"summary_text\",\"text\":\"7*13\"}]},{\"id\":\"msg_1\",\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"No.\"}]}],\"usage\":{\"input_tokens\":5,\"output_tokens\":9,\"output_tokens_details\":{\"reasoning_tokens\":7}}}}\n\n",
+        );
+        for size in [2, 50, stream.len()] {
+            let mut sse = SseReader::new(LlmRoute::Responses, false, 1024, 1 << 20).stripping_reasoning(true);
+            let out = run(&mut sse, stream.as_bytes(), size);
+            let events = events_of(&out);
+            let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+            assert_eq!(
+                kinds,
+                ["response.created", "response.output_item.added", "response.output_text.delta", "response.completed"]
+            );
+            assert_eq!(events[1]["output_index"], 0);
+            assert_eq!(events[2]["output_index"], 0);
+            let output = events[3]["response"]["output"].as_array().unwrap();
+            assert_eq!(output.len(), 1);
+            assert_eq!(output[0]["type"], "message");
+            assert!(!String::from_utf8(out).unwrap().contains("7*13"));
+            // Reasoning tokens were generated: counted in full.
+            assert_eq!(sse.usage, Some(Usage { prompt_tokens: 5, completion_tokens: 9 }));
+        }
+    }
+
+    #[test]
+    fn stripped_json_responses_lose_their_reasoning() {
+        let cases = [
+            (
+                LlmRoute::Messages,
+                r#"{"type":"message","content":[{"type":"thinking","thinking":"hmm","signature":"s"},{"type":"redacted_thinking","data":"x"},{"type":"text","text":"No."}],"usage":{"input_tokens":4,"output_tokens":6}}"#,
+                "/content",
+                serde_json::json!([{"type": "text", "text": "No."}]),
+            ),
+            (
+                LlmRoute::ChatCompletions,
+                r#"{"choices":[{"index":0,"message":{"role":"assistant","content":"No.","reasoning_content":"hmm"}}],"usage":{"prompt_tokens":4,"completion_tokens":6}}"#,
+                "/choices/0/message",
+                serde_json::json!({"role": "assistant", "content": "No."}),
+            ),
+            (
+                LlmRoute::Responses,
+                r#"{"output":[{"type":"reasoning","id":"rs","summary":[{"type":"summary_text","text":"hmm"}]},{"type":"message","content":[{"type":"output_text","text":"No."}]}],"usage":{"input_tokens":4,"output_tokens":6}}"#,
+                "/output",
+                serde_json::json!([{"type": "message", "content": [{"type": "output_text", "text": "No."}]}]),
+            ),
+        ];
+        for (route, body, pointer, want) in cases {
+            let mut reader = Reader::Json {
+                route,
+                frames: Vec::new(),
+                kept: 0,
+                overflow: false,
+                capture_limit: 1024,
+                hold: true,
+                stripped: 0,
+            };
+            let (a, b) = body.as_bytes().split_at(body.len() / 2);
+            assert!(reader.feed(Bytes::copy_from_slice(a)).unwrap().is_empty(), "held until whole");
+            assert!(reader.feed(Bytes::copy_from_slice(b)).unwrap().is_empty());
+            let out = reader.flush().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            assert_eq!(v.pointer(pointer).unwrap(), &want, "{route:?}");
+            assert!(!String::from_utf8(out.to_vec()).unwrap().contains("hmm"));
+            let o = reader.finish(Ending::Complete, out.len() as u64);
+            assert_eq!(o.usage, Some(Usage { prompt_tokens: 4, completion_tokens: 6 }), "{route:?}");
+            assert_eq!(o.completion_text, "No.", "{route:?}");
+            assert_eq!(o.reasoning_stripped, 1);
+        }
+        // Nothing to strip: the body as it came.
+        let plain = br#"{"type":"message","content":[{"type":"text","text":"ok"}]}"#;
+        assert_eq!(strip::strip_json(LlmRoute::Messages, plain), None);
     }
 
     #[test]

@@ -81,6 +81,8 @@ pub struct App {
     config_path: Option<std::path::PathBuf>,
     pub accounts: Accounts,
     pub upstream: Upstream,
+    /// `[upstream.anthropic]`: the Anthropic routes' provider, when it is not `upstream`.
+    pub upstream_anthropic: Option<Upstream>,
     pub metrics: Metrics,
     pub tokens: TokenCounter,
     /// The audit log: every request's record goes here, off the request path.
@@ -147,6 +149,11 @@ impl App {
             limiter,
             audit,
             upstream: Upstream::new(&config.upstream, config.server.workers, metrics.upstream.connections.clone()),
+            upstream_anthropic: Upstream::anthropic(
+                &config.upstream,
+                config.server.workers,
+                metrics.upstream.connections.clone(),
+            ),
             in_flight: Arc::new(Semaphore::new(config.server.max_in_flight)),
             metrics,
             tokens: TokenCounter::new(),
@@ -155,6 +162,14 @@ impl App {
             config: ArcSwap::from_pointee(config),
             config_path: path,
         })
+    }
+
+    /// The upstream a dialect's routes go to.
+    pub fn upstream_for(&self, dialect: crate::llm::Dialect) -> &Upstream {
+        match (dialect, &self.upstream_anthropic) {
+            (crate::llm::Dialect::Anthropic, Some(u)) => u,
+            _ => &self.upstream,
+        }
     }
 
     /// The configuration in force now.

@@ -394,6 +394,7 @@ fn check_line(who: &Uploader, n: usize, text: &[u8], batch: &mut Batch) -> Resul
         user_agent: who.user_agent.clone(),
         method: http::Method::POST,
         path: std::borrow::Cow::Borrowed(route.path()),
+        dialect: Some(crate::llm::Dialect::OpenAi),
         model: llm.model.clone(),
         status: 200,
         stream: false,

@@ -32,6 +32,20 @@ struct Step {
     key_override: Option<&'static str>,
 }
 
+/// A Messages API request (Anthropic's dialect) that asks for the model's thinking.
+fn thinking(account: &'static str, what: &'static str, prompt: &str, stream: bool) -> Step {
+    Step {
+        account,
+        what,
+        method: Method::POST,
+        path: "/v1/messages",
+        body: Some(json!({"model": "mock-small", "max_tokens": 1024, "stream": stream,
+            "thinking": {"type": "enabled", "budget_tokens": 512},
+            "messages": [{"role": "user", "content": prompt}]})),
+        key_override: None,
+    }
+}
+
 fn chat(account: &'static str, what: &'static str, prompt: &str, stream: bool) -> Step {
     Step {
         account,
@@ -83,6 +97,12 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
         name = "default"
         requests_per_minute = 6000
         tokens_per_minute = 10000000
+        # A plan whose responses never carry the model's reasoning.
+        [[tiers]]
+        name = "no-reasoning"
+        requests_per_minute = 6000
+        tokens_per_minute = 10000000
+        reasoning = "strip"
         [detection]
         mode = "enforce"
         # The demo lasts seconds, not days: look for clusters every second.
@@ -121,8 +141,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
 
     let admin = AdminClient::new(&format!("http://{admin_addr}"), &admin_token, "demo");
     let mut keys = std::collections::HashMap::new();
-    for id in ["acme-chat", "batch-co", "mallory"] {
-        admin.expect(Method::POST, "/admin/v1/accounts", Some(json!({"id": id, "tier": "default"}))).await?;
+    for (id, tier) in
+        [("acme-chat", "default"), ("batch-co", "default"), ("mallory", "default"), ("lite-app", "no-reasoning")]
+    {
+        admin.expect(Method::POST, "/admin/v1/accounts", Some(json!({"id": id, "tier": tier}))).await?;
         let k = admin.expect(Method::POST, &format!("/admin/v1/accounts/{id}/keys"), None).await?;
         keys.insert(id, k["key"].as_str().unwrap_or_default().to_string());
         println!("  created account {id:<10} key_id {}", k["key_id"].as_str().unwrap_or(""));
@@ -155,6 +177,10 @@ pub async fn run(opts: DemoOptions) -> anyhow::Result<()> {
             body: Some(json!({"model": "mock-small", "prompt": "Summarise: the quick brown fox", "max_tokens": 8})),
             key_override: None,
         },
+        thinking("acme-chat", "thinking", "Is 91 a prime number?", false),
+        thinking("acme-chat", "thinking, stream", "Is 91 a prime number?", true),
+        thinking("lite-app", "thinking", "Is 91 a prime number?", false),
+        thinking("lite-app", "thinking, stream", "Is 91 a prime number?", true),
         chat("mallory", "chat, streamed", "Explain step by step how tides work.", true),
         Step {
             account: "mallory",
@@ -923,12 +949,50 @@ impl Table {
 }
 
 /// Tokens and a short note for one reply of the demo.
+/// What the demo says of a Messages answer that asked for thinking and got none.
+fn stripped_note(blocks: &[&str]) -> &'static str {
+    if blocks.contains(&"thinking") {
+        ""
+    } else {
+        "  (thinking stripped by the tier: reasoning = \"strip\"; usage counted in full)"
+    }
+}
+
 fn describe(v: &Value, text: &str, ok: bool) -> (String, String) {
     if !ok {
         return (
             "-".into(),
             format!("{}: {}", v["error"]["code"].as_str().unwrap_or("?"), v["error"]["message"].as_str().unwrap_or("")),
         );
+    }
+    if text.starts_with("event:") {
+        // A Messages stream: the blocks it carried, and the usage of its last delta.
+        let events: Vec<Value> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+            .collect();
+        let input = events.iter().find_map(|e| e["message"]["usage"]["input_tokens"].as_u64());
+        let output = events.iter().rev().find_map(|e| e["usage"]["output_tokens"].as_u64());
+        let tokens = match (input, output) {
+            (Some(p), Some(c)) => format!("{p}/{c}"),
+            _ => "-".into(),
+        };
+        let blocks: Vec<&str> = events
+            .iter()
+            .filter(|e| e["type"] == "content_block_start")
+            .filter_map(|e| e["content_block"]["type"].as_str())
+            .collect();
+        return (tokens, format!("{} events, blocks: {}{}", events.len(), blocks.join(" + "), stripped_note(&blocks)));
+    }
+    if v["type"] == "message" {
+        let tokens = match (v["usage"]["input_tokens"].as_u64(), v["usage"]["output_tokens"].as_u64()) {
+            (Some(p), Some(c)) => format!("{p}/{c}"),
+            _ => "-".into(),
+        };
+        let blocks: Vec<&str> =
+            v["content"].as_array().into_iter().flatten().filter_map(|b| b["type"].as_str()).collect();
+        return (tokens, format!("blocks: {}{}", blocks.join(" + "), stripped_note(&blocks)));
     }
     if text.starts_with("data:") {
         let chunks = text.matches("data: {").count();

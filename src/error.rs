@@ -1,6 +1,8 @@
 //! The closed set of errors warden itself answers with, and the one place that turns them
-//! into HTTP responses in the OpenAI error shape
-//! `{"error":{"message","type","code","param"}}`.
+//! into HTTP responses: in the OpenAI error shape `{"error":{"message","type","code","param"}}`,
+//! or, on the Anthropic routes (`/v1/messages…`), in Anthropic's
+//! `{"type":"error","error":{"type","message"},"request_id"}` with Anthropic's statuses
+//! (529 `overloaded_error` where OpenAI's shape says 503).
 //!
 //! Messages never contain a client's key, the upstream key or prompt text.
 
@@ -8,6 +10,33 @@ use http::{HeaderValue, StatusCode};
 use serde_json::json;
 
 use crate::body::{json_response, Body};
+
+/// Which provider API a client speaks, by the path it calls: the shape of warden's own
+/// errors and rate-limit headers follow it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Dialect {
+    #[default]
+    OpenAi,
+    Anthropic,
+}
+
+impl Dialect {
+    /// Anthropic's Messages API lives under `/v1/messages`; everything else warden serves
+    /// is OpenAI's.
+    pub fn of_path(path: &str) -> Dialect {
+        match path.strip_prefix("/v1/messages") {
+            Some(rest) if rest.is_empty() || rest.starts_with('/') || rest.starts_with('?') => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "openai",
+            Dialect::Anthropic => "anthropic",
+        }
+    }
+}
 
 /// Why warden refused or failed a request. Each variant maps to one status and code.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -86,6 +115,37 @@ impl ProxyError {
         }
     }
 
+    /// The status in a dialect: Anthropic answers a temporary lack of capacity with 529.
+    pub fn status_in(&self, dialect: Dialect) -> StatusCode {
+        match (dialect, self.status()) {
+            (Dialect::Anthropic, StatusCode::SERVICE_UNAVAILABLE) => {
+                StatusCode::from_u16(529).expect("529 is a valid status")
+            }
+            (_, status) => status,
+        }
+    }
+
+    /// Anthropic's `error.type`.
+    pub fn anthropic_kind(&self) -> &'static str {
+        match self {
+            ProxyError::MissingApiKey | ProxyError::InvalidApiKey => "authentication_error",
+            ProxyError::AccountBlocked => "permission_error",
+            ProxyError::BodyTooLarge { .. } => "request_too_large",
+            ProxyError::BodyTimeout(_) | ProxyError::UpstreamTimeout(_) => "timeout_error",
+            ProxyError::UnknownRoute { .. } | ProxyError::NoSuchObject { .. } => "not_found_error",
+            ProxyError::AuthThrottled { .. } | ProxyError::RateLimited { .. } => "rate_limit_error",
+            ProxyError::MalformedJson(_)
+            | ProxyError::InvalidRequest { .. }
+            | ProxyError::ClientBody(_)
+            | ProxyError::ClientGone(_) => "invalid_request_error",
+            ProxyError::Overloaded
+            | ProxyError::AuditBackpressure
+            | ProxyError::LimitsUnavailable
+            | ProxyError::StoreUnavailable => "overloaded_error",
+            ProxyError::UpstreamUnavailable(_) => "api_error",
+        }
+    }
+
     /// The OpenAI `error.code`.
     pub fn code(&self) -> &'static str {
         match self {
@@ -157,17 +217,32 @@ impl ProxyError {
         }
     }
 
-    /// The response a client sees.
+    /// The response a client of the OpenAI routes sees.
     pub fn into_response(&self) -> http::Response<Body> {
-        let param = match self {
-            ProxyError::InvalidRequest { param, .. } => param.clone(),
-            ProxyError::NoSuchObject { .. } => Some("id".into()),
-            _ => None,
+        self.into_response_in(Dialect::OpenAi, None)
+    }
+
+    /// The response a client sees, in its dialect's shape (Anthropic's carries the
+    /// request id, as Anthropic's own errors do).
+    pub fn into_response_in(&self, dialect: Dialect, request_id: Option<&str>) -> http::Response<Body> {
+        let body = match dialect {
+            Dialect::OpenAi => {
+                let param = match self {
+                    ProxyError::InvalidRequest { param, .. } => param.clone(),
+                    ProxyError::NoSuchObject { .. } => Some("id".into()),
+                    _ => None,
+                };
+                json!({
+                    "error": {"message": self.message(), "type": self.kind(), "param": param, "code": self.code()}
+                })
+            }
+            Dialect::Anthropic => json!({
+                "type": "error",
+                "error": {"type": self.anthropic_kind(), "message": self.message()},
+                "request_id": request_id,
+            }),
         };
-        let body = json!({
-            "error": {"message": self.message(), "type": self.kind(), "param": param, "code": self.code()}
-        });
-        let mut resp = json_response(self.status(), &body);
+        let mut resp = json_response(self.status_in(dialect), &body);
         match self {
             ProxyError::Overloaded
             | ProxyError::AuditBackpressure
@@ -215,6 +290,37 @@ mod tests {
             assert!(v["error"]["type"].is_string());
             assert!(v["error"].as_object().unwrap().contains_key("param"));
         }
+    }
+
+    #[tokio::test]
+    async fn errors_on_the_anthropic_routes_use_anthropics_shape_and_statuses() {
+        let cases = [
+            (ProxyError::InvalidApiKey, 401, "authentication_error"),
+            (ProxyError::AccountBlocked, 403, "permission_error"),
+            (ProxyError::BodyTooLarge { limit: 10 }, 413, "request_too_large"),
+            (ProxyError::MalformedJson("x".into()), 400, "invalid_request_error"),
+            (ProxyError::Overloaded, 529, "overloaded_error"),
+            (ProxyError::LimitsUnavailable, 529, "overloaded_error"),
+            (ProxyError::UnknownRoute { method: "GET".into(), path: "/v1/messages/x".into() }, 404, "not_found_error"),
+            (ProxyError::UpstreamUnavailable("refused".into()), 502, "api_error"),
+            (ProxyError::UpstreamTimeout(5), 504, "timeout_error"),
+        ];
+        for (err, status, kind) in cases {
+            let resp = err.into_response_in(Dialect::Anthropic, Some("req_1"));
+            assert_eq!(resp.status().as_u16(), status, "{err:?}");
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(v["type"], "error");
+            assert_eq!(v["error"]["type"], kind);
+            assert!(v["error"]["message"].as_str().unwrap().len() > 5);
+            assert_eq!(v["request_id"], "req_1");
+            assert_eq!(v["error"].as_object().unwrap().len(), 2, "only type and message: {v}");
+        }
+        assert_eq!(Dialect::of_path("/v1/messages"), Dialect::Anthropic);
+        assert_eq!(Dialect::of_path("/v1/messages/count_tokens"), Dialect::Anthropic);
+        assert_eq!(Dialect::of_path("/v1/messages/batches/x"), Dialect::Anthropic);
+        assert_eq!(Dialect::of_path("/v1/messagesx"), Dialect::OpenAi);
+        assert_eq!(Dialect::of_path("/v1/chat/completions"), Dialect::OpenAi);
     }
 
     #[test]

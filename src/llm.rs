@@ -1,11 +1,15 @@
 //! Request understanding for the LLM routes: which API a request calls and what it asks
-//! for (model, streaming, parameters), learned by parsing the JSON body once.
+//! for (model, streaming, parameters), learned by parsing the JSON body once. The routes
+//! are OpenAI's (chat completions, completions, embeddings, responses) and Anthropic's
+//! Messages API (`/v1/messages`, `/v1/messages/count_tokens`), read by the same pass:
+//! `system`, `messages` with content blocks, `max_tokens`, `stream`, `thinking`, `tools`.
 //!
 //! Other paths are not parsed: they are authenticated and forwarded untouched.
 
 use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
+pub use crate::error::Dialect;
 use crate::error::ProxyError;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,13 +18,23 @@ pub enum LlmRoute {
     Completions,
     Embeddings,
     Responses,
+    /// Anthropic's Messages API.
+    Messages,
+    /// Anthropic's `/v1/messages/count_tokens`: a prompt counted, nothing generated.
+    CountTokens,
 }
 
 impl LlmRoute {
-    pub const ALL: [LlmRoute; 4] =
-        [LlmRoute::ChatCompletions, LlmRoute::Completions, LlmRoute::Embeddings, LlmRoute::Responses];
+    pub const ALL: [LlmRoute; 6] = [
+        LlmRoute::ChatCompletions,
+        LlmRoute::Completions,
+        LlmRoute::Embeddings,
+        LlmRoute::Responses,
+        LlmRoute::Messages,
+        LlmRoute::CountTokens,
+    ];
 
-    /// Only `POST` to one of the four paths counts as an LLM call.
+    /// Only `POST` to one of these paths counts as an LLM call.
     pub fn of(method: &http::Method, path: &str) -> Option<LlmRoute> {
         if method != http::Method::POST {
             return None;
@@ -35,7 +49,22 @@ impl LlmRoute {
             LlmRoute::Completions => "/v1/completions",
             LlmRoute::Embeddings => "/v1/embeddings",
             LlmRoute::Responses => "/v1/responses",
+            LlmRoute::Messages => "/v1/messages",
+            LlmRoute::CountTokens => "/v1/messages/count_tokens",
         }
+    }
+
+    /// The provider API the route belongs to.
+    pub fn dialect(self) -> Dialect {
+        match self {
+            LlmRoute::Messages | LlmRoute::CountTokens => Dialect::Anthropic,
+            _ => Dialect::OpenAi,
+        }
+    }
+
+    /// Whether the route generates anything (count_tokens and embeddings do not).
+    pub fn generates(self) -> bool {
+        !matches!(self, LlmRoute::Embeddings | LlmRoute::CountTokens)
     }
 
     /// A bounded label for metrics and logs.
@@ -45,6 +74,8 @@ impl LlmRoute {
             LlmRoute::Completions => "completions",
             LlmRoute::Embeddings => "embeddings",
             LlmRoute::Responses => "responses",
+            LlmRoute::Messages => "messages",
+            LlmRoute::CountTokens => "count_tokens",
         }
     }
 

@@ -38,6 +38,10 @@ pub struct ParamPolicy {
     pub max_tokens: Option<u64>,
     pub logprobs: ParamRule,
     pub logit_bias: ParamRule,
+    /// `reasoning = "strip"`: reasoning content (Anthropic `thinking` blocks, the
+    /// `reasoning_content` of OpenAI-compatible reasoning servers, `/v1/responses`
+    /// reasoning items) is removed from responses (see [`crate::accounting`]).
+    pub strip_reasoning: bool,
 }
 
 impl Default for ParamPolicy {
@@ -48,6 +52,7 @@ impl Default for ParamPolicy {
             max_tokens: None,
             logprobs: ParamRule::Allow,
             logit_bias: ParamRule::Allow,
+            strip_reasoning: false,
         }
     }
 }

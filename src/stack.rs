@@ -28,7 +28,7 @@ use crate::error::ProxyError;
 use crate::events::audit::AuditSlot;
 use crate::events::RequestEvent;
 use crate::limits::{Denial, LimitSpec, Reservation, Standing, Unavailable};
-use crate::llm::{LlmRequest, LlmRoute};
+use crate::llm::{Dialect, LlmRequest, LlmRoute};
 use crate::metrics::KindLabel;
 use crate::policy;
 use crate::routes::Route;
@@ -38,6 +38,13 @@ use crate::upstream::{rewrite_response_headers, UpstreamBody, UpstreamFailure};
 /// name into a new allocation on every request.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
+/// Anthropic's name for the request id (its SDKs read it as `_request_id`).
+const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const ANTHROPIC_UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("upstream-request-id");
+const ANTHROPIC_VERSION: HeaderName = HeaderName::from_static("anthropic-version");
+/// The `anthropic-version` sent for a client that names none (curl): the API's stable
+/// version, which every SDK sends.
+const DEFAULT_ANTHROPIC_VERSION: HeaderValue = HeaderValue::from_static("2023-06-01");
 
 /// Handles one client request. Never fails: every outcome is a response.
 /// `active` marks the request in flight on its connection until the exchange ends.
@@ -49,6 +56,7 @@ pub async fn handle(
 ) -> Response<Body> {
     let config = app.config();
     let mut exchange = Exchange::begin(app.clone(), &req, peer, &config, active);
+    let dialect = exchange.dialect;
     let request_id = HeaderValue::from_str(&exchange.request_id).expect("request ids are visible ASCII");
     let (parts, incoming) = req.into_parts();
     let terms = BodyTerms::of(&parts.headers);
@@ -69,6 +77,9 @@ pub async fn handle(
     };
     if let Some(body) = unread {
         discard_unread(body, terms, &config, &mut response);
+    }
+    if dialect == Dialect::Anthropic {
+        response.headers_mut().insert(ANTHROPIC_REQUEST_ID, request_id.clone());
     }
     response.headers_mut().insert(REQUEST_ID, request_id);
     response
@@ -227,10 +238,13 @@ async fn proxy(
     // 8. Policy: the tier's model allow-list and parameter rules (strip, or refuse with 400).
     if let Some(llm) = llm.as_mut() {
         let mut applied = policy::apply(&tier.policy, llm)?;
-        if principal.account.strips_soft_labels() {
+        // The detector's `strip` takes the soft labels and the reasoning away.
+        let suspected = principal.account.strips_soft_labels();
+        if suspected {
             applied.stripped.extend(policy::strip_soft_labels(llm));
         }
         ex.stripped = applied.stripped;
+        ex.strip_reasoning = (tier.policy.strip_reasoning || suspected) && llm.route.generates();
     }
     // 9. Limits: reserve one request and the estimated tokens against every limit, or 429.
     let mut spec = app.limit_spec(&principal.account, tier, ex.model.as_deref());
@@ -254,17 +268,22 @@ async fn proxy(
     };
     // 10. Forward: upstream key swapped in, credentials out of the query, hop-by-hop
     //     headers dropped, first-byte timeout.
+    //     The Anthropic routes go to their own provider when one is configured.
+    let upstream = app.upstream_for(ex.dialect);
     let target = upstream_target(&parts.uri);
     let mut upstream_req = Request::builder()
         .method(parts.method.clone())
-        .uri(app.upstream.uri_for(&target))
+        .uri(upstream.uri_for(&target))
         .body(body)
         .map_err(|e| ProxyError::InvalidRequest { message: e.to_string(), param: None })?;
     *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
-    app.upstream.rewrite_request_headers(upstream_req.headers_mut(), matches!(ex.route, Route::Llm(_)));
+    upstream.rewrite_request_headers(upstream_req.headers_mut(), matches!(ex.route, Route::Llm(_)));
     upstream_req.headers_mut().insert(REQUEST_ID, request_id.clone());
+    if ex.dialect == Dialect::Anthropic && !upstream_req.headers().contains_key(ANTHROPIC_VERSION) {
+        upstream_req.headers_mut().insert(ANTHROPIC_VERSION, DEFAULT_ANTHROPIC_VERSION);
+    }
     ex.upstream_sent = Some(Instant::now());
-    let sent = app.upstream.send(upstream_req).await;
+    let sent = upstream.send(upstream_req).await;
     // An upload whose batch file was refused was cut off on its way: the refusal is the
     // answer, whatever the upstream made of the cut.
     let batch = upload
@@ -388,10 +407,12 @@ async fn read_whole(declared: Option<u64>, mut body: GuardedBody<Incoming>, limi
 fn body_format(ex: &Exchange, response: &Response<UpstreamBody>) -> BodyFormat {
     let Some(llm) = &ex.llm else { return BodyFormat::Opaque };
     let content_type = response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    // Only a successful answer carries reasoning (an error body goes as it came).
+    let strip_reasoning = ex.strip_reasoning && response.status().is_success();
     if content_type.starts_with("text/event-stream") {
-        BodyFormat::Sse { route: llm.route, strip_usage: llm.needs_injected_usage() }
+        BodyFormat::Sse { route: llm.route, strip_usage: llm.needs_injected_usage(), strip_reasoning }
     } else if content_type.starts_with("application/json") {
-        BodyFormat::Json(llm.route)
+        BodyFormat::Json { route: llm.route, strip_reasoning }
     } else {
         BodyFormat::Opaque
     }
@@ -436,6 +457,9 @@ struct Exchange {
     method: http::Method,
     path: std::borrow::Cow<'static, str>,
     route: Route,
+    /// The provider API the client speaks (by its path): the shape of warden's errors
+    /// and rate-limit headers.
+    dialect: Dialect,
     model: Option<Arc<str>>,
     stream: bool,
     principal: Option<Principal>,
@@ -456,6 +480,9 @@ struct Exchange {
     prompt_tokens: Option<u64>,
     /// Parameters the policy removed.
     stripped: Vec<&'static str>,
+    /// Reasoning is taken out of the response (the tier's `reasoning = "strip"`, or the
+    /// detector's `strip`).
+    strip_reasoning: bool,
     /// An accepted batch file: its requests and the tokens reserved for them.
     batch: Option<(usize, u64)>,
 }
@@ -476,6 +503,13 @@ impl Exchange {
             .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
             .map(Arc::from)
             .unwrap_or_else(new_request_id);
+        // A shared path (`/v1/models`) is the Anthropic API's when the client says so.
+        let dialect = match Dialect::of_path(req.uri().path()) {
+            Dialect::OpenAi if route == Route::Models && req.headers().contains_key(ANTHROPIC_VERSION) => {
+                Dialect::Anthropic
+            }
+            d => d,
+        };
         Exchange {
             app,
             _active: active,
@@ -491,6 +525,7 @@ impl Exchange {
                 _ => std::borrow::Cow::Owned(req.uri().path().to_string()),
             },
             route,
+            dialect,
             model: None,
             stream: false,
             principal: None,
@@ -504,6 +539,7 @@ impl Exchange {
             admitted: false,
             prompt_tokens: None,
             stripped: Vec::new(),
+            strip_reasoning: false,
             batch: None,
         }
     }
@@ -523,6 +559,7 @@ impl Exchange {
             user_agent: self.user_agent.take(),
             method: self.method.clone(),
             path: std::mem::take(&mut self.path),
+            dialect: Some(self.dialect),
             model: self.model.take(),
             status,
             stream: self.stream,
@@ -559,7 +596,9 @@ impl Exchange {
         }
         self.release();
         self.count_request();
-        let status = err.status().as_u16();
+        let dialect = self.dialect;
+        let status = err.status_in(dialect).as_u16();
+        let mut response = err.into_response_in(dialect, Some(&self.request_id));
         let standings = self.settle(0);
         let route = self.route_label();
         let ending = if matches!(err, ProxyError::ClientGone(_)) {
@@ -573,13 +612,12 @@ impl Exchange {
         event.request = self.llm.take();
         let slot = self.audit_slot.take();
         app.record(event, route, slot);
-        let mut response = err.into_response();
         match &err {
             ProxyError::RateLimited { denial } => {
                 app.metrics.limits.rate_limited.get_or_create(&KindLabel { kind: denial_label(denial) }).inc();
-                denial_headers(response.headers_mut(), denial);
+                denial_headers(response.headers_mut(), denial, dialect);
             }
-            _ if self.reports_limits() => rate_limit_headers(response.headers_mut(), standings, true),
+            _ if self.reports_limits() => limit_headers(dialect, response.headers_mut(), standings, true),
             _ => {}
         }
         response
@@ -648,13 +686,7 @@ impl Exchange {
                 }
                 parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
                 let status = parts.status.as_u16();
-                let outcome = TapOutcome {
-                    ending: Ending::Complete,
-                    usage: None,
-                    completion_text: String::new(),
-                    completion_text_bytes: 0,
-                    body_bytes: bytes.len() as u64,
-                };
+                let outcome = TapOutcome::of(Ending::Complete, bytes.len() as u64);
                 self.finish(status, outcome);
                 return Response::from_parts(parts, body::full(bytes));
             }
@@ -671,14 +703,19 @@ impl Exchange {
         if let Some(theirs) = parts.headers.remove(REQUEST_ID) {
             parts.headers.insert(UPSTREAM_REQUEST_ID, theirs);
         }
-        if matches!(format, BodyFormat::Sse { .. }) {
-            // The tap may take events out (the usage chunk it asked for) or end the
-            // stream early (an event past `server.max_event_bytes`).
+        if self.dialect == Dialect::Anthropic {
+            if let Some(theirs) = parts.headers.remove(ANTHROPIC_REQUEST_ID) {
+                parts.headers.insert(ANTHROPIC_UPSTREAM_REQUEST_ID, theirs);
+            }
+        }
+        if matches!(format, BodyFormat::Sse { .. } | BodyFormat::Json { strip_reasoning: true, .. }) {
+            // The tap may take events out (the usage chunk it asked for, reasoning) or
+            // end the stream early (an event past `server.max_event_bytes`).
             parts.headers.remove(header::CONTENT_LENGTH);
         }
         if self.reports_limits() {
             let standings = self.reservation.as_ref().map_or((None, None), |r| (r.requests, r.token_standing));
-            rate_limit_headers(&mut parts.headers, standings, true);
+            limit_headers(self.dialect, &mut parts.headers, standings, true);
         }
         let status = parts.status.as_u16();
         let tap = crate::accounting::TapLimits {
@@ -738,6 +775,10 @@ impl Exchange {
         }
         event.usage = usage;
         event.usage_estimated = estimated;
+        if outcome.reasoning_stripped > 0 {
+            app.metrics.requests.reasoning_stripped.inc();
+            self.stripped.push("reasoning");
+        }
         if !self.stripped.is_empty() {
             event.reason = Some(format!("policy stripped: {}", self.stripped.join(", ")));
         }
@@ -758,17 +799,24 @@ impl Exchange {
             return (outcome.usage, false);
         }
         let Some(llm) = &self.llm else { return (None, false) };
-        if !StatusCode::from_u16(status).is_ok_and(|s| s.is_success()) {
+        // Counting a prompt spends no tokens.
+        if llm.route == LlmRoute::CountTokens || !StatusCode::from_u16(status).is_ok_and(|s| s.is_success()) {
             return (None, false);
         }
         let app = &self.app;
-        let prompt_tokens = self.prompt_tokens.unwrap_or_else(|| llm.prompt_tokens(&app.tokens));
-        let mut completion_tokens = app.tokens.count(&outcome.completion_text);
-        let seen = outcome.completion_text.len() as u64;
-        if outcome.completion_text_bytes > seen && seen > 0 {
-            // Scale up for the part the capture limit cut off.
-            completion_tokens = completion_tokens * outcome.completion_text_bytes / seen;
-        }
+        let prompt_tokens =
+            outcome.partial_prompt_tokens.or(self.prompt_tokens).unwrap_or_else(|| llm.prompt_tokens(&app.tokens));
+        // Scaled up for the part the capture limit cut off.
+        let count = |text: &str, bytes: u64| {
+            let (tokens, seen) = (app.tokens.count(text), text.len() as u64);
+            if bytes > seen && seen > 0 {
+                tokens * bytes / seen
+            } else {
+                tokens
+            }
+        };
+        let completion_tokens = count(&outcome.completion_text, outcome.completion_text_bytes)
+            + count(&outcome.reasoning_text, outcome.reasoning_text_bytes);
         (Some(Usage { prompt_tokens, completion_tokens }), true)
     }
 }
@@ -785,6 +833,7 @@ pub fn record_unparsed(app: &App, peer: SocketAddr, status: u16, reason: &str) {
         user_agent: None,
         method: http::Method::GET,
         path: std::borrow::Cow::Borrowed("-"),
+        dialect: None,
         model: None,
         status,
         stream: false,
@@ -849,14 +898,15 @@ fn estimate_tokens(
     ex: &mut Exchange,
 ) -> u64 {
     let Some(llm) = llm else { return 0 };
-    if !spec.counts_tokens() {
+    // Counting a prompt spends no tokens.
+    if !spec.counts_tokens() || llm.route == LlmRoute::CountTokens {
         return 0;
     }
     let prompt = llm.prompt_tokens(&app.tokens);
     ex.prompt_tokens = Some(prompt);
-    let completion = match llm.route {
-        LlmRoute::Embeddings => 0,
-        _ => llm.max_tokens.unwrap_or(tier.default_max_tokens).saturating_mul(llm.n.unwrap_or(1).max(1)),
+    let completion = match llm.route.generates() {
+        false => 0,
+        true => llm.max_tokens.unwrap_or(tier.default_max_tokens).saturating_mul(llm.n.unwrap_or(1).max(1)),
     };
     prompt.saturating_add(completion)
 }
@@ -953,14 +1003,64 @@ impl AsRef<[u8]> for Text {
     }
 }
 
-fn denial_headers(headers: &mut http::HeaderMap, denial: &Denial) {
+fn denial_headers(headers: &mut http::HeaderMap, denial: &Denial, dialect: Dialect) {
     let (limit, kind) = match denial {
         Denial::Rate { limit, .. } | Denial::TooLarge { limit, .. } => (*limit, denial.kind()),
         Denial::Quota { limit, .. } => (*limit, "tokens"),
         Denial::Concurrency { .. } => return,
     };
     let standing = Some(Standing { limit, remaining: 0, reset_ns: denial.retry_after().as_nanos() as i64 });
-    rate_limit_headers(headers, if kind == "tokens" { (None, standing) } else { (standing, None) }, false);
+    limit_headers(dialect, headers, if kind == "tokens" { (None, standing) } else { (standing, None) }, false);
+}
+
+/// The rate-limit headers of a dialect: OpenAI's `x-ratelimit-*` or Anthropic's
+/// `anthropic-ratelimit-*`.
+fn limit_headers(
+    dialect: Dialect,
+    headers: &mut http::HeaderMap,
+    standings: (Option<Standing>, Option<Standing>),
+    whole: bool,
+) {
+    match dialect {
+        Dialect::OpenAi => rate_limit_headers(headers, standings, whole),
+        Dialect::Anthropic => anthropic_rate_limit_headers(headers, standings, crate::clock::now_millis()),
+    }
+}
+
+/// `anthropic-ratelimit-{requests,tokens}-{limit,remaining,reset}` as Anthropic sends
+/// them, the reset as the RFC 3339 time the limit is whole again (rounded up to the
+/// second). The upstream's own (they describe warden's provider account, not the client's
+/// limits) never reach the client; a kind without a limit gets none.
+fn anthropic_rate_limit_headers(
+    headers: &mut http::HeaderMap,
+    (requests, tokens): (Option<Standing>, Option<Standing>),
+    now_ms: i64,
+) {
+    let theirs: Vec<HeaderName> =
+        headers.keys().filter(|k| k.as_str().starts_with("anthropic-ratelimit-")).cloned().collect();
+    for name in theirs {
+        headers.remove(name);
+    }
+    const NAMES: [[HeaderName; 3]; 2] = [
+        [
+            HeaderName::from_static("anthropic-ratelimit-requests-limit"),
+            HeaderName::from_static("anthropic-ratelimit-requests-remaining"),
+            HeaderName::from_static("anthropic-ratelimit-requests-reset"),
+        ],
+        [
+            HeaderName::from_static("anthropic-ratelimit-tokens-limit"),
+            HeaderName::from_static("anthropic-ratelimit-tokens-remaining"),
+            HeaderName::from_static("anthropic-ratelimit-tokens-reset"),
+        ],
+    ];
+    for ([limit, remaining, reset], standing) in NAMES.into_iter().zip([requests, tokens]) {
+        let Some(s) = standing else { continue };
+        let reset_ms = now_ms + (s.reset_ns.max(0) as u64).div_ceil(1_000_000_000) as i64 * 1000;
+        headers.insert(limit, HeaderValue::from(s.limit));
+        headers.insert(remaining, HeaderValue::from(s.remaining));
+        let at = crate::clock::rfc3339_millis(reset_ms / 1000 * 1000);
+        headers.insert(reset, HeaderValue::from_str(&at).expect("RFC 3339 is visible ASCII"));
+    }
 }
 
 fn denial_label(denial: &Denial) -> &'static str {
@@ -1011,6 +1111,23 @@ mod tests {
         let mut h = http::HeaderMap::new();
         rate_limit_headers(&mut h, (None, Some(standing)), false);
         assert_eq!(h["x-ratelimit-limit-tokens"], "60");
+        assert!(h.get("x-ratelimit-limit-requests").is_none());
+    }
+
+    #[test]
+    fn anthropic_limit_headers_replace_the_upstreams_and_say_when_the_limit_is_whole() {
+        use crate::limits::Standing;
+        let mut h = http::HeaderMap::new();
+        h.insert("anthropic-ratelimit-input-tokens-limit", "400000".parse().unwrap());
+        h.insert("anthropic-ratelimit-requests-limit", "4000".parse().unwrap());
+        let now = crate::clock::parse_time("2026-12-08T10:00:00.250Z").unwrap();
+        let requests = Standing { limit: 60, remaining: 59, reset_ns: 1_500_000_000 };
+        anthropic_rate_limit_headers(&mut h, (Some(requests), None), now);
+        assert_eq!(h["anthropic-ratelimit-requests-limit"], "60");
+        assert_eq!(h["anthropic-ratelimit-requests-remaining"], "59");
+        assert_eq!(h["anthropic-ratelimit-requests-reset"], "2026-12-08T10:00:02Z");
+        assert!(h.get("anthropic-ratelimit-input-tokens-limit").is_none(), "the provider's limits stay private");
+        assert!(h.get("anthropic-ratelimit-tokens-limit").is_none(), "no token limit, no token headers");
         assert!(h.get("x-ratelimit-limit-requests").is_none());
     }
 

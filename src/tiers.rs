@@ -37,6 +37,9 @@ pub struct RawTier {
     pub logprobs: Option<String>,
     /// `logit_bias`: `allow`, `strip` or `reject`.
     pub logit_bias: Option<String>,
+    /// Reasoning content in responses: `allow` or `strip` (removed before the client sees
+    /// it; usage still counted in full).
+    pub reasoning: Option<String>,
     /// Rates of a throttled account are multiplied by this (0 < f ≤ 1).
     pub throttle_factor: Option<f64>,
     /// Per-model limits, on top of the account's.
@@ -126,6 +129,14 @@ pub fn validate(raw: Vec<RawTier>, problems: &mut Vec<String>) -> Vec<Tier> {
             max_tokens: t.max_tokens,
             logprobs: rule("logprobs", t.logprobs, problems),
             logit_bias: rule("logit_bias", t.logit_bias, problems),
+            strip_reasoning: match t.reasoning.as_deref() {
+                None | Some("allow") => false,
+                Some("strip") => true,
+                Some(other) => {
+                    problems.push(format!("tiers[{i}].reasoning: `{other}` must be `allow` or `strip`"));
+                    false
+                }
+            },
         };
         let throttle_factor = t.throttle_factor.unwrap_or(0.1);
         if !(throttle_factor > 0.0 && throttle_factor <= 1.0) {

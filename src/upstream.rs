@@ -70,8 +70,9 @@ pub struct Upstream {
     /// The upstream targets of the LLM routes, made once: most requests go to one of
     /// these four, and a clone costs less than formatting and parsing a URI.
     routes: Vec<(&'static str, Uri)>,
-    /// `Bearer <upstream key>`, marked sensitive so it is never printed.
-    credential: Option<HeaderValue>,
+    /// The upstream key as the provider expects it (`Authorization: Bearer <key>` or
+    /// `x-api-key: <key>`), marked sensitive so it is never printed.
+    credential: Option<(HeaderName, HeaderValue)>,
     first_byte_timeout: Duration,
     pub idle_timeout: Duration,
     /// Connections opened (`warden_upstream_connections_total`; far below the request count
@@ -167,13 +168,44 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
 }
 
 impl Upstream {
+    /// The upstream of `[upstream]`: every route but those of a dialect with an upstream
+    /// of its own.
     pub fn new(config: &UpstreamConfig, workers: usize, connections_opened: Counter) -> Upstream {
-        let parts = config.base_url.clone().into_parts();
+        Upstream::build(
+            &config.base_url,
+            config.api_key.as_deref(),
+            KeyHeader::Bearer,
+            config,
+            workers,
+            connections_opened,
+        )
+    }
+
+    /// The upstream of `[upstream.anthropic]`, if configured: the Anthropic routes' provider
+    /// (timeouts and pool settings as in `[upstream]`).
+    pub fn anthropic(config: &UpstreamConfig, workers: usize, connections_opened: Counter) -> Option<Upstream> {
+        let d = config.anthropic.as_ref()?;
+        Some(Upstream::build(&d.base_url, d.api_key.as_deref(), d.key_header, config, workers, connections_opened))
+    }
+
+    fn build(
+        base_url: &Uri,
+        api_key: Option<&str>,
+        key_header: KeyHeader,
+        config: &UpstreamConfig,
+        workers: usize,
+        connections_opened: Counter,
+    ) -> Upstream {
+        let parts = base_url.clone().into_parts();
         let authority = parts.authority.expect("validated: base_url has an authority");
-        let credential = config.api_key.as_ref().map(|k| {
-            let mut v = HeaderValue::from_str(&format!("Bearer {k}")).expect("upstream key is a valid header value");
+        let credential = api_key.map(|k| {
+            let (name, text) = match key_header {
+                KeyHeader::Bearer => (header::AUTHORIZATION, format!("Bearer {k}")),
+                KeyHeader::XApiKey => (HeaderName::from_static("x-api-key"), k.to_string()),
+            };
+            let mut v = HeaderValue::from_str(&text).expect("upstream key is a valid header value");
             v.set_sensitive(true);
-            v
+            (name, v)
         });
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -251,18 +283,18 @@ impl Upstream {
     /// credentials removed, the upstream credential set. `identity` asks for an
     /// uncompressed response (warden reads LLM responses to count usage).
     pub fn rewrite_request_headers(&self, headers: &mut HeaderMap, identity: bool) {
-        // The client's credentials never reach the upstream: `Authorization` is replaced
-        // by warden's own (or removed when there is none), `x-api-key` removed; `Host`
-        // is replaced below.
-        let replaced = self.credential.is_some();
+        // The client's credentials never reach the upstream: `Authorization` and
+        // `x-api-key` are removed, and warden's own key is set in the header its provider
+        // reads; `Host` is replaced below.
+        let replaced = self.credential.as_ref().map(|(name, _)| name.as_str());
         strip_hop_by_hop(headers, |name| match name {
-            "authorization" => !replaced,
-            "x-api-key" | "proxy-authorization" => true,
+            "authorization" | "x-api-key" => replaced != Some(name),
+            "proxy-authorization" => true,
             "accept-encoding" => identity,
             _ => is_hop_by_hop(name),
         });
-        if let Some(cred) = &self.credential {
-            headers.insert(header::AUTHORIZATION, cred.clone());
+        if let Some((name, cred)) = &self.credential {
+            headers.insert(name.clone(), cred.clone());
         }
         headers.insert(header::HOST, self.host.clone());
     }
@@ -522,6 +554,37 @@ pub struct RawUpstream {
     /// LLM routes, `/v1/models`, `/v1/files`, `/v1/batches`): exact paths, or prefixes
     /// ending in `/*`. Anything else gets 404.
     pub passthrough: Option<Vec<String>>,
+    /// `[upstream.anthropic]`: where the Anthropic routes (`/v1/messages…`) go, when not
+    /// to `base_url`.
+    pub anthropic: Option<RawDialectUpstream>,
+}
+
+/// The provider of one dialect's routes.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default)]
+pub struct RawDialectUpstream {
+    pub base_url: Option<String>,
+    /// Environment variable holding this provider's key.
+    pub api_key_env: Option<String>,
+    /// The header the key goes in: `x-api-key` (Anthropic's, the default) or `bearer`
+    /// (`Authorization: Bearer`, for gateways that speak Messages that way).
+    pub auth: Option<String>,
+}
+
+/// Where the upstream key goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyHeader {
+    Bearer,
+    XApiKey,
+}
+
+/// `[upstream.anthropic]`, validated.
+#[derive(Clone)]
+pub struct DialectUpstream {
+    pub base_url: http::Uri,
+    pub api_key: Option<String>,
+    pub api_key_env: Option<String>,
+    pub key_header: KeyHeader,
 }
 
 #[derive(Clone)]
@@ -536,6 +599,8 @@ pub struct UpstreamConfig {
     pub pool_max_idle_per_host: usize,
     pub pool_idle_timeout: Duration,
     pub passthrough: crate::routes::Passthrough,
+    /// The Anthropic routes' own provider, if any.
+    pub anthropic: Option<DialectUpstream>,
 }
 
 impl std::fmt::Debug for UpstreamConfig {
@@ -547,6 +612,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("first_byte_timeout", &self.first_byte_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("anthropic", &self.anthropic.as_ref().map(|a| (&a.base_url, &a.api_key_env, a.key_header)))
             .finish()
     }
 }
@@ -554,30 +620,29 @@ impl std::fmt::Debug for UpstreamConfig {
 impl UpstreamConfig {
     /// Validates `[upstream]` (the API key from the environment variable it names).
     pub fn from_raw(u: RawUpstream, env: EnvLookup<'_>, problems: &mut Vec<String>) -> UpstreamConfig {
-        let base_url = match u.base_url {
-            None => {
-                problems.push("upstream.base_url: missing (e.g. \"https://api.openai.com\")".into());
-                http::Uri::from_static("http://invalid")
-            }
-            Some(text) => match text.parse::<http::Uri>() {
-                Ok(uri)
-                    if matches!(uri.scheme_str(), Some("http") | Some("https"))
-                        && uri.authority().is_some()
-                        && uri.query().is_none() =>
-                {
-                    uri
-                }
-                _ => {
-                    problems.push(format!(
-                        "upstream.base_url: `{text}` must be an http:// or https:// URL without a query"
-                    ));
-                    http::Uri::from_static("http://invalid")
-                }
-            },
-        };
+        let main_url = base_url("upstream", u.base_url, "https://api.openai.com", problems);
         let api_key = u.api_key_env.as_deref().and_then(|var| env_secret("upstream.api_key_env", var, env, problems));
+        let anthropic = u.anthropic.map(|a| {
+            let key_header = match a.auth.as_deref() {
+                None | Some("x-api-key") => KeyHeader::XApiKey,
+                Some("bearer") => KeyHeader::Bearer,
+                Some(other) => {
+                    problems.push(format!("upstream.anthropic.auth: `{other}` must be `x-api-key` or `bearer`"));
+                    KeyHeader::XApiKey
+                }
+            };
+            DialectUpstream {
+                base_url: base_url("upstream.anthropic", a.base_url, "https://api.anthropic.com", problems),
+                api_key: a
+                    .api_key_env
+                    .as_deref()
+                    .and_then(|var| env_secret("upstream.anthropic.api_key_env", var, env, problems)),
+                api_key_env: a.api_key_env,
+                key_header,
+            }
+        });
         UpstreamConfig {
-            base_url,
+            base_url: main_url,
             api_key,
             api_key_env: u.api_key_env,
             connect_timeout: millis("upstream.connect_timeout_ms", u.connect_timeout_ms, 5_000, problems),
@@ -586,7 +651,32 @@ impl UpstreamConfig {
             pool_max_idle_per_host: u.pool_max_idle_per_host.unwrap_or(512),
             pool_idle_timeout: millis("upstream.pool_idle_timeout_ms", u.pool_idle_timeout_ms, 90_000, problems),
             passthrough: crate::routes::Passthrough::parse(&u.passthrough.unwrap_or_default(), problems),
+            anthropic,
         }
+    }
+}
+
+/// A section's `base_url`: an http(s) URL with an authority and no query.
+fn base_url(section: &str, text: Option<String>, example: &str, problems: &mut Vec<String>) -> http::Uri {
+    match text {
+        None => {
+            problems.push(format!("{section}.base_url: missing (e.g. \"{example}\")"));
+            http::Uri::from_static("http://invalid")
+        }
+        Some(text) => match text.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http") | Some("https"))
+                    && uri.authority().is_some()
+                    && uri.query().is_none() =>
+            {
+                uri
+            }
+            _ => {
+                problems
+                    .push(format!("{section}.base_url: `{text}` must be an http:// or https:// URL without a query"));
+                http::Uri::from_static("http://invalid")
+            }
+        },
     }
 }
 
@@ -627,6 +717,7 @@ mod tests {
             pool_max_idle_per_host: 1,
             pool_idle_timeout: Duration::from_secs(1),
             passthrough: Default::default(),
+            anthropic: None,
         };
         Upstream::new(&cfg, 1, Counter::default())
     }
@@ -666,6 +757,39 @@ mod tests {
             assert!(h.get(gone).is_none(), "{gone} should be removed");
         }
         assert_eq!(h.get("x-custom").unwrap(), "kept");
+    }
+
+    #[test]
+    fn an_anthropic_upstream_gets_its_key_as_x_api_key_and_no_client_credential() {
+        let mut problems = Vec::new();
+        let raw: RawUpstream = toml::from_str(
+            "base_url = \"http://127.0.0.1:9000\"\n[anthropic]\nbase_url = \"http://127.0.0.1:9001/anthropic\"\napi_key_env = \"ANT_KEY\"\n",
+        )
+        .unwrap();
+        let env = |name: &str| (name == "ANT_KEY").then(|| "sk-ant-up".to_string());
+        let cfg = UpstreamConfig::from_raw(raw, &env, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        let u = Upstream::anthropic(&cfg, 1, Counter::default()).expect("configured");
+        let mut h = HeaderMap::new();
+        h.insert("authorization", "Bearer wk-client".parse().unwrap());
+        h.insert("x-api-key", "wk-client".parse().unwrap());
+        h.insert("anthropic-version", "2023-06-01".parse().unwrap());
+        h.insert("anthropic-beta", "interleaved-thinking-2025-05-14".parse().unwrap());
+        u.rewrite_request_headers(&mut h, true);
+        assert_eq!(h.get("x-api-key").unwrap(), "sk-ant-up");
+        assert!(h.get("x-api-key").unwrap().is_sensitive());
+        assert!(h.get("authorization").is_none(), "the client's bearer key is not forwarded");
+        assert_eq!(h.get("host").unwrap(), "127.0.0.1:9001");
+        assert_eq!(h.get("anthropic-version").unwrap(), "2023-06-01");
+        assert_eq!(h.get("anthropic-beta").unwrap(), "interleaved-thinking-2025-05-14");
+        assert_eq!(u.uri_for("/v1/messages").to_string(), "/anthropic/v1/messages");
+        assert!(
+            Upstream::anthropic(&UpstreamConfig { anthropic: None, ..cfg.clone() }, 1, Counter::default()).is_none()
+        );
+        let raw: RawUpstream = toml::from_str("base_url = \"http://x\"\n[anthropic]\nauth = \"basic\"\n").unwrap();
+        let mut problems = Vec::new();
+        UpstreamConfig::from_raw(raw, &env, &mut problems);
+        assert_eq!(problems.len(), 2, "{problems:?}");
     }
 
     #[test]

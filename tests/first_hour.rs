@@ -167,6 +167,12 @@ fn the_demo_prints_commands_that_work_while_it_keeps_running() {
     assert!(!block.is_empty(), "no ready commands printed:\n{text}");
     // Aligned tables and explained columns, and no hint that cannot work.
     assert!(text.contains("tokens: prompt/completion"), "{text}");
+    // The Messages API with thinking: kept on the default tier, stripped on `no-reasoning`,
+    // streamed and not.
+    let messages: Vec<&str> = text.lines().filter(|l| l.contains("/v1/messages")).collect();
+    assert_eq!(messages.len(), 4, "{text}");
+    assert!(messages.iter().filter(|l| l.contains("acme-chat")).all(|l| l.contains("thinking + text")), "{text}");
+    assert!(messages.iter().filter(|l| l.contains("lite-app")).all(|l| l.contains("thinking stripped")), "{text}");
     assert!(!text.contains("(counted)"), "{text}");
     assert!(!text.contains("link below"), "{text}");
     let totals: Vec<&str> = text

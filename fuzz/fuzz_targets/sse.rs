@@ -1,8 +1,8 @@
 //! The response tap's readers (`warden::accounting::scan_sse` / `scan_json_response`, the
 //! code `TapBody` runs), on a body cut into chunks where the input says.
 //!
-//! Input: a flags byte (route, strip_usage, JSON instead of SSE, capture limit), a count
-//! byte, that many chunk lengths, then the body.
+//! Input: a flags byte (route, strip_usage, JSON instead of SSE, capture limit, reasoning
+//! stripped), a count byte, that many chunk lengths, then the body.
 //!
 //! - Pass-through (SSE without strip_usage, and JSON): the bytes forwarded are the body,
 //!   exactly.
@@ -12,11 +12,14 @@
 //!   once its bytes passed on mid-event, less its `"usage":null` members).
 //! - Whatever the cuts, the same bytes, usage and completion text as in one chunk.
 //! - A JSON response that serde_json reads as an object gives the usage it holds.
+//! - Reasoning stripped (any of the six LLM routes, Messages included): whatever the
+//!   cuts, the same bytes, usage and text as in one chunk, and the same usage and text as
+//!   without stripping (they are read from the events as the upstream sent them).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use warden::accounting::{scan_json_response, scan_sse, without_usage_null, Usage};
+use warden::accounting::{scan_json_response, scan_sse, scan_sse_stripping, without_usage_null, Usage};
 use warden::llm::LlmRoute;
 
 fuzz_target!(|data: &[u8]| check(data));
@@ -30,6 +33,10 @@ fn check(data: &[u8]) {
     let as_json = flags & 8 != 0;
     let capture_limit = [0, 7, 64, 1 << 20][usize::from(flags >> 4 & 3)];
     let chunks = cut(body, lengths);
+    if flags & 64 != 0 {
+        check_stripping(*flags, strip_usage, capture_limit, body, &chunks);
+        return;
+    }
     let run = |chunks: &[&[u8]]| {
         if as_json {
             scan_json_response(route, chunks, capture_limit)
@@ -53,6 +60,19 @@ fn check(data: &[u8]) {
     } else {
         check_rewrite(route, body, &forwarded);
     }
+}
+
+fn check_stripping(flags: u8, strip_usage: bool, capture_limit: usize, body: &[u8], chunks: &[&[u8]]) {
+    let route = LlmRoute::ALL[usize::from((flags & 3) | (flags >> 7) << 2) % LlmRoute::ALL.len()];
+    let run = |chunks: &[&[u8]]| scan_sse_stripping(route, strip_usage, chunks, capture_limit);
+    let whole = run(&[body]);
+    assert_eq!(run(chunks), whole, "the cuts changed the stripped result: {chunks:?}");
+    if body.len() <= 256 {
+        let bytes: Vec<&[u8]> = body.chunks(1).collect();
+        assert_eq!(run(&bytes), whole, "byte by byte changed the stripped result");
+    }
+    let (_, usage, text) = scan_sse(route, strip_usage, &[body], capture_limit);
+    assert_eq!((whole.1, &whole.2), (usage, &text), "stripping changed what was counted");
 }
 
 /// `body` in pieces of the given lengths, in turn (0 makes an empty chunk), the rest in

@@ -434,9 +434,17 @@ pub fn extract(path: &str, req: Option<&LlmRequest>) -> RequestFeatures {
             let mut f = from_parts(path, conversation(req), params(&req.view));
             f.model_hash = req.model.as_deref().map(|m| text_hash(m.as_bytes()).max(1)).unwrap_or(0);
             f.stream = req.stream;
-            // `/v1/responses` asking for the model's reasoning (`reasoning: {effort, summary}`).
-            if f.reasoning.is_none() && f.has_text && req.view.reasoning == (Scalar::Object { empty: false }) {
-                f.reasoning = Some("en:reasoning_param");
+            // Asking the API for the model's reasoning: `/v1/responses`'s
+            // `reasoning: {effort, summary}` or `include: ["reasoning.encrypted_content"]`,
+            // the Messages API's `thinking: {"type": "enabled"}` (whose thinking blocks come
+            // back to the client).
+            let v = &req.view;
+            if f.reasoning.is_none() && f.has_text {
+                if v.reasoning == (Scalar::Object { empty: false }) || v.include_reasoning {
+                    f.reasoning = Some("en:reasoning_param");
+                } else if v.thinking_on {
+                    f.reasoning = Some("en:thinking_param");
+                }
             }
             f
         }
@@ -600,8 +608,9 @@ fn from_parts(path: &str, c: Conversation, p: Params) -> RequestFeatures {
     let mut f = RequestFeatures { n: 1, ..Default::default() };
     let Conversation { user, system, user_turns, assistant_turns, history } = c;
     f.history = history;
-    if path.ends_with("/embeddings") {
-        // Embeddings return vectors, not text: nothing to harvest in the text sense.
+    if path.ends_with("/embeddings") || path.ends_with("/count_tokens") {
+        // Embeddings return vectors, not text, and counting a prompt returns a number:
+        // nothing to harvest in the text sense.
         return f;
     }
     f.has_text = !user.is_empty();
@@ -1061,6 +1070,64 @@ mod tests {
         assert!(r.reasoning.is_some());
         let e = extract("/v1/embeddings", Some(&body(json!({"model": "m", "input": "step by step"}))));
         assert!(!e.has_text);
+    }
+
+    #[test]
+    fn a_messages_body_reads_as_the_same_conversation_in_chat() {
+        let messages = |req: Value| {
+            let bytes = req.to_string();
+            LlmRequest::parse(crate::llm::LlmRoute::Messages, bytes.as_bytes()).unwrap()
+        };
+        let anthropic = extract(
+            "/v1/messages",
+            Some(&messages(json!({
+                "model": "claude", "max_tokens": 1024,
+                "system": [{"type": "text", "text": "You are a support bot for Acme."}],
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": [{"type": "text", "text": "hello"}]},
+                    {"role": "user", "content": [{"type": "text", "text": "Reset my router, please."}]}
+                ]
+            }))),
+        );
+        let chat = extract(
+            "/v1/chat/completions",
+            Some(&body(json!({
+                "model": "claude", "max_tokens": 1024,
+                "messages": [
+                    {"role": "system", "content": "You are a support bot for Acme."},
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "hello"},
+                    {"role": "user", "content": "Reset my router, please."}
+                ]
+            }))),
+        );
+        assert_eq!(format!("{anthropic:?}"), format!("{chat:?}"), "one conversation, whichever API carries it");
+        assert_eq!(anthropic.reasoning, None);
+        // Thinking asked for (its blocks come back to the client) is the reasoning signal,
+        // as `reasoning` is on `/v1/responses`; turned off, it is not.
+        let thinking = |kind: &str| {
+            extract(
+                "/v1/messages",
+                Some(&messages(json!({
+                    "model": "claude", "max_tokens": 4096, "thinking": {"type": kind, "budget_tokens": 2048},
+                    "messages": [{"role": "user", "content": "Is 91 prime?"}]
+                }))),
+            )
+            .reasoning
+        };
+        assert_eq!(thinking("enabled"), Some("en:thinking_param"));
+        assert_eq!(thinking("disabled"), None);
+        let responses = |extra: Value| {
+            let mut req = json!({"model": "o", "input": "Is 91 prime?"});
+            req.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let bytes = req.to_string();
+            let r = LlmRequest::parse(crate::llm::LlmRoute::Responses, bytes.as_bytes()).unwrap();
+            extract("/v1/responses", Some(&r)).reasoning
+        };
+        assert_eq!(responses(json!({"include": ["reasoning.encrypted_content"]})), Some("en:reasoning_param"));
+        assert_eq!(responses(json!({"reasoning": {"summary": "detailed"}})), Some("en:reasoning_param"));
+        assert_eq!(responses(json!({"include": ["file_search_call.results"]})), None);
     }
 
     #[test]

@@ -293,7 +293,10 @@ impl Engine {
     /// Folds one request in; returns the alerts it created or changed.
     pub fn observe(&mut self, obs: &Observation<'_>) -> Vec<AlertChange> {
         let mut changes = Vec::new();
-        if self.cfg.allow_accounts.contains(obs.account_id) {
+        // Counting a prompt's tokens (Anthropic's `count_tokens`) generates nothing: no
+        // request of the account's in the harvesting sense, and a client that counts
+        // before each call must not look twice as busy, twice as fast.
+        if self.cfg.allow_accounts.contains(obs.account_id) || obs.path.ends_with("/count_tokens") {
             return changes;
         }
         self.now_ms = self.now_ms.max(obs.ts_ms);

@@ -737,3 +737,67 @@ fn reasoning_asked_for_in_a_long_system_prompt_earns_no_product_discount() {
     let p = features::extract("/v1/chat/completions", Some(&request_of(&persona)));
     assert!(!p.system_elicits && p.reasoning.is_none());
 }
+
+/// The same harvester through either API, as audit records (design 3.5), read back by
+/// `warden backtest`: Messages records are read like chat records, and the harvester is
+/// caught at the same request in both; its `count_tokens` calls are no requests for text.
+#[test]
+fn backtest_reads_messages_records_as_it_reads_chat_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = |account: &str, i: usize, r: &Req, path: &str, body: Value| {
+        let ts = crate::clock::rfc3339_millis(r.ts_ms);
+        json!({"ts": ts, "request_id": format!("{account}-{i}"), "account_id": account, "client_ip": r.ip,
+            "user_agent": "Anthropic/Python 0.49.0", "path": path, "dialect": crate::error::Dialect::of_path(path).as_str(),
+            "status": 200, "usage": {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens},
+            "request_body": body})
+        .to_string()
+    };
+    let mut lines = Vec::new();
+    for (i, r) in reasoning_harvester("via-chat", 300).iter().enumerate() {
+        lines.push(record("via-chat", i, r, "/v1/chat/completions", Value::Object(r.body.clone())));
+        // The same prompt in Anthropic's shape: content blocks, a required max_tokens.
+        let text = r.body["messages"][0]["content"].as_str().unwrap();
+        let messages = json!({"model": "claude-sonnet-4", "max_tokens": 4096, "temperature": 0.6,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": text}]}]});
+        // Another address, three days later: two accounts, not one clock.
+        let later = 3 * 86_400_000;
+        let mut shifted = Req { account: "via-messages".into(), body: Map::new(), ip: "203.0.113.9", ..*r };
+        shifted.ts_ms += later;
+        lines.push(record("via-messages", i, &shifted, "/v1/messages", messages.clone()));
+        // Before each message, a token count (the SDK's `count_tokens`), as many clients do.
+        let mut counted = Req { account: "via-messages".into(), body: Map::new(), ip: "203.0.113.9", ..*r };
+        counted.ts_ms += later - 300;
+        counted.completion_tokens = 0;
+        lines.push(record("via-messages", i, &counted, "/v1/messages/count_tokens", messages));
+    }
+    lines.sort_by_key(|l| serde_json::from_str::<Value>(l).unwrap()["ts"].as_str().unwrap().to_string());
+    let file = dir.path().join("audit-both.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let mut out = Vec::new();
+    let summary = backtest::run(DetectConfig::default(), &[file], &mut out).unwrap();
+    assert_eq!(summary.skipped, 0);
+    assert_eq!(summary.records, 900);
+    let alerts: Vec<Value> =
+        String::from_utf8(out).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let first = |account: &str| {
+        alerts
+            .iter()
+            .find(|a| a["account_ids"] == json!([account]))
+            .unwrap_or_else(|| panic!("{account} not alerted: {alerts:#?}"))
+            .clone()
+    };
+    let (chat, messages) = (first("via-chat"), first("via-messages"));
+    let signals = |a: &Value| {
+        let mut s: Vec<String> = a["evidence"]["signals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["name"].as_str().unwrap().to_string())
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(signals(&chat), signals(&messages));
+    assert!(signals(&messages).contains(&"reasoning_elicitation".to_string()));
+    assert_eq!(chat["evidence"]["requests"], messages["evidence"]["requests"], "caught at the same request");
+}

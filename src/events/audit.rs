@@ -579,6 +579,12 @@ pub fn render_into(event: &RequestEvent, capture: CaptureMode, redact: &[regex::
     w.str(event.method.as_str());
     w.key("path");
     w.str(&event.path);
+    // The provider API the client spoke; none for a request hyper refused before it had
+    // a path.
+    if let Some(d) = event.dialect {
+        w.key("dialect");
+        w.str(d.as_str());
+    }
     w.key("model");
     w.opt_str(event.model.as_deref());
     w.key("status");
@@ -1234,6 +1240,7 @@ mod tests {
             user_agent: Some("ua".into()),
             method: http::Method::POST,
             path: "/v1/chat/completions".into(),
+            dialect: Some(crate::llm::Dialect::OpenAi),
             model: Some("m".into()),
             status: 200,
             stream: true,
@@ -1352,6 +1359,7 @@ mod tests {
             "user_agent",
             "method",
             "path",
+            "dialect",
             "model",
             "status",
             "stream",

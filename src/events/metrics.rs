@@ -23,11 +23,13 @@ pub struct RouteLabel {
 
 /// The route labels (`Route::label`, plus `other` for requests refused before they had
 /// a route, such as a 431): a closed set.
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 12] = [
     "chat_completions",
     "completions",
     "embeddings",
     "responses",
+    "messages",
+    "count_tokens",
     "models",
     "files",
     "batches",
@@ -56,6 +58,9 @@ pub struct RequestMetrics {
     pub in_flight: Gauge,
     pub tokens: Family<KindLabel, Counter>,
     pub client_aborts: Counter,
+    /// Responses whose reasoning was taken out (`reasoning = "strip"`, the detector's
+    /// `strip`).
+    pub reasoning_stripped: Counter,
 }
 
 impl Default for RequestMetrics {
@@ -85,6 +90,7 @@ impl Default for RequestMetrics {
             in_flight: Gauge::default(),
             tokens,
             client_aborts: Counter::default(),
+            reasoning_stripped: Counter::default(),
         }
     }
 }
@@ -113,6 +119,11 @@ impl RequestMetrics {
             "client_aborts",
             "Responses the client hung up on before the end",
             self.client_aborts.clone(),
+        );
+        registry.register(
+            "reasoning_stripped",
+            "Responses whose reasoning was removed before the client saw it (reasoning = \"strip\", the detector's strip)",
+            self.reasoning_stripped.clone(),
         );
     }
 

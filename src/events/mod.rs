@@ -27,6 +27,8 @@ pub struct RequestEvent {
     pub method: http::Method,
     /// The request path (a static string for the LLM routes).
     pub path: std::borrow::Cow<'static, str>,
+    /// The provider API the client spoke (`None`: a request refused before it had a path).
+    pub dialect: Option<crate::llm::Dialect>,
     /// Shared with the parsed request (one allocation per request for the name).
     pub model: Option<Arc<str>>,
     pub status: u16,

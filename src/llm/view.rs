@@ -133,8 +133,18 @@ pub struct View {
     pub logprobs: Scalar,
     pub top_logprobs: Scalar,
     pub logit_bias: Scalar,
-    /// `reasoning` of `/v1/responses` (`{"effort", "summary"}`): its shape only.
+    /// `reasoning` of `/v1/responses` (`{"effort", "summary"}`): its shape...
     pub reasoning: Scalar,
+    /// ...and whether it asks for a summary of the reasoning (`summary` set, not `null`).
+    pub reasoning_summary: bool,
+    /// `include` (Responses) names reasoning content (`reasoning.encrypted_content`).
+    pub include_reasoning: bool,
+    /// `thinking` of the Messages API (`{"type": "enabled", "budget_tokens"}`): its shape...
+    pub thinking: Scalar,
+    /// ...and whether it turns thinking on (a `type` other than `disabled`).
+    pub thinking_on: bool,
+    /// `tools` (both dialects): its shape.
+    pub tools: Scalar,
 }
 
 /// A parameter that should be a count (see [`Scalar::count`]) is not one.
@@ -253,7 +263,25 @@ impl<'de> Visitor<'de> for Top<'_> {
                 "logprobs" => v.logprobs = map.next_value_seed(ScalarSeed)?,
                 "top_logprobs" => v.top_logprobs = map.next_value_seed(ScalarSeed)?,
                 "logit_bias" => v.logit_bias = map.next_value_seed(ScalarSeed)?,
-                "reasoning" => v.reasoning = map.next_value_seed(ScalarSeed)?,
+                // Small and rare: read as a tree (serde_json checks it as it would).
+                "reasoning" => {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    v.reasoning = shape(&value);
+                    v.reasoning_summary = value.get("summary").is_some_and(|s| !s.is_null());
+                }
+                "include" => {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    v.include_reasoning = value.as_array().is_some_and(|items| {
+                        items.iter().any(|i| i.as_str().is_some_and(|s| s.starts_with("reasoning")))
+                    });
+                }
+                "thinking" => {
+                    let value = map.next_value::<serde_json::Value>()?;
+                    v.thinking = shape(&value);
+                    v.thinking_on =
+                        value.get("type").and_then(|t| t.as_str()).is_some_and(|t| !t.eq_ignore_ascii_case("disabled"));
+                }
+                "tools" => v.tools = map.next_value_seed(ScalarSeed)?,
                 _ => {
                     map.next_value::<Ignored>()?;
                 }
@@ -282,6 +310,19 @@ impl<'de> Visitor<'de> for Top<'_> {
     }
     fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
         Ok(false)
+    }
+}
+
+/// The shape of a value read as a tree.
+fn shape(v: &serde_json::Value) -> Scalar {
+    use serde_json::Value;
+    match v {
+        Value::Null => Scalar::Null,
+        Value::Bool(b) => Scalar::Bool(*b),
+        Value::Number(n) => n.as_u64().map(Scalar::U64).unwrap_or_else(|| Scalar::Number(n.as_f64().unwrap_or(0.0))),
+        Value::String(_) => Scalar::Str,
+        Value::Array(_) => Scalar::Array,
+        Value::Object(m) => Scalar::Object { empty: m.is_empty() },
     }
 }
 

@@ -3,83 +3,13 @@
 Each call is made twice, once through warden and once straight to the mock upstream,
 and the results must be identical (ids and timestamps aside, which the upstream makes
 fresh on every call). Runs the real binaries: WARDEN_BIN and MOCK_BIN name them
-(`.ci/run` sets both after `cargo build`).
+(`scripts/test.sh` sets both after `cargo build`).
 """
-
-import json
-import os
-import subprocess
-import tempfile
-import urllib.request
 
 import openai
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WARDEN_BIN = os.environ.get("WARDEN_BIN", os.path.join(ROOT, "target/debug/warden"))
-MOCK_BIN = os.environ.get("MOCK_BIN", os.path.join(ROOT, "target/debug/warden-mock-llm"))
-ADMIN_TOKEN = "sdk-test-admin-token"
-
-
-def _read_line_containing(proc, needle):
-    for line in proc.stdout:
-        if needle in line:
-            return line
-    raise RuntimeError(f"process exited before printing {needle!r}")
-
-
-@pytest.fixture(scope="module")
-def stack():
-    procs = []
-    tmp = tempfile.TemporaryDirectory()
-    try:
-        mock = subprocess.Popen([MOCK_BIN, "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, text=True)
-        procs.append(mock)
-        mock_url = _read_line_containing(mock, "listening on").strip().split("listening on ")[1]
-        config = os.path.join(tmp.name, "warden.toml")
-        with open(config, "w") as f:
-            f.write(f"""
-[server]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[upstream]
-base_url = "{mock_url}"
-api_key_env = "SDK_UPSTREAM_KEY"
-[admin]
-token_env = "SDK_ADMIN_TOKEN"
-[storage]
-path = "{tmp.name}/warden.db"
-[logging]
-format = "json"
-[[tiers]]
-name = "default"
-""")
-        env = dict(os.environ, SDK_UPSTREAM_KEY="sk-upstream", SDK_ADMIN_TOKEN=ADMIN_TOKEN)
-        warden = subprocess.Popen([WARDEN_BIN, "serve", "--config", config], stdout=subprocess.PIPE, text=True, env=env)
-        procs.append(warden)
-        started = json.loads(_read_line_containing(warden, "warden listening"))
-        proxy, admin = started["proxy"], started["admin"]
-
-        def admin_call(method, path, body=None):
-            req = urllib.request.Request(
-                f"http://{admin}{path}",
-                method=method,
-                data=json.dumps(body).encode() if body is not None else None,
-                headers={"authorization": f"Bearer {ADMIN_TOKEN}", "content-type": "application/json"},
-            )
-            with urllib.request.urlopen(req) as r:
-                return json.loads(r.read() or b"null")
-
-        admin_call("POST", "/admin/v1/accounts", {"id": "sdk-user"})
-        key = admin_call("POST", "/admin/v1/accounts/sdk-user/keys")["key"]
-        via = openai.OpenAI(base_url=f"http://{proxy}/v1", api_key=key, max_retries=0)
-        direct = openai.OpenAI(base_url=f"{mock_url}/v1", api_key="sk-direct", max_retries=0)
-        yield {"via": via, "direct": direct, "proxy": proxy, "admin_call": admin_call}
-    finally:
-        for p in procs:
-            p.terminate()
-            p.wait(timeout=10)
-        tmp.cleanup()
+# The `stack` fixture (warden and the mock, as binaries) is in conftest.py.
 
 
 MESSAGES = [
@@ -164,3 +94,24 @@ def test_usage_reaches_the_account(stack):
     account = stack["admin_call"]("GET", "/admin/v1/accounts/sdk-user")
     assert account["usage"]["requests"] > 0
     assert account["usage"]["completion_tokens"] > 0
+
+
+def test_reasoning_is_stripped_and_the_sdk_still_parses(stack):
+    """A tier with `reasoning = "strip"`: a reasoning server's `reasoning_content` never
+    reaches the client, streamed or not, and the SDK parses what does."""
+    via = openai.OpenAI(base_url=f"http://{stack['proxy']}/v1", api_key=stack["strip_key"], max_retries=0)
+    ask = [{"role": "user", "content": "Is 91 prime?"}]
+    b = stack["direct"].chat.completions.create(model="mock-reasoner", messages=ask)
+    assert b.model_dump()["choices"][0]["message"].get("reasoning_content")
+    a = via.chat.completions.create(model="mock-reasoner", messages=ask)
+    assert "reasoning_content" not in a.model_dump()["choices"][0]["message"]
+    assert a.choices[0].message.content == b.choices[0].message.content
+    assert a.usage.completion_tokens == b.usage.completion_tokens
+    chunks = list(via.chat.completions.create(model="mock-reasoner", messages=ask, stream=True))
+    assert not any("reasoning_content" in c.choices[0].delta.model_dump() for c in chunks if c.choices)
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == b.choices[0].message.content
+    r = via.responses.create(model="mock-reasoner", input="Is 91 prime?", reasoning={"effort": "high", "summary": "detailed"})
+    assert [o.type for o in r.output] == ["message"]
+    with via.responses.stream(model="mock-reasoner", input="Is 91 prime?", reasoning={"summary": "auto"}) as s:
+        final = s.get_final_response()
+    assert [o.type for o in final.output] == ["message"] and final.output_text
