@@ -534,33 +534,6 @@ impl RawUsage {
     }
 }
 
-/// A Messages API stream event, as far as accounting cares.
-#[derive(Deserialize)]
-struct MessagesEvent<'a> {
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default)]
-    message: Option<MessagesStart>,
-    #[serde(borrow, default)]
-    delta: Option<MessagesDelta<'a>>,
-    #[serde(default)]
-    usage: Option<RawUsage>,
-}
-
-#[derive(Deserialize)]
-struct MessagesStart {
-    #[serde(default)]
-    usage: Option<RawUsage>,
-}
-
-#[derive(Deserialize)]
-struct MessagesDelta<'a> {
-    #[serde(borrow, default)]
-    text: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    thinking: Option<Cow<'a, str>>,
-}
-
 /// A Responses API stream event, as far as accounting cares.
 #[derive(Deserialize)]
 struct ResponseEvent<'a> {
@@ -735,19 +708,17 @@ impl SseReader {
         }
         match self.route {
             LlmRoute::Messages | LlmRoute::CountTokens => {
-                if let Some(ev) = json::<MessagesEvent>(&data) {
+                if let Some(ev) = scan::messages_event(&data) {
                     match ev.kind.as_deref() {
                         Some("message_start") => {
-                            self.messages.input = ev.message.and_then(|m| m.usage).and_then(|u| u.prompt());
+                            self.messages.input = ev.message_usage.and_then(|u| u.prompt());
                         }
                         Some("content_block_delta") => {
-                            if let Some(d) = &ev.delta {
-                                if let Some(t) = &d.text {
-                                    self.text.push(t);
-                                }
-                                if let Some(t) = &d.thinking {
-                                    self.reasoning.push(t);
-                                }
+                            if let Some(t) = &ev.text {
+                                self.text.push(t);
+                            }
+                            if let Some(t) = &ev.thinking {
+                                self.reasoning.push(t);
                             }
                         }
                         Some("message_delta") => {
@@ -904,7 +875,8 @@ fn read_json_response(route: LlmRoute, body: &[u8], capture_limit: usize, outcom
 ///
 /// serde_json spent ~18 instructions per byte here, most of it on the fields warden does
 /// not read; this walks the same JSON, reading what it needs (`usage`, the choices'
-/// `message.content` or `text`, the Responses API's `output[].content[].text`) and
+/// `message.content` or `text`, the Responses API's `output[].content[].text`, the
+/// Messages API's `content[].text`; and the events of Messages streams) and
 /// skipping everything else with a search for the next quote or bracket. It does not
 /// validate what it skips: a body that is not JSON gives nothing, and where serde would
 /// have refused a response over a field of an unexpected type (`"choices": null`, a
@@ -974,6 +946,58 @@ mod scan {
             _ => s.skip(),
         })?;
         Some((usage, choices))
+    }
+
+    /// A Messages stream event, as far as accounting cares: its `type`, the usage of
+    /// `message.usage` (`message_start`) and of `usage` (`message_delta`), and
+    /// `delta.text` / `delta.thinking` (`content_block_delta`). `None` when the event is
+    /// not a JSON object. (serde spent most of a stream's reading on these events.)
+    pub(super) fn messages_event(data: &[u8]) -> Option<MessagesEvent<'_>> {
+        let mut s = Scan { b: data, i: 0 };
+        if s.peek()? != b'{' {
+            return None;
+        }
+        let mut ev = MessagesEvent::default();
+        s.object(|s, key| match key {
+            b"type" => {
+                ev.kind = s.string()?;
+                Some(())
+            }
+            b"message" => s.object(|s, key| match key {
+                b"usage" => {
+                    ev.message_usage = s.usage()?;
+                    Some(())
+                }
+                _ => s.skip(),
+            }),
+            b"delta" => s.object(|s, key| match key {
+                b"text" => {
+                    ev.text = s.string()?;
+                    Some(())
+                }
+                b"thinking" => {
+                    ev.thinking = s.string()?;
+                    Some(())
+                }
+                _ => s.skip(),
+            }),
+            b"usage" => {
+                ev.usage = s.usage()?;
+                Some(())
+            }
+            _ => s.skip(),
+        })?;
+        Some(ev)
+    }
+
+    /// What [`messages_event`] reads.
+    #[derive(Default)]
+    pub(super) struct MessagesEvent<'a> {
+        pub(super) kind: Option<Cow<'a, str>>,
+        pub(super) message_usage: Option<RawUsage>,
+        pub(super) usage: Option<RawUsage>,
+        pub(super) text: Option<Cow<'a, str>>,
+        pub(super) thinking: Option<Cow<'a, str>>,
     }
 
     /// One of `choices`: `<message>.content` (`message` in a response, `delta` in a
@@ -1550,6 +1574,65 @@ mod tests {
             // Events without reasoning go byte for byte.
             assert!(text.starts_with(&MESSAGES_STREAM[..MESSAGES_STREAM.find("event: content_block_start").unwrap()]));
         }
+    }
+
+    /// The serde reading of a Messages stream event: the reference the scanner is held to.
+    #[derive(serde::Deserialize)]
+    struct SerdeMessagesEvent<'a> {
+        #[serde(rename = "type", borrow, default)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(default)]
+        message: Option<MessagesStart>,
+        #[serde(borrow, default)]
+        delta: Option<MessagesDelta<'a>>,
+        #[serde(default)]
+        usage: Option<RawUsage>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct MessagesStart {
+        #[serde(default)]
+        usage: Option<RawUsage>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct MessagesDelta<'a> {
+        #[serde(borrow, default)]
+        text: Option<Cow<'a, str>>,
+        #[serde(borrow, default)]
+        thinking: Option<Cow<'a, str>>,
+    }
+
+    #[test]
+    fn the_scanner_reads_messages_events_as_serde_does() {
+        let mut events: Vec<String> = MESSAGES_STREAM
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(str::to_string)
+            .collect();
+        events.extend(
+            [
+                // Keys in another order, escapes, whitespace, the prompt repeated in message_delta.
+                r#"{ "delta" : {"text":"caf\u00e9 \"x\"\n","type":"text_delta"}, "index":3, "type":"content_block_delta" }"#,
+                r#"{"usage":{"input_tokens":9,"cache_creation_input_tokens":2,"output_tokens":40},"type":"message_delta","delta":{"stop_reason":"max_tokens"}}"#,
+                r#"{"type":"message_start","message":{"content":[{"type":"text","text":"{[\""}],"usage":{"input_tokens":0,"output_tokens":0}}}"#,
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"a\":1}"}}"#,
+                r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            ]
+            .map(str::to_string),
+        );
+        for data in &events {
+            let want: SerdeMessagesEvent = serde_json::from_str(data).unwrap();
+            let got = scan::messages_event(data.as_bytes()).unwrap_or_else(|| panic!("{data}"));
+            assert_eq!(got.kind.as_deref(), want.kind.as_deref(), "{data}");
+            let usage = |u: Option<RawUsage>| u.map(|u| (u.prompt(), u.completion()));
+            assert_eq!(usage(got.message_usage), usage(want.message.and_then(|m| m.usage)), "{data}");
+            assert_eq!(usage(got.usage), usage(want.usage), "{data}");
+            let delta = want.delta.as_ref();
+            assert_eq!(got.text.as_deref(), delta.and_then(|d| d.text.as_deref()), "{data}");
+            assert_eq!(got.thinking.as_deref(), delta.and_then(|d| d.thinking.as_deref()), "{data}");
+        }
+        assert!(scan::messages_event(b"not json").is_none());
     }
 
     /// Found by the `sse` fuzz target: an upstream that starts the same thinking block
