@@ -752,10 +752,13 @@ impl SseReader {
             _ => {
                 // A chunk that turns out not to be JSON contributes no text.
                 let (kept, counted) = (self.text.text.len(), self.text.total_bytes);
-                let text = &mut self.text;
-                let Some((usage, choices)) = scan::chunk(&data, |t| text.push(t)) else {
+                let (kept_r, counted_r) = (self.reasoning.text.len(), self.reasoning.total_bytes);
+                let (text, reasoning) = (&mut self.text, &mut self.reasoning);
+                let Some((usage, choices)) = scan::chunk(&data, |t| text.push(t), |t| reasoning.push(t)) else {
                     self.text.text.truncate(kept);
                     self.text.total_bytes = counted;
+                    self.reasoning.text.truncate(kept_r);
+                    self.reasoning.total_bytes = counted_r;
                     return EventKind::Other;
                 };
                 match usage {
@@ -907,7 +910,7 @@ mod scan {
                 })
             }),
             b"choices" if !matches!(route, LlmRoute::Responses | LlmRoute::Messages) => {
-                s.array(|s| choice(s, b"message", &mut text))
+                s.array(|s| choice(s, b"message", &mut text, &mut |_| {}))
             }
             b"output" if route == LlmRoute::Responses => s.array(|s| {
                 s.object(|s, key| match key {
@@ -928,7 +931,11 @@ mod scan {
     /// A chat or completions stream chunk: its usage (`None` when it has none), whether
     /// it has any choices, and each choice's text (`delta.content`, else `text`), in
     /// order; `None` when the chunk is not a JSON object.
-    pub(super) fn chunk(data: &[u8], mut text: impl FnMut(&str)) -> Option<(Option<RawUsage>, bool)> {
+    pub(super) fn chunk(
+        data: &[u8],
+        mut text: impl FnMut(&str),
+        mut reasoning: impl FnMut(&str),
+    ) -> Option<(Option<RawUsage>, bool)> {
         let mut s = Scan { b: data, i: 0 };
         if s.peek()? != b'{' {
             return None;
@@ -941,7 +948,7 @@ mod scan {
             }
             b"choices" => s.array(|s| {
                 choices = true;
-                choice(s, b"delta", &mut text)
+                choice(s, b"delta", &mut text, &mut reasoning)
             }),
             _ => s.skip(),
         })?;
@@ -1002,12 +1009,24 @@ mod scan {
 
     /// One of `choices`: `<message>.content` (`message` in a response, `delta` in a
     /// stream chunk), else `text`.
-    fn choice(s: &mut Scan<'_>, message: &[u8], text: &mut impl FnMut(&str)) -> Option<()> {
+    fn choice(
+        s: &mut Scan<'_>,
+        message: &[u8],
+        text: &mut impl FnMut(&str),
+        reasoning: &mut impl FnMut(&str),
+    ) -> Option<()> {
         let (mut content, mut plain) = (None, None);
         s.object(|s, key| match key {
             k if k == message => s.object(|s, key| match key {
                 b"content" => {
                     content = s.string()?;
+                    Some(())
+                }
+                // What OpenAI-compatible reasoning servers send beside the content.
+                b"reasoning_content" | b"reasoning" => {
+                    if let Some(r) = s.string()? {
+                        reasoning(&r);
+                    }
                     Some(())
                 }
                 _ => s.skip(),
@@ -1677,6 +1696,8 @@ mod tests {
             assert_eq!(events.len(), if strip_usage { 3 } else { 4 }, "{text}");
             assert_eq!(sse.usage, Some(Usage { prompt_tokens: 9, completion_tokens: 8 }));
             assert_eq!(sse.text.text, "No.");
+            // Read for an estimate (a client that leaves before the usage chunk).
+            assert_eq!(sse.reasoning.text, "First, 91 = 7*13.");
         }
     }
 
@@ -1870,7 +1891,7 @@ mod tests {
 
     fn scan_chunk(data: &[u8]) -> Option<(Option<Usage>, bool, Vec<String>)> {
         let mut texts = Vec::new();
-        let (usage, choices) = scan::chunk(data, |t| texts.push(t.to_string()))?;
+        let (usage, choices) = scan::chunk(data, |t| texts.push(t.to_string()), |_| {})?;
         Some((usage.map(|u| u.normalize()), choices, texts))
     }
 

@@ -254,6 +254,36 @@ async fn a_client_that_leaves_mid_stream_is_charged_what_was_generated() {
     assert!(r["usage"]["completion_tokens"].as_u64().unwrap() >= 5, "{r}");
     let u = w.eventually("leaver", |u| u["requests"] == 1).await;
     assert_eq!(u["prompt_tokens"], r["usage"]["prompt_tokens"]);
+
+    // The same through a reasoning server's chat stream: the reasoning it streamed before
+    // the content is part of what was generated.
+    let chat = json!({"model": "mock-reasoner", "stream": true, "max_tokens": 500,
+        "messages": [{"role": "user", "content": "tell me a long story"}]});
+    let auth = format!("Bearer {key}");
+    let mut s = open_stream(
+        &w.url("/v1/chat/completions"),
+        &[("authorization", &auth), ("x-mock-chunks", "400"), ("x-mock-chunk-interval-ms", "5")],
+        chat,
+    )
+    .await;
+    let mut seen = String::new();
+    while seen.matches("\"content\":\"").count() < 5 {
+        seen.push_str(std::str::from_utf8(&s.next_data().await.unwrap()).unwrap());
+    }
+    assert!(seen.contains("reasoning_content"), "{seen}");
+    drop(s);
+    let records = wait_for_records(&w, 2).await;
+    let r = &records[1];
+    assert_eq!((r["ending"].as_str(), r["usage_estimated"].as_bool()), (Some("client_aborted"), Some(true)), "{r}");
+    let reasoning: String = seen
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| c["choices"][0]["delta"]["reasoning_content"].as_str().map(str::to_string))
+        .collect();
+    let reasoning_tokens = reasoning.split_whitespace().count() as u64;
+    assert!(reasoning_tokens >= 10, "{reasoning}");
+    assert!(r["usage"]["completion_tokens"].as_u64().unwrap() >= reasoning_tokens + 5, "{r}");
 }
 
 #[tokio::test]
