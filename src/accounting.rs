@@ -373,7 +373,7 @@ impl Reader {
                 outcome.usage = sse.usage;
                 outcome.completion_text = sse.text.text;
                 outcome.completion_text_bytes = sse.text.total_bytes;
-                outcome.partial_prompt_tokens = sse.messages.input;
+                outcome.partial_prompt_tokens = sse.messages_prompt;
                 outcome.reasoning_text = sse.reasoning.text;
                 outcome.reasoning_text_bytes = sse.reasoning.total_bytes;
                 outcome.reasoning_stripped = sse.strip.map_or(0, |s| s.changed);
@@ -442,19 +442,13 @@ struct SseReader {
     max_event: usize,
     usage: Option<Usage>,
     text: TextCapture,
-    /// Reasoning text (Anthropic `thinking_delta`s), for usage estimates.
+    /// Reasoning text (Anthropic `thinking_delta`s, chat `reasoning_content`), for usage estimates.
     reasoning: TextCapture,
-    /// What a Messages stream reported so far.
-    messages: MessagesUsage,
+    /// The prompt tokens a Messages stream's `message_start` reported (its output comes
+    /// as a running total in `message_delta`).
+    messages_prompt: Option<u64>,
     /// Reasoning removed from the events (`reasoning = "strip"`).
     strip: Option<strip::Stripper>,
-}
-
-/// The usage of a Messages stream: the prompt in `message_start`, the output (a running
-/// total) in `message_delta`.
-#[derive(Debug, Default)]
-struct MessagesUsage {
-    input: Option<u64>,
 }
 
 /// Finds the end of the first SSE event in `buf` (just past its blank line).
@@ -570,7 +564,7 @@ impl SseReader {
             usage: None,
             text: TextCapture { text: String::new(), limit: capture_limit, total_bytes: 0 },
             reasoning: TextCapture { text: String::new(), limit: capture_limit, total_bytes: 0 },
-            messages: MessagesUsage::default(),
+            messages_prompt: None,
             strip: None,
         }
     }
@@ -711,7 +705,7 @@ impl SseReader {
                 if let Some(ev) = scan::messages_event(&data) {
                     match ev.kind.as_deref() {
                         Some("message_start") => {
-                            self.messages.input = ev.message_usage.and_then(|u| u.prompt());
+                            self.messages_prompt = ev.message_usage.and_then(|u| u.prompt());
                         }
                         Some("content_block_delta") => {
                             if let Some(t) = &ev.text {
@@ -724,7 +718,7 @@ impl SseReader {
                         Some("message_delta") => {
                             // A running total; newer streams repeat the prompt counts here.
                             if let Some(u) = ev.usage {
-                                let prompt = u.prompt().or(self.messages.input).unwrap_or(0);
+                                let prompt = u.prompt().or(self.messages_prompt).unwrap_or(0);
                                 self.usage = Some(Usage {
                                     prompt_tokens: prompt,
                                     completion_tokens: u.completion().unwrap_or(0),

@@ -2,7 +2,7 @@
 //! for (model, streaming, parameters), learned by parsing the JSON body once. The routes
 //! are OpenAI's (chat completions, completions, embeddings, responses) and Anthropic's
 //! Messages API (`/v1/messages`, `/v1/messages/count_tokens`), read by the same pass:
-//! `system`, `messages` with content blocks, `max_tokens`, `stream`, `thinking`, `tools`.
+//! `system`, `messages` with content blocks, `max_tokens`, `stream`, `thinking` (tool definitions are forwarded as they are).
 //!
 //! Other paths are not parsed: they are authenticated and forwarded untouched.
 

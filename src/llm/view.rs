@@ -143,8 +143,6 @@ pub struct View {
     pub thinking: Scalar,
     /// ...and whether it turns thinking on (a `type` other than `disabled`).
     pub thinking_on: bool,
-    /// `tools` (both dialects): its shape.
-    pub tools: Scalar,
 }
 
 /// A parameter that should be a count (see [`Scalar::count`]) is not one.
@@ -281,7 +279,6 @@ impl<'de> Visitor<'de> for Top<'_> {
                     v.thinking_on =
                         value.get("type").and_then(|t| t.as_str()).is_some_and(|t| !t.eq_ignore_ascii_case("disabled"));
                 }
-                "tools" => v.tools = map.next_value_seed(ScalarSeed)?,
                 _ => {
                     map.next_value::<Ignored>()?;
                 }
